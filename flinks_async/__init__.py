@@ -1,0 +1,107 @@
+"""flinks-async: the asyncio client for the Flinks financial-data API.
+
+Quick start::
+
+    from flinks_async import FlinksClient
+
+    async with FlinksClient(customer_id="...", api_key="...") as client:
+        investments = await client.investments(login_id)
+
+See https://github.com/flinks-async/flinks-async (docs/) for the guide.
+"""
+
+from ._bulk import Result
+from ._client import FlinksClient
+from ._config import DEFAULT_BASE_URL
+from ._errors import (
+    AccessDeniedError,
+    APIError,
+    ConfigurationError,
+    DecodeError,
+    FlinksError,
+    InvalidLoginIdError,
+    InvalidRequestError,
+    LoginError,
+    MFARequiredError,
+    NotAvailableError,
+    PollTimeoutError,
+    RateLimitError,
+    ResponseTooLargeError,
+    SessionExpiredError,
+    TransientAPIError,
+    TransportError,
+)
+from ._events import Event, EventHook, EventKind
+from ._models import (
+    Account,
+    AccountsDetail,
+    AccountsSummary,
+    AccountStatements,
+    Address,
+    Authorization,
+    Balance,
+    Holder,
+    Institution,
+    InvestmentAccount,
+    InvestmentInstitution,
+    Investments,
+    InvestmentTransaction,
+    Link,
+    Login,
+    Position,
+    Security,
+    Statement,
+    Statements,
+    Transaction,
+    parse_date,
+    parse_datetime,
+)
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIError",
+    "AccessDeniedError",
+    "Account",
+    "AccountStatements",
+    "AccountsDetail",
+    "AccountsSummary",
+    "Address",
+    "Authorization",
+    "Balance",
+    "ConfigurationError",
+    "DecodeError",
+    "Event",
+    "EventHook",
+    "EventKind",
+    "FlinksClient",
+    "FlinksError",
+    "Holder",
+    "Institution",
+    "InvalidLoginIdError",
+    "InvalidRequestError",
+    "InvestmentAccount",
+    "InvestmentInstitution",
+    "InvestmentTransaction",
+    "Investments",
+    "Link",
+    "Login",
+    "LoginError",
+    "MFARequiredError",
+    "NotAvailableError",
+    "PollTimeoutError",
+    "Position",
+    "RateLimitError",
+    "ResponseTooLargeError",
+    "Result",
+    "Security",
+    "SessionExpiredError",
+    "Statement",
+    "Statements",
+    "Transaction",
+    "TransientAPIError",
+    "TransportError",
+    "__version__",
+    "parse_date",
+    "parse_datetime",
+]

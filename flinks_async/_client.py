@@ -1,0 +1,648 @@
+"""`FlinksClient`: the public entry point."""
+
+from __future__ import annotations
+
+import ssl as _ssl
+from collections.abc import AsyncIterable, Iterable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Literal, Self, overload
+
+import msgspec
+
+from ._bulk import Result, many
+from ._config import Settings
+from ._errors import DecodeError, InvalidLoginIdError
+from ._events import EventHook
+from ._models import (
+    AccountsDetail,
+    AccountsSummary,
+    Authorization,
+    Investments,
+    Statements,
+    decoder_for,
+)
+from ._polling import ENDPOINTS, Endpoint, fetch, make_decoder
+from ._redact import is_guid
+from ._singleflight import SingleFlight
+from ._transport import Call, Transport
+
+__all__ = ["FlinksClient"]
+
+_PARAM_NAMES = {
+    "with_account_identity": "WithAccountIdentity",
+    "with_kyc": "WithKYC",
+    "with_transactions": "WithTransactions",
+    "with_balance": "WithBalance",
+    "days_of_transactions": "DaysOfTransactions",
+    "accounts_filter": "AccountsFilter",
+    "date_from": "DateFrom",
+    "date_to": "DateTo",
+    "most_recent_cached": "MostRecentCached",
+    "number_of_statements": "NumberOfStatements",
+}
+
+
+class _Token(msgspec.Struct, rename="pascal"):
+    token: str | None = None
+
+
+def check_login_id(login_id: object) -> str:
+    """Return ``login_id`` if it is a GUID string, else raise :class:`InvalidLoginIdError`."""
+    if not is_guid(login_id):
+        shown = (
+            f"a {type(login_id).__name__} of {len(login_id)} characters"
+            if isinstance(login_id, str)
+            else f"a {type(login_id).__name__}"
+        )
+        raise InvalidLoginIdError(
+            f"a Flinks loginId is a GUID like 5e115eac-1209-4f19-641c-08d6d484e2fe, got {shown}",
+            login_id=login_id if isinstance(login_id, str) else None,
+        )
+    assert isinstance(login_id, str)
+    return login_id
+
+
+class FlinksClient:
+    """An asyncio client for one Flinks customer.
+
+    Use it as ``async with FlinksClient(...) as client:`` (or call :meth:`aclose`), and keep
+    one for the life of your app: it holds the connection pool, the single-flight table
+    and the rate limiter. The HTTP session is created on first use, inside the running loop.
+
+    Args:
+        customer_id: your Flinks customer GUID (else ``FLINKS_CUSTOMER_ID``). Required.
+        base_url: the instance, default the toolbox sandbox
+            ``https://toolbox-api.private.fin.ag`` (else ``FLINKS_BASE_URL``).
+        api_key: sent as ``x-api-key`` to the data endpoints (else ``FLINKS_API_KEY``).
+        secret_key: when set (else ``FLINKS_SECRET_KEY``), every Authorize first mints a
+            single-use token at ``/GenerateAuthorizeToken`` and sends it as ``flinks-auth-key``.
+        investments_url: full URL of ``/Investments``; default
+            ``{base_url}/v3/{customer_id}/BankingServices/Investments`` (the integration
+            guide). For the wealth host: ``https://{instance}-wealth-api.private.fin.ag/v3/{customer_id}/Investments``.
+        poll_interval: seconds between polls of a 202 answer (10.0), jittered by
+            ``poll_jitter`` (0.1, i.e. +-10%).
+        poll_timeout: seconds one data call may take in all, Authorize and polls included
+            (1800.0); then :class:`PollTimeoutError`.
+        max_retries: retries of one HTTP request on a transient failure (3). The backoff is
+            ``min(backoff_max, backoff_initial * 2**(n-1)) * uniform(0.5, 1)`` for retry n
+            (``backoff_initial`` 1.0, ``backoff_max`` 30.0), raised to ``Retry-After`` capped
+            at ``max_retry_after`` (120.0).
+        max_connections: connection-pool size (100).
+        rate_limit: at most this many requests in any one-second window, across the client
+            (default: no limit).
+        connect_timeout, read_timeout, request_timeout: per-request limits in seconds
+            (10, 240, 300): connecting, silence between bytes (a sync Flinks call may hold
+            ~210 s), and one whole exchange.
+        max_response_bytes: bodies above this raise :class:`ResponseTooLargeError` (256 MiB).
+        ssl: ``True`` verifies TLS with the system CAs (default); an ``ssl.SSLContext`` for a
+            custom CA or client certificate. ``False`` disables verification (never in
+            production).
+        proxy: an HTTP proxy URL; ``trust_env=True`` reads ``HTTPS_PROXY`` etc. instead.
+        redact_login_ids: show login ids shortened in logs (True).
+        log_bodies: log response bodies at DEBUG (False: they hold personal data).
+        event_hooks: callables receiving every :class:`Event`.
+    """
+
+    def __init__(
+        self,
+        customer_id: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        poll_interval: float = 10.0,
+        poll_timeout: float = 1800.0,
+        max_retries: int = 3,
+        max_connections: int = 100,
+        rate_limit: float | None = None,
+        investments_url: str | None = None,
+        poll_jitter: float = 0.1,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 240.0,
+        request_timeout: float = 300.0,
+        max_response_bytes: int = 256 * 1024 * 1024,
+        ssl: _ssl.SSLContext | bool = True,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        redact_login_ids: bool = True,
+        log_bodies: bool = False,
+        event_hooks: Iterable[EventHook] = (),
+    ) -> None:
+        self.settings = Settings.build(
+            customer_id=customer_id,
+            base_url=base_url,
+            api_key=api_key,
+            secret_key=secret_key,
+            poll_interval=poll_interval,
+            poll_timeout=poll_timeout,
+            max_retries=max_retries,
+            max_connections=max_connections,
+            rate_limit=rate_limit,
+            investments_url=investments_url,
+            poll_jitter=poll_jitter,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            request_timeout=request_timeout,
+            max_response_bytes=max_response_bytes,
+            ssl=ssl,
+            proxy=proxy,
+            trust_env=trust_env,
+            redact_login_ids=redact_login_ids,
+            log_bodies=log_bodies,
+        )
+        s = self.settings
+        self._transport = Transport(s, tuple(event_hooks))
+        self._flights = SingleFlight()
+        base = {"Content-Type": "application/json"}
+        self._data_headers = {**base, **({"x-api-key": s.api_key} if s.api_key else {})}
+        self._auth_headers = dict(base)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._transport.closed else "open"
+        return f"<FlinksClient {self.settings.describe()} {state}>"
+
+    async def __aenter__(self) -> Self:
+        self._transport.session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel shared polls in progress and close every connection. Idempotent."""
+        await self._flights.aclose()
+        await self._transport.aclose()
+
+    @property
+    def in_flight_requests(self) -> int:
+        """HTTP requests currently holding a connection (0 when the client is idle)."""
+        return self._transport.in_flight
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests sent since the client was created (retries and polls included)."""
+        return self._transport.requests_sent
+
+    # --- Authorize -------------------------------------------------------------------
+
+    async def authorize(self, login_id: str) -> Authorization:
+        """Exchange a loginId for a session (``POST /Authorize``, cached mode).
+
+        Returns the :class:`Authorization`, whose ``request_id`` can be passed to the data
+        methods to reuse the session.
+        """
+        return await self._authorize(check_login_id(login_id))
+
+    async def _authorize(self, login_id: str) -> Authorization:
+        s = self.settings
+        body = msgspec.json.encode({"LoginId": login_id, "MostRecentCached": True})
+        decode = make_decoder(Authorization, raw=False, login_id=login_id, endpoint="Authorize")
+        call = Call(
+            "POST",
+            f"{s.banking_url}/Authorize",
+            "Authorize",
+            self._auth_headers,
+            body,
+            login_id,
+            None,
+            decode,
+            fresh_headers=self._authorize_token if s.secret_key else None,
+        )
+        reply = await self._transport.send(call)
+        if reply.status != 200 or not reply.value.request_id:
+            raise DecodeError(
+                f"Authorize answered HTTP {reply.status} without a RequestId",
+                http_status=reply.status,
+                login_id=login_id,
+                endpoint="Authorize",
+            )
+        auth: Authorization = reply.value
+        auth.login_id = login_id
+        return auth
+
+    async def _authorize_token(self) -> dict[str, str]:
+        """A fresh single-use authorize token, as the ``flinks-auth-key`` header."""
+        s = self.settings
+        assert s.secret_key is not None
+        decode = decoder_for(_Token).decode
+
+        def check(body: bytes) -> str:
+            try:
+                token = decode(body).token
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                token = None
+            if not token:
+                raise DecodeError(
+                    "GenerateAuthorizeToken answered without a Token",
+                    endpoint="GenerateAuthorizeToken",
+                )
+            return token
+
+        call = Call(
+            "POST",
+            f"{s.banking_url}/GenerateAuthorizeToken",
+            "GenerateAuthorizeToken",
+            {"flinks-auth-key": s.secret_key},
+            None,
+            None,
+            None,
+            check,
+        )
+        reply = await self._transport.send(call)
+        return {"flinks-auth-key": reply.value}
+
+    async def _request_id(self, login_id: str) -> str:
+        return (await self._authorize(login_id)).request_id or ""
+
+    # --- data endpoints ----------------------------------------------------------------
+
+    async def fetch(
+        self,
+        endpoint: str,
+        login_id: str,
+        *,
+        request_id: str | None = None,
+        raw: bool = False,
+        **params: Any,
+    ) -> Any:
+        """Authorize (unless ``request_id``), call ``endpoint`` and poll until its 200.
+
+        ``endpoint`` is ``"investments"``, ``"accounts-detail"``, ``"accounts-summary"`` or
+        ``"statements"``; ``params`` are that method's keyword options. Concurrent calls for
+        the same login, endpoint and options share one Authorize and one polling chain.
+        Prefer the typed methods (:meth:`investments`, ...); this one serves :meth:`many`.
+        """
+        spec = _endpoint(endpoint)
+        login_id = check_login_id(login_id)
+        body = _wire_params(params)
+        key = (spec.key, login_id.lower(), request_id, raw, msgspec.json.encode(body))
+        return await self._flights.run(
+            key, lambda: self._fetch(spec, login_id, request_id, raw, body)
+        )
+
+    async def _fetch(
+        self,
+        spec: Endpoint,
+        login_id: str,
+        request_id: str | None,
+        raw: bool,
+        body: dict[str, Any],
+    ) -> Any:
+        s = self.settings
+        url = (
+            s.investments_endpoint_url
+            if spec.key == "investments"
+            else (f"{s.banking_url}/{spec.name}")
+        )
+        return await fetch(
+            self._transport,
+            spec,
+            url=url,
+            login_id=login_id,
+            request_id=request_id,
+            params=body,
+            raw=raw,
+            authorize=self._request_id,
+            headers=self._data_headers,
+        )
+
+    @overload
+    async def investments(
+        self, login_id: str, *, request_id: str | None = ..., raw: Literal[False] = ...
+    ) -> Investments: ...
+    @overload
+    async def investments(
+        self, login_id: str, *, request_id: str | None = ..., raw: Literal[True]
+    ) -> bytes: ...
+    async def investments(
+        self, login_id: str, *, request_id: str | None = None, raw: bool = False
+    ) -> Investments | bytes:
+        """The login's investment accounts, positions and transactions (``POST /Investments``,
+        polled by re-POSTing). ``raw=True`` returns the 200 body's bytes, checked to be a JSON
+        object, for archiving."""
+        result: Investments | bytes = await self.fetch(
+            "investments", login_id, request_id=request_id, raw=raw
+        )
+        return result
+
+    @overload
+    async def accounts_detail(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[False] = ...,
+        days_of_transactions: str | None = ...,
+        with_transactions: bool | None = ...,
+        with_balance: bool | None = ...,
+        with_account_identity: bool | None = ...,
+        with_kyc: bool | None = ...,
+        accounts_filter: list[str] | None = ...,
+        date_from: str | None = ...,
+        date_to: str | None = ...,
+        most_recent_cached: bool | None = ...,
+    ) -> AccountsDetail: ...
+    @overload
+    async def accounts_detail(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[True],
+        days_of_transactions: str | None = ...,
+        with_transactions: bool | None = ...,
+        with_balance: bool | None = ...,
+        with_account_identity: bool | None = ...,
+        with_kyc: bool | None = ...,
+        accounts_filter: list[str] | None = ...,
+        date_from: str | None = ...,
+        date_to: str | None = ...,
+        most_recent_cached: bool | None = ...,
+    ) -> bytes: ...
+    async def accounts_detail(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = None,
+        raw: bool = False,
+        days_of_transactions: str | None = None,
+        with_transactions: bool | None = None,
+        with_balance: bool | None = None,
+        with_account_identity: bool | None = None,
+        with_kyc: bool | None = None,
+        accounts_filter: list[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        most_recent_cached: bool | None = None,
+    ) -> AccountsDetail | bytes:
+        """Accounts with holder, balance and transactions (``POST /GetAccountsDetail``, polled
+        with ``GET /GetAccountsDetailAsync/{requestId}``). ``days_of_transactions`` is
+        ``"Days90"`` or ``"Days365"``; options left ``None`` are not sent."""
+        result: AccountsDetail | bytes = await self.fetch(
+            "accounts-detail",
+            login_id,
+            request_id=request_id,
+            raw=raw,
+            days_of_transactions=days_of_transactions,
+            with_transactions=with_transactions,
+            with_balance=with_balance,
+            with_account_identity=with_account_identity,
+            with_kyc=with_kyc,
+            accounts_filter=accounts_filter,
+            date_from=date_from,
+            date_to=date_to,
+            most_recent_cached=most_recent_cached,
+        )
+        return result
+
+    @overload
+    async def accounts_summary(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[False] = ...,
+        with_balance: bool | None = ...,
+        with_account_identity: bool | None = ...,
+    ) -> AccountsSummary: ...
+    @overload
+    async def accounts_summary(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[True],
+        with_balance: bool | None = ...,
+        with_account_identity: bool | None = ...,
+    ) -> bytes: ...
+    async def accounts_summary(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = None,
+        raw: bool = False,
+        with_balance: bool | None = None,
+        with_account_identity: bool | None = None,
+    ) -> AccountsSummary | bytes:
+        """Accounts without transactions (``POST /GetAccountsSummary``, polled with
+        ``GET /GetAccountsSummaryAsync/{requestId}``)."""
+        result: AccountsSummary | bytes = await self.fetch(
+            "accounts-summary",
+            login_id,
+            request_id=request_id,
+            raw=raw,
+            with_balance=with_balance,
+            with_account_identity=with_account_identity,
+        )
+        return result
+
+    @overload
+    async def statements(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[False] = ...,
+        number_of_statements: str | None = ...,
+        accounts_filter: list[str] | None = ...,
+    ) -> Statements: ...
+    @overload
+    async def statements(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[True],
+        number_of_statements: str | None = ...,
+        accounts_filter: list[str] | None = ...,
+    ) -> bytes: ...
+    async def statements(
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = None,
+        raw: bool = False,
+        number_of_statements: str | None = None,
+        accounts_filter: list[str] | None = None,
+    ) -> Statements | bytes:
+        """PDF statements, base64 (``POST /GetStatements``, polled with
+        ``GET /GetStatementsAsync/{requestId}``). ``number_of_statements``: ``"MostRecent"``,
+        ``"Months3"`` or ``"Months12"``."""
+        result: Statements | bytes = await self.fetch(
+            "statements",
+            login_id,
+            request_id=request_id,
+            raw=raw,
+            number_of_statements=number_of_statements,
+            accounts_filter=accounts_filter,
+        )
+        return result
+
+    async def delete_card(self, login_id: str) -> None:
+        """Delete the login and its data at Flinks (``DELETE /DeleteCard/{loginId}``)."""
+        login_id = check_login_id(login_id)
+        s = self.settings
+        call = Call(
+            "DELETE",
+            f"{s.banking_url}/DeleteCard/{login_id}",
+            "DeleteCard",
+            self._data_headers,
+            None,
+            login_id,
+        )
+        await self._transport.send(call)
+
+    # --- fan-out -----------------------------------------------------------------------
+
+    def many(
+        self,
+        endpoint: str,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 50,
+        fail_fast: bool = False,
+        dedupe: bool = True,
+        on_event: EventHook | None = None,
+        raw: bool = False,
+        **params: Any,
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
+        """Pull ``endpoint`` for every login id; results in completion order.
+
+        See :func:`flinks_async._bulk.many` for the rules (one task per login in flight,
+        back-pressure, exactly one result per distinct login, cancellation).
+        """
+        _endpoint(endpoint)
+
+        async def one(login_id: str) -> Any:
+            return await self.fetch(endpoint, login_id, raw=raw, **params)
+
+        return many(
+            one,
+            login_ids,
+            concurrency=concurrency,
+            fail_fast=fail_fast,
+            dedupe=dedupe,
+            on_event=on_event,
+            endpoint=_endpoint(endpoint).name,
+        )
+
+    def investments_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 50,
+        fail_fast: bool = False,
+        dedupe: bool = True,
+        on_event: EventHook | None = None,
+        raw: bool = False,
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
+        """:meth:`many` for ``/Investments`` (values are :class:`Investments`, or bytes)."""
+        return self.many(
+            "investments",
+            login_ids,
+            concurrency=concurrency,
+            fail_fast=fail_fast,
+            dedupe=dedupe,
+            on_event=on_event,
+            raw=raw,
+        )
+
+    def accounts_detail_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 50,
+        fail_fast: bool = False,
+        dedupe: bool = True,
+        on_event: EventHook | None = None,
+        raw: bool = False,
+        **params: Any,
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
+        """:meth:`many` for ``/GetAccountsDetail`` (options as :meth:`accounts_detail`)."""
+        return self.many(
+            "accounts-detail",
+            login_ids,
+            concurrency=concurrency,
+            fail_fast=fail_fast,
+            dedupe=dedupe,
+            on_event=on_event,
+            raw=raw,
+            **params,
+        )
+
+    def accounts_summary_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 50,
+        fail_fast: bool = False,
+        dedupe: bool = True,
+        on_event: EventHook | None = None,
+        raw: bool = False,
+        **params: Any,
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
+        """:meth:`many` for ``/GetAccountsSummary``."""
+        return self.many(
+            "accounts-summary",
+            login_ids,
+            concurrency=concurrency,
+            fail_fast=fail_fast,
+            dedupe=dedupe,
+            on_event=on_event,
+            raw=raw,
+            **params,
+        )
+
+    def statements_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        concurrency: int = 50,
+        fail_fast: bool = False,
+        dedupe: bool = True,
+        on_event: EventHook | None = None,
+        raw: bool = False,
+        **params: Any,
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
+        """:meth:`many` for ``/GetStatements``."""
+        return self.many(
+            "statements",
+            login_ids,
+            concurrency=concurrency,
+            fail_fast=fail_fast,
+            dedupe=dedupe,
+            on_event=on_event,
+            raw=raw,
+            **params,
+        )
+
+
+def _endpoint(name: str) -> Endpoint:
+    try:
+        return ENDPOINTS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown endpoint {name!r}; one of {', '.join(sorted(ENDPOINTS))}"
+        ) from None
+
+
+def _wire_params(params: dict[str, Any]) -> dict[str, Any]:
+    body = {}
+    for name, value in params.items():
+        if name not in _PARAM_NAMES:
+            raise TypeError(f"unknown option {name!r}")
+        if value is not None:
+            body[_PARAM_NAMES[name]] = value
+    return body

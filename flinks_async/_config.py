@@ -1,0 +1,106 @@
+"""Client options: defaults, environment variables, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl as _ssl
+from collections.abc import Mapping
+
+from ._errors import ConfigurationError
+from ._redact import mask
+
+__all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "Settings"]
+
+#: The Flinks toolbox sandbox.
+DEFAULT_BASE_URL = "https://toolbox-api.private.fin.ag"
+#: Environment variables read when the matching argument is not given.
+ENV_VARS = {
+    "customer_id": "FLINKS_CUSTOMER_ID",
+    "api_key": "FLINKS_API_KEY",
+    "secret_key": "FLINKS_SECRET_KEY",
+    "base_url": "FLINKS_BASE_URL",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every option of a :class:`~flinks_async.FlinksClient`, validated (see its docstring)."""
+
+    customer_id: str
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
+    investments_url: str | None = None
+    poll_interval: float = 10.0
+    poll_jitter: float = 0.1
+    poll_timeout: float = 1800.0
+    max_retries: int = 3
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    max_retry_after: float = 120.0
+    max_connections: int = 100
+    rate_limit: float | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 240.0
+    request_timeout: float = 300.0
+    max_response_bytes: int = 256 * 1024 * 1024
+    ssl: _ssl.SSLContext | bool = True
+    proxy: str | None = None
+    trust_env: bool = False
+    redact_login_ids: bool = True
+    log_bodies: bool = False
+
+    @classmethod
+    def build(cls, env: Mapping[str, str] | None = None, **given: object) -> Settings:
+        """Settings from the arguments given, falling back to ``FLINKS_*`` variables."""
+        env = os.environ if env is None else env
+        values = {k: v for k, v in given.items() if v is not None}
+        for name, var in ENV_VARS.items():
+            if name not in values and env.get(var):
+                values[name] = env[var]
+        if not values.get("customer_id"):
+            raise ConfigurationError("customer_id is required: pass it or set FLINKS_CUSTOMER_ID")
+        try:
+            settings = cls(**values)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        if "/" in self.customer_id or not self.customer_id.strip():
+            raise ConfigurationError("customer_id must be the customer GUID Flinks issued")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigurationError("base_url must start with http:// or https://")
+        for name in ("poll_interval", "backoff_initial", "backoff_max", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0")
+        for name in ("poll_timeout", "connect_timeout", "read_timeout", "request_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be > 0")
+        if not 0 <= self.poll_jitter < 1:
+            raise ConfigurationError("poll_jitter must be in [0, 1)")
+        if self.max_retries < 0 or self.max_connections < 1 or self.max_response_bytes < 1:
+            raise ConfigurationError(
+                "need max_retries >= 0, max_connections >= 1, max_response_bytes >= 1"
+            )
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ConfigurationError("rate_limit must be > 0 requests per second")
+
+    @property
+    def banking_url(self) -> str:
+        """``{base_url}/v3/{customer_id}/BankingServices``."""
+        return f"{self.base_url.rstrip('/')}/v3/{self.customer_id}/BankingServices"
+
+    @property
+    def investments_endpoint_url(self) -> str:
+        """Where ``/Investments`` goes: ``investments_url`` or the integration guide's path."""
+        return self.investments_url or f"{self.banking_url}/Investments"
+
+    def describe(self) -> str:
+        """A repr-safe one-line description (secrets masked)."""
+        return (
+            f"customer_id={self.customer_id!r}, base_url={self.base_url!r}, "
+            f"api_key={mask(self.api_key)}, secret_key={mask(self.secret_key)}"
+        )

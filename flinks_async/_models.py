@@ -1,0 +1,373 @@
+"""Typed models of Flinks responses, decoded by msgspec straight from the response bytes.
+
+Conventions, the same on every model:
+
+* attributes are snake_case, mapped from Flinks' PascalCase (``RequestId`` -> ``request_id``);
+* every field is optional: ``None`` when Flinks omits it or sends null (lists too);
+* unknown fields are ignored, so a new Flinks field never breaks decoding;
+* numbers sent as strings are accepted (decoders run with ``strict=False``);
+* dates are kept as the string Flinks sent (formats vary: ``2019/05/09``,
+  ``2019-05-09T13:47:46.5227901``), so decoding never fails on a date; the ``*_at`` /
+  ``parsed_*`` properties parse them leniently with :func:`parse_date` /
+  :func:`parse_datetime` and give ``None`` for what they cannot read.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+__all__ = [
+    "Account",
+    "AccountStatements",
+    "AccountsDetail",
+    "AccountsSummary",
+    "Address",
+    "Authorization",
+    "Balance",
+    "Holder",
+    "Institution",
+    "InvestmentAccount",
+    "InvestmentInstitution",
+    "InvestmentTransaction",
+    "Investments",
+    "Link",
+    "Login",
+    "Position",
+    "Security",
+    "Statement",
+    "Statements",
+    "Transaction",
+    "decoder_for",
+    "parse_date",
+    "parse_datetime",
+]
+
+_DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
+_TIME = re.compile(r"[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:?\d{2})?")
+
+
+def parse_date(value: str | None) -> dt.date | None:
+    """Read the date at the start of ``value``: ``YYYY-MM-DD`` or ``YYYY/MM/DD``, any time after.
+
+    Returns ``None`` for ``None`` or anything it cannot read.
+    """
+    if not value:
+        return None
+    m = _DATE.match(value.strip())
+    if m is None:
+        return None
+    try:
+        return dt.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return None
+
+
+def parse_datetime(value: str | None) -> dt.datetime | None:
+    """Read a Flinks timestamp leniently.
+
+    Accepts ``/`` or ``-`` date separators, ``T`` or a space before the time, any number
+    of fractional digits (kept to microseconds), and an optional ``Z`` or ``±HH:MM``
+    offset. A timestamp without an offset stays naive (Flinks does not say which zone).
+    A bare date reads as midnight. Returns ``None`` for what it cannot read.
+    """
+    day = parse_date(value)
+    if day is None or value is None:
+        return None
+    rest = value.strip()[len(_DATE.match(value.strip())[0]) :]  # type: ignore[index]
+    m = _TIME.match(rest)
+    if m is None:
+        return dt.datetime(day.year, day.month, day.day)
+    frac = (m[4] or "0")[:6].ljust(6, "0")
+    tz: dt.tzinfo | None = None
+    if m[5]:
+        if m[5] == "Z":
+            tz = dt.UTC
+        else:
+            sign = 1 if m[5][0] == "+" else -1
+            digits = m[5][1:].replace(":", "")
+            tz = dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        return dt.datetime(
+            day.year, day.month, day.day, int(m[1]), int(m[2]), int(m[3] or 0), int(frac), tz
+        )
+    except ValueError:
+        return None
+
+
+class _Model(
+    msgspec.Struct, rename="pascal", kw_only=True, omit_defaults=True, repr_omit_defaults=True
+):
+    """Base of every model: PascalCase on the wire, all fields optional."""
+
+
+class Link(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A hypermedia link in a Flinks answer (lower-case keys on the wire)."""
+
+    rel: str | None = None
+    href: str | None = None
+    example: str | None = None
+
+
+class Login(_Model):
+    """The ``Login`` object of an Authorize answer. ``id`` is the loginId."""
+
+    id: str | None = None
+    username: str | None = None
+    is_scheduled_refresh: bool | None = None
+    last_refresh: str | None = None
+    type: str | None = None
+
+    @property
+    def last_refresh_at(self) -> dt.datetime | None:
+        """``last_refresh`` parsed leniently (naive: Flinks gives no zone)."""
+        return parse_datetime(self.last_refresh)
+
+
+class Institution(_Model):
+    """An institution given as an object (``{"Id", "Name"}``), as in the integration guide."""
+
+    id: int | str | None = None
+    name: str | None = None
+
+
+class Authorization(_Model):
+    """The answer of ``/Authorize``: the session's ``request_id`` and who logged in.
+
+    ``institution`` is a string in most Flinks examples and an :class:`Institution`
+    object in others; both are accepted. ``login_id`` is the id that was authorized.
+    """
+
+    request_id: str | None = None
+    login_id: str | None = None
+    login: Login | None = None
+    institution: str | Institution | None = None
+    institution_name: str | None = None
+    institution_id: int | str | None = None
+    http_status_code: int | None = None
+    links: list[Link] | None = None
+
+    @property
+    def institution_display_name(self) -> str | None:
+        """The institution's name, whichever form Flinks used."""
+        if isinstance(self.institution, Institution):
+            return self.institution.name
+        return self.institution_name or self.institution
+
+
+class Security(_Model):
+    """A security held or traded in an investment account."""
+
+    symbol: str | None = None
+    name: str | None = None
+    type: str | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    isin: str | None = msgspec.field(default=None, name="ISIN")
+    cusip: str | None = msgspec.field(default=None, name="CUSIP")
+
+
+class Position(_Model):
+    """A holding in an investment account."""
+
+    quantity: float | None = None
+    market_value: float | None = None
+    book_value: float | None = None
+    average_cost: float | None = None
+    currency: str | None = None
+    security: Security | None = None
+
+
+class InvestmentTransaction(_Model):
+    """A trade, deposit, dividend, fee... in an investment account."""
+
+    id: str | None = None
+    date: str | None = None
+    settlement_date: str | None = None
+    type: str | None = None
+    description: str | None = None
+    quantity: float | None = None
+    price: float | None = None
+    net_amount: float | None = None
+    currency: str | None = None
+    security: Security | None = None
+
+    @property
+    def parsed_date(self) -> dt.date | None:
+        """``date`` parsed leniently."""
+        return parse_date(self.date)
+
+
+class InvestmentAccount(_Model):
+    """An investment account (``type`` is lower-case: tfsa, rrsp, fhsa, resp, margin, cash...)."""
+
+    id: str | None = None
+    full_account_id: str | None = None
+    account_id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    registered: bool | None = None
+    currency: str | None = None
+    cash: float | None = None
+    account_value: float | None = None
+    currency_value: float | None = None
+    positions: list[Position] | None = None
+    transactions: list[InvestmentTransaction] | None = None
+
+
+class InvestmentInstitution(_Model):
+    """One institution of an ``/Investments`` answer with its accounts."""
+
+    id: int | str | None = None
+    name: str | None = None
+    accounts: list[InvestmentAccount] | None = None
+
+
+class Investments(_Model):
+    """The ``200`` answer of ``/Investments``."""
+
+    investments: list[InvestmentInstitution] | None = None
+    message: str | None = None
+    request_id: str | None = None
+    http_status_code: int | None = None
+
+    @property
+    def accounts(self) -> list[InvestmentAccount]:
+        """Every account of every institution, in order."""
+        return [a for inst in self.investments or () for a in inst.accounts or ()]
+
+
+class Balance(_Model):
+    """An account balance."""
+
+    available: float | None = None
+    current: float | None = None
+    limit: float | None = None
+
+
+class Address(_Model):
+    """A postal address of an account holder."""
+
+    civic_address: str | None = None
+    city: str | None = None
+    province: str | None = None
+    postal_code: str | None = None
+    po_box: str | None = msgspec.field(default=None, name="POBox")
+    country: str | None = None
+
+
+class Holder(_Model):
+    """The holder of a bank account."""
+
+    name: str | None = None
+    address: Address | None = None
+    email: str | None = None
+    phone_number: str | None = None
+
+
+class Transaction(_Model):
+    """A bank-account transaction (``date`` as sent, e.g. ``2019/05/09``)."""
+
+    id: str | None = None
+    date: str | None = None
+    code: str | None = None
+    description: str | None = None
+    debit: float | None = None
+    credit: float | None = None
+    balance: float | None = None
+
+    @property
+    def parsed_date(self) -> dt.date | None:
+        """``date`` parsed leniently."""
+        return parse_date(self.date)
+
+
+class Account(_Model):
+    """A bank account of ``/GetAccountsDetail`` or ``/GetAccountsSummary``."""
+
+    id: str | None = None
+    title: str | None = None
+    account_number: str | None = None
+    last_four_digits: str | None = None
+    transit_number: str | None = None
+    institution_number: str | None = None
+    overdraft_limit: float | None = None
+    balance: Balance | None = None
+    category: str | None = None
+    type: str | None = None
+    currency: str | None = None
+    holder: Holder | None = None
+    account_type: str | None = None
+    eft_eligible_ratio: float | None = None
+    e_transfer_eligible_ratio: float | None = None
+    transactions: list[Transaction] | None = None
+
+
+class AccountsDetail(_Model):
+    """The ``200`` answer of ``/GetAccountsDetail`` (and of its ``...Async`` poll)."""
+
+    accounts: list[Account] | None = None
+    login: Login | None = None
+    institution: str | Institution | None = None
+    request_id: str | None = None
+    http_status_code: int | None = None
+
+
+class AccountsSummary(AccountsDetail):
+    """The ``200`` answer of ``/GetAccountsSummary`` (accounts carry no transactions)."""
+
+
+class Statement(_Model):
+    """One statement file; ``base64_bytes`` is the file, base64-encoded."""
+
+    unique_id: str | None = None
+    file_type: str | None = None
+    base64_bytes: str | None = None
+
+    def content(self) -> bytes:
+        """The statement file's bytes (empty when Flinks sent none)."""
+        return base64.b64decode(self.base64_bytes) if self.base64_bytes else b""
+
+
+class AccountStatements(_Model):
+    """The statements of one account."""
+
+    account_number: str | None = None
+    statements: list[Statement] | None = None
+
+
+class Statements(_Model):
+    """The ``200`` answer of ``/GetStatements``."""
+
+    statements_by_account: list[AccountStatements] | None = None
+    request_id: str | None = None
+    http_status_code: int | None = None
+
+
+class ErrorBody(_Model):
+    """The envelope of every non-200 Flinks answer."""
+
+    http_status_code: int | None = None
+    message: str | None = None
+    flinks_code: str | None = None
+    request_id: str | None = None
+
+
+class AnyObject(msgspec.Struct):
+    """Matches any JSON object without building it: used to check a raw body is an object."""
+
+
+M = TypeVar("M")
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def decoder_for(model: type[M]) -> msgspec.json.Decoder[M]:
+    """The one shared ``msgspec.json.Decoder`` for ``model`` (created on first use)."""
+    dec = _DECODERS.get(model)
+    if dec is None:
+        dec = _DECODERS[model] = msgspec.json.Decoder(model, strict=False)
+    return dec

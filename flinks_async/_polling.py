@@ -1,0 +1,165 @@
+"""The 202 polling rule: ask, and while the answer is 202, wait and ask again.
+
+For one data call (``fetch``):
+
+1. Authorize, unless a ``request_id`` was given.
+2. Send the endpoint's request (``POST /Investments``, ``POST /GetAccountsDetail``...).
+3. While the answer is ``202`` (``OPERATION_PENDING`` / ``OPERATION_DISPATCHED``), sleep
+   ``poll_interval * uniform(1 - poll_jitter, 1 + poll_jitter)`` seconds (default 10 s
+   +-10%, so thousands of pollers do not synchronise) and poll: ``/Investments`` by
+   re-POSTing the same request, the banking endpoints by ``GET {Endpoint}Async/{requestId}``.
+4. On ``SESSION_NONEXISTENT``/``SESSION_EXPIRED`` authorize once more and go back to 2;
+   a second session error is raised.
+5. The whole call (Authorize included) is bounded by ``poll_timeout`` (default 1800 s,
+   Flinks' 30 minutes): past it, :class:`PollTimeoutError`. Each HTTP request inside is
+   retried on its own budget (``max_retries``).
+
+Cancelling the caller stops everything at once: the sleep or the HTTP exchange in
+progress is cancelled and its connection released.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import msgspec
+
+from ._errors import DecodeError, PollTimeoutError, SessionExpiredError
+from ._events import Event
+from ._models import (
+    AccountsDetail,
+    AccountsSummary,
+    AnyObject,
+    Investments,
+    Statements,
+    decoder_for,
+)
+from ._transport import Call, Transport
+
+__all__ = ["ENDPOINTS", "Endpoint", "fetch", "make_decoder"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A Flinks data endpoint and how it is polled."""
+
+    name: str  #: the Flinks name, e.g. ``"GetAccountsDetail"``
+    key: str  #: the short name used by ``client.many`` and the CLI, e.g. ``"accounts-detail"``
+    model: type[Any]
+    poll_by_get: bool  #: True: ``GET {name}Async/{requestId}``; False: re-send the request
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    e.key: e
+    for e in (
+        Endpoint("Investments", "investments", Investments, poll_by_get=False),
+        Endpoint("GetAccountsDetail", "accounts-detail", AccountsDetail, poll_by_get=True),
+        Endpoint("GetAccountsSummary", "accounts-summary", AccountsSummary, poll_by_get=True),
+        Endpoint("GetStatements", "statements", Statements, poll_by_get=True),
+    )
+}
+
+
+def make_decoder(
+    model: type[Any], *, raw: bool, login_id: str | None, endpoint: str
+) -> Callable[[bytes], Any]:
+    """A function turning a 200 body into ``model`` (or, ``raw``, checking it is a JSON object
+    and returning the bytes); anything else raises :class:`DecodeError`."""
+    decoder = decoder_for(AnyObject if raw else model)
+
+    def decode(body: bytes) -> Any:
+        try:
+            value = decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            head = body[:16].lstrip().lower()
+            what = "an HTML page" if head.startswith((b"<!doctype", b"<html")) else "not valid"
+            raise DecodeError(
+                f"{endpoint} answer is {what} ({len(body)} bytes): {exc}",
+                login_id=login_id,
+                endpoint=endpoint,
+            ) from None
+        return body if raw else value
+
+    return decode
+
+
+async def fetch(
+    transport: Transport,
+    endpoint: Endpoint,
+    *,
+    url: str,
+    login_id: str,
+    request_id: str | None,
+    params: dict[str, Any],
+    raw: bool,
+    authorize: Callable[[str], Awaitable[str]],
+    headers: dict[str, str],
+) -> Any:
+    """Run the polling rule for one login (see the module docstring); return the 200 value."""
+    s = transport.settings
+    started = time.monotonic()
+    polls = 0
+    decode = make_decoder(endpoint.model, raw=raw, login_id=login_id, endpoint=endpoint.name)
+    rid = request_id
+    with anyio.move_on_after(s.poll_timeout):
+        reauthorized = False
+        rid = rid or await authorize(login_id)
+        post = True
+        while True:
+            if post:
+                body = {**params, "RequestId": rid}
+                if endpoint.name == "Investments":
+                    body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
+                call = Call(
+                    "POST",
+                    url,
+                    endpoint.name,
+                    headers,
+                    msgspec.json.encode(body),
+                    login_id,
+                    rid,
+                    decode,
+                )
+            else:
+                call = Call(
+                    "GET",
+                    f"{url}Async/{rid}",
+                    f"{endpoint.name}Async",
+                    headers,
+                    None,
+                    login_id,
+                    rid,
+                    decode,
+                )
+            try:
+                reply = await transport.send(call)
+            except SessionExpiredError:
+                if reauthorized:
+                    raise
+                reauthorized, post = True, True
+                rid = await authorize(login_id)
+                continue
+            if reply.status == 200:
+                return reply.value
+            polls += 1
+            delay = s.poll_interval * random.uniform(1 - s.poll_jitter, 1 + s.poll_jitter)
+            transport.emit(
+                Event("pending", endpoint.name, login_id, rid, polls, status=202, delay=delay)
+            )
+            await anyio.sleep(delay)
+            post = not endpoint.poll_by_get
+    # Only the deadline leaves the block without returning or raising.
+    elapsed = time.monotonic() - started
+    raise PollTimeoutError(
+        f"still pending after {elapsed:.1f}s and {polls} polls (poll_timeout={s.poll_timeout}s)",
+        attempts=polls,
+        elapsed=elapsed,
+        login_id=login_id,
+        request_id=rid,
+        endpoint=endpoint.name,
+    )

@@ -1,0 +1,74 @@
+"""Single-flight: concurrent callers of the same work share one run of it.
+
+The shared run is an asyncio task of its own, so that no single caller's cancellation
+stops it while others still wait. It is cancelled (and awaited, so its connection is
+released before the last caller's cancellation finishes) when its last caller leaves.
+A plain asyncio task is used on purpose: the run must outlive any one caller's cancel
+scope, and a client may be opened and closed from different tasks (aiohttp's
+``cleanup_ctx``), which rules out a task group owned by the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, TypeVar
+
+import anyio
+
+__all__ = ["SingleFlight"]
+
+T = TypeVar("T")
+
+
+class _Flight:
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
+class SingleFlight:
+    """Runs at most one task per key; callers arriving meanwhile join it."""
+
+    def __init__(self) -> None:
+        self._flights: dict[Hashable, _Flight] = {}
+
+    def __len__(self) -> int:
+        """How many shared runs are in progress."""
+        return len(self._flights)
+
+    async def run(self, key: Hashable, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Await ``work()``, or join the run already in progress under ``key``."""
+        flight = self._flights.get(key)
+        if flight is None:
+            task = asyncio.get_running_loop().create_task(work())
+            flight = self._flights[key] = _Flight(task)
+            task.add_done_callback(lambda _t: self._forget(key, flight))
+        flight.waiters += 1
+        try:
+            result: T = await asyncio.shield(flight.task)
+            return result
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                flight.task.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([flight.task])
+
+    def _forget(self, key: Hashable, flight: _Flight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if flight.task.cancelled():
+            return
+        flight.task.exception()  # mark retrieved: every waiter got it already
+
+    async def aclose(self) -> None:
+        """Cancel every run in progress and wait for them to end."""
+        tasks = [f.task for f in self._flights.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)

@@ -1,0 +1,22 @@
+"""Test support: the Flinks emulator, payload generators and pytest fixtures.
+
+``async with Emulator() as emu:`` serves a Flinks-like API on ``emu.url`` (loopback,
+a free port). Point a :class:`~flinks_async.FlinksClient` at it with
+``base_url=emu.url`` and small ``poll_interval`` / ``backoff_initial`` values.
+The pytest fixtures ``flinks_emulator`` and ``flinks_client`` are registered
+automatically when flinks-async is installed (pytest plugin ``flinks_async``).
+"""
+
+from ._emulator import Emulator, Fault, LoginScenario, RecordedRequest
+from ._payloads import accounts_payload, demo_login_ids, investments_payload, statements_payload
+
+__all__ = [
+    "Emulator",
+    "Fault",
+    "LoginScenario",
+    "RecordedRequest",
+    "accounts_payload",
+    "demo_login_ids",
+    "investments_payload",
+    "statements_payload",
+]

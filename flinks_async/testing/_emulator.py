@@ -1,0 +1,623 @@
+"""A real aiohttp.web server that behaves like Flinks, faults included.
+
+Endpoints (under ``/v3/{customerId}/BankingServices/`` unless said):
+``POST GenerateAuthorizeToken``, ``POST Authorize``, ``POST Investments`` (and the wealth
+host's ``POST /v3/{customerId}/Investments``), ``POST GetAccountsDetail`` /
+``GET GetAccountsDetailAsync/{requestId}``, the same pair for ``GetAccountsSummary`` and
+``GetStatements``, and ``DELETE DeleteCard/{loginId}``.
+
+Each login follows a :class:`LoginScenario`: its data requests are answered ``202
+OPERATION_PENDING`` ``pending`` times per endpoint, then ``200`` with a deterministic
+payload of about ``payload_bytes``. Faults are given per login as strings, applied in
+order, each to one request of the login at its stage (``@authorize``, ``@data`` or, by
+default, any):
+
+=====================  ===============================================================
+``http_NNN``           answer HTTP NNN (an HTML page for 5xx, a JSON envelope otherwise)
+``CODE[:s]``           a Flinks error envelope, e.g. ``RETRY_LATER``, ``INVALID_LOGIN``,
+                       ``SESSION_NONEXISTENT`` (default stage ``data``); ``:s`` adds
+                       ``Retry-After: s``
+``rate_limit:s``       HTTP 429 ``TOO_MANY_REQUESTS`` with ``Retry-After: s``
+``reset``              abort the connection without answering
+``truncate``           send half of the real body, then abort
+``html``               a 200 whose body is an HTML page
+``wrong_shape``        a 200 whose JSON has the wrong types (``{"Investments": "oops"}``)
+``missing_fields``     a 200 whose JSON object is empty
+``slow:s``             wait ``s`` seconds, then answer normally
+``silence``            send the headers, then nothing (until the client leaves)
+``trickle``            send the body one byte every 50 ms, forever
+``gzip``               the real answer, gzip-encoded
+``wrong_content_type`` the real answer labelled ``text/plain``
+``redirect``           302 to another host
+``huge:n``             the 200 payload is ``n`` bytes instead (sticky)
+``never_ready``        always 202 (sticky)
+=====================  ===============================================================
+
+Everything received is counted (:attr:`Emulator.counts`, :attr:`Emulator.statuses`,
+:attr:`Emulator.requests`), and the server tracks its open connections and the handlers
+a client abandoned, so tests can check that nothing leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import gzip
+import itertools
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+from aiohttp import web
+
+from ._payloads import accounts_payload, investments_payload, statements_payload
+
+__all__ = ["Emulator", "Fault", "LoginScenario", "RecordedRequest"]
+
+_STATUS_OF_CODE = {
+    "SESSION_NONEXISTENT": 400,
+    "SESSION_EXPIRED": 400,
+    "CARD_IN_USE": 400,
+    "CONCURRENT_SESSION": 400,
+    "RETRY_LATER": 401,
+    "TOO_MANY_REQUESTS": 403,
+    "AGGREGATION_ERROR": 500,
+    "INVALID_LOGIN": 401,
+    "DISABLED_LOGIN": 401,
+    "ACCESS_DENIED": 401,
+    "INVALID_REQUEST": 400,
+    "UNAUTHORIZED": 401,
+    "NEW_ACCOUNT": 400,
+    "DISABLED_INSTITUTION": 405,
+    "METHOD_NOT_AVAILABLE": 400,
+}
+_STICKY = {"never_ready", "huge"}
+_ENCODE = msgspec.json.encode
+_FAMILY = {
+    "GetAccountsDetailAsync": "GetAccountsDetail",
+    "GetAccountsSummaryAsync": "GetAccountsSummary",
+    "GetStatementsAsync": "GetStatements",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault: ``kind`` (see the module table), ``arg`` (seconds or bytes), ``stage``."""
+
+    kind: str
+    arg: float = 0.0
+    stage: str = "any"
+
+    @classmethod
+    def parse(cls, spec: str | Fault) -> Fault:
+        """``"kind[:arg][@stage]"`` -> :class:`Fault`."""
+        if isinstance(spec, Fault):
+            return spec
+        text, _, stage = spec.partition("@")
+        kind, _, arg = text.partition(":")
+        if not stage:
+            stage = "data" if kind in ("SESSION_NONEXISTENT", "SESSION_EXPIRED") else "any"
+        if stage not in ("any", "authorize", "data"):
+            raise ValueError(f"bad fault stage in {spec!r}")
+        known = (
+            kind in _STATUS_OF_CODE
+            or kind.startswith("http_")
+            or kind
+            in {
+                "rate_limit",
+                "reset",
+                "truncate",
+                "html",
+                "wrong_shape",
+                "missing_fields",
+                "slow",
+                "silence",
+                "trickle",
+                "gzip",
+                "wrong_content_type",
+                "redirect",
+                "huge",
+                "never_ready",
+            }
+        )
+        if not known:
+            raise ValueError(f"unknown fault {spec!r}")
+        return cls(kind, float(arg) if arg else 0.0, stage)
+
+
+@dataclasses.dataclass(slots=True)
+class LoginScenario:
+    """How the emulator treats one login."""
+
+    pending: int = 2
+    payload_bytes: int = 20_000
+    faults: list[Fault] = dataclasses.field(default_factory=list)
+    never_ready: bool = False
+
+    @classmethod
+    def make(
+        cls, pending: int = 2, payload_bytes: int = 20_000, faults: Iterable[str | Fault] = ()
+    ) -> LoginScenario:
+        parsed = [Fault.parse(f) for f in faults]
+        scenario = cls(pending, payload_bytes)
+        for f in parsed:
+            if f.kind == "never_ready":
+                scenario.never_ready = True
+            elif f.kind == "huge":
+                scenario.payload_bytes = int(f.arg)
+            else:
+                scenario.faults.append(f)
+        return scenario
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """What the emulator received (headers as sent, for assertions on credentials)."""
+
+    method: str
+    endpoint: str
+    login_id: str | None
+    request_id: str | None
+    headers: Mapping[str, str] = dataclasses.field(repr=False)
+    status: int = 0
+
+
+class _Login:
+    __slots__ = ("faults", "polls", "scenario")
+
+    def __init__(self, scenario: LoginScenario) -> None:
+        self.scenario = scenario
+        self.faults = collections.deque(scenario.faults)
+        self.polls: collections.Counter[str] = collections.Counter()
+
+
+class Emulator:
+    """The Flinks emulator. ``async with Emulator() as emu:`` serves on ``emu.url``.
+
+    Args:
+        pending: 202 answers per login and endpoint before the 200 (default 2).
+        payload_bytes: approximate size of each 200 payload (default 20 000).
+        scenarios: per-login :class:`LoginScenario` (others get the defaults).
+        fault_rates: ``{fault spec: probability}``; each login not in ``scenarios`` draws
+            each fault with its probability, deterministically from ``seed`` and its id.
+        seed: for ``fault_rates``.
+        api_key: when set, data endpoints demand this ``x-api-key`` (else 401 UNAUTHORIZED).
+        secret_key: when set, ``GenerateAuthorizeToken`` demands it as ``flinks-auth-key``
+            and ``Authorize`` demands a fresh single-use token.
+        customer_id: when set, other customer ids get 401 UNAUTHORIZED.
+        latency: seconds added to every answer (default 0).
+        host, port: where to listen (default ``127.0.0.1``, a free port).
+        record: how many :class:`RecordedRequest` to keep (default 100 000; 0 keeps none).
+    """
+
+    def __init__(
+        self,
+        *,
+        pending: int = 2,
+        payload_bytes: int = 20_000,
+        scenarios: Mapping[str, LoginScenario] | None = None,
+        fault_rates: Mapping[str, float] | None = None,
+        seed: int = 0,
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        customer_id: str | None = None,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: int = 100_000,
+    ) -> None:
+        self.pending = pending
+        self.payload_bytes = payload_bytes
+        self.scenarios: dict[str, LoginScenario] = {
+            k.lower(): v for k, v in (scenarios or {}).items()
+        }
+        self.fault_rates = {k: v for k, v in (fault_rates or {}).items() if v > 0}
+        for spec in self.fault_rates:
+            Fault.parse(spec)
+        self.seed = seed
+        self.api_key = api_key
+        self.secret_key = secret_key
+        self.customer_id = customer_id
+        self.latency = latency
+        self.host = host
+        self.port = port
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.faults_injected: collections.Counter[str] = collections.Counter()
+        self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=record)
+        self.requests_total = 0
+        self.active = 0
+        self.peak_active = 0
+        self.peak_connections = 0
+        self.abandoned = 0
+        self.deleted: set[str] = set()
+        self._logins: dict[str, _Login] = {}
+        self._sessions: dict[str, str] = {}
+        self._tokens: set[str] = set()
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The base URL to give ``FlinksClient(base_url=...)``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open on the server right now (idle keep-alive ones included)."""
+        server = self._runner.server if self._runner else None
+        return len(server.connections) if server is not None else 0
+
+    def app(self) -> web.Application:
+        """The aiohttp application (to mount it elsewhere)."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/v3/{customer}/BankingServices/{op}", self._handle)
+        app.router.add_route("*", "/v3/{customer}/BankingServices/{op}/{arg}", self._handle)
+        app.router.add_route("POST", "/v3/{customer}/Investments", self._handle)
+        return app
+
+    async def start(self) -> None:
+        """Start serving; :attr:`port` holds the port afterwards."""
+        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, backlog=4096).start()
+
+    async def stop(self) -> None:
+        """Stop serving and close every connection."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- scenarios -------------------------------------------------------------------
+
+    def set_login(
+        self,
+        login_id: str,
+        *,
+        pending: int | None = None,
+        payload_bytes: int | None = None,
+        faults: Iterable[str | Fault] = (),
+    ) -> None:
+        """Give one login its own scenario (resets what the emulator knew of it)."""
+        self.scenarios[login_id.lower()] = LoginScenario.make(
+            self.pending if pending is None else pending,
+            self.payload_bytes if payload_bytes is None else payload_bytes,
+            faults,
+        )
+        self._logins.pop(login_id.lower(), None)
+
+    def scenario(self, login_id: str) -> LoginScenario:
+        """The scenario of ``login_id``: given, drawn from ``fault_rates``, or the default."""
+        key = login_id.lower()
+        if key in self.scenarios:
+            return self.scenarios[key]
+        faults: list[str] = []
+        if self.fault_rates:
+            rng = random.Random(f"{self.seed}:{key}")
+            faults = [spec for spec, p in self.fault_rates.items() if rng.random() < p]
+        return LoginScenario.make(self.pending, self.payload_bytes, faults)
+
+    def _login(self, login_id: str) -> _Login:
+        key = login_id.lower()
+        state = self._logins.get(key)
+        if state is None:
+            state = self._logins[key] = _Login(self.scenario(key))
+        return state
+
+    # --- request handling ------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests_total += 1
+        self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
+        server = self._runner.server if self._runner else None
+        if server is not None:
+            self.peak_connections = max(self.peak_connections, len(server.connections))
+        status = 0
+        endpoint, login_id, request_id = request.match_info.get("op", "Investments"), None, None
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            endpoint, login_id, request_id, response = await self._route(request)
+            status = response.status
+            return response
+        except asyncio.CancelledError:
+            self.abandoned += 1  # the client went away mid-answer
+            raise
+        finally:
+            self.active -= 1
+            self.counts[endpoint] += 1
+            self.statuses[status] += 1
+            if self.requests.maxlen:
+                self.requests.append(
+                    RecordedRequest(
+                        request.method,
+                        endpoint,
+                        login_id,
+                        request_id,
+                        dict(request.headers),
+                        status,
+                    )
+                )
+
+    async def _route(
+        self, request: web.Request
+    ) -> tuple[str, str | None, str | None, web.StreamResponse]:
+        op = request.match_info.get("op", "Investments")
+        arg = request.match_info.get("arg")
+        if self.customer_id and request.match_info["customer"] != self.customer_id:
+            return op, None, None, _error("UNAUTHORIZED", "Unknown customer")
+        body: dict[str, Any] = {}
+        if request.method == "POST" and request.can_read_body:
+            try:
+                body = msgspec.json.decode(await request.read())
+            except msgspec.DecodeError:
+                return op, None, None, _error("INVALID_REQUEST", "Body is not JSON")
+            if not isinstance(body, dict):
+                return op, None, None, _error("INVALID_REQUEST", "Body is not an object")
+        if op == "GenerateAuthorizeToken" and request.method == "POST":
+            if self.secret_key and request.headers.get("flinks-auth-key") != self.secret_key:
+                return op, None, None, _error("UNAUTHORIZED", "Invalid secret key")
+            token = str(uuid.uuid4())
+            self._tokens.add(token)
+            return op, None, None, _json({"HttpStatusCode": 200, "Token": token})
+        if op == "Authorize" and request.method == "POST":
+            login_id = body.get("LoginId")
+            return op, login_id, None, await self._authorize(request, login_id)
+        if op == "DeleteCard" and request.method == "DELETE" and arg:
+            if not self._api_key_ok(request):
+                return op, arg, None, _error("UNAUTHORIZED", "Invalid API key")
+            self.deleted.add(arg.lower())
+            return op, arg, None, _json({"HttpStatusCode": 200, "Message": "Deleted"})
+        family = _FAMILY.get(op, op)
+        if family not in (
+            "Investments",
+            "GetAccountsDetail",
+            "GetAccountsSummary",
+            "GetStatements",
+        ):
+            return op, None, None, _error("METHOD_NOT_AVAILABLE", f"No endpoint {op}", 404)
+        if (request.method == "GET") != (op in _FAMILY):
+            return op, None, None, _error("INVALID_REQUEST", "Wrong method", 405)
+        request_id = arg if request.method == "GET" else body.get("RequestId")
+        if not isinstance(request_id, str):
+            request_id = None
+        if not self._api_key_ok(request):
+            return op, None, request_id, _error("UNAUTHORIZED", "Invalid API key")
+        login_id = self._sessions.get(request_id or "")
+        if login_id is None or request_id is None:
+            return (
+                op,
+                None,
+                request_id,
+                _error("SESSION_NONEXISTENT", "The RequestId does not exist", rid=request_id),
+            )
+        return op, login_id, request_id, await self._data(request, family, login_id, request_id)
+
+    def _api_key_ok(self, request: web.Request) -> bool:
+        return not self.api_key or request.headers.get("x-api-key") == self.api_key
+
+    async def _authorize(self, request: web.Request, login_id: Any) -> web.StreamResponse:
+        if self.secret_key:
+            token = request.headers.get("flinks-auth-key", "")
+            if token not in self._tokens:
+                return _error("UNAUTHORIZED", "Invalid or used authorize token")
+            self._tokens.discard(token)
+        if not isinstance(login_id, str) or len(login_id) != 36:
+            return _error("INVALID_LOGIN", "Invalid LoginId")
+        if login_id.lower() in self.deleted:
+            return _error("INVALID_LOGIN", "The login was deleted")
+        state = self._login(login_id)
+        fault = self._take_fault(state, "authorize")
+        rid = str(uuid.uuid4())
+
+        def answer() -> web.StreamResponse:
+            self._sessions[rid] = login_id
+            return _json(
+                {
+                    "HttpStatusCode": 200,
+                    "Links": [
+                        {"rel": "AccountsDetail", "href": "/GetAccountsDetail", "example": None}
+                    ],
+                    "Login": {
+                        "Username": "Greatday",
+                        "IsScheduledRefresh": False,
+                        "LastRefresh": "2019-05-09T13:47:46.5227901",
+                        "Type": "Personal",
+                        "Id": login_id,
+                    },
+                    "Institution": "FlinksCapital",
+                    "InstitutionName": "FlinksCapital",
+                    "InstitutionId": 14,
+                    "RequestId": rid,
+                }
+            )
+
+        return await self._respond(request, fault, answer, rid)
+
+    async def _data(
+        self, request: web.Request, family: str, login_id: str, rid: str
+    ) -> web.StreamResponse:
+        state = self._login(login_id)
+        fault = self._take_fault(state, "data")
+        if fault is not None and fault.kind in ("SESSION_NONEXISTENT", "SESSION_EXPIRED"):
+            self._sessions.pop(rid, None)
+
+        def answer() -> web.StreamResponse:
+            sc = state.scenario
+            if sc.never_ready or state.polls[family] < sc.pending:
+                state.polls[family] += 1
+                return _json(
+                    {
+                        "FlinksCode": "OPERATION_PENDING",
+                        "HttpStatusCode": 202,
+                        "Message": "Your operation is still processing",
+                        "RequestId": rid,
+                        "Links": [
+                            {
+                                "rel": f"{family}Async",
+                                "href": f"/{family}Async",
+                                "example": f"/{family}Async/{rid}",
+                            }
+                        ],
+                    },
+                    202,
+                )
+            variant = int(login_id[:2], 16) % 4
+            if family == "Investments":
+                payload = investments_payload(sc.payload_bytes, variant)
+            elif family == "GetStatements":
+                payload = statements_payload(sc.payload_bytes, variant)
+            else:
+                payload = accounts_payload(sc.payload_bytes, variant, family == "GetAccountsDetail")
+            return web.Response(
+                body=b'{"RequestId":"%s",%s' % (rid.encode(), payload[1:]),
+                content_type="application/json",
+            )
+
+        return await self._respond(request, fault, answer, rid)
+
+    def _take_fault(self, state: _Login, stage: str) -> Fault | None:
+        if state.faults and state.faults[0].stage in ("any", stage):
+            fault = state.faults.popleft()
+            self.faults_injected[fault.kind] += 1
+            return fault
+        return None
+
+    async def _respond(
+        self,
+        request: web.Request,
+        fault: Fault | None,
+        answer: Callable[[], web.StreamResponse],
+        rid: str,
+    ) -> web.StreamResponse:
+        """The normal ``answer()``, or what ``fault`` makes of it."""
+        if fault is None:
+            return answer()
+        kind, arg = fault.kind, fault.arg
+        if kind in _STATUS_OF_CODE:
+            headers = {"Retry-After": _num(arg)} if arg else None
+            return _error(kind, f"Emulated {kind}", rid=rid, headers=headers)
+        if kind.startswith("http_"):
+            code = int(kind[5:])
+            if code >= 500:
+                return web.Response(
+                    status=code,
+                    content_type="text/html",
+                    text=f"<html><body><h1>{code} Error</h1></body></html>",
+                )
+            return _json({"HttpStatusCode": code, "Message": f"HTTP {code}"}, code)
+        if kind == "rate_limit":
+            return _error(
+                "TOO_MANY_REQUESTS", "Too many requests", 429, headers={"Retry-After": _num(arg)}
+            )
+        if kind == "html":
+            return web.Response(
+                text="<!DOCTYPE html><html><body>Maintenance</body></html>",
+                content_type="text/html",
+            )
+        if kind == "wrong_shape":
+            return _json(
+                {
+                    "HttpStatusCode": 200,
+                    "Investments": "oops",
+                    "Accounts": 7,
+                    "StatementsByAccount": "x",
+                    "RequestId": 5,
+                }
+            )
+        if kind == "missing_fields":
+            return _json({})
+        if kind == "redirect":
+            raise web.HTTPFound("http://attacker.invalid/steal")
+        if kind == "slow":
+            await asyncio.sleep(arg)
+            return answer()
+        if kind == "reset":
+            _abort(request)
+            return web.Response(status=599)  # never reaches the client
+        normal = answer()
+        assert isinstance(normal, web.Response) and normal.body is not None
+        body = bytes(normal.body)  # type: ignore[arg-type]
+        if kind == "wrong_content_type":
+            normal.content_type = "text/plain"
+            return normal
+        if kind == "gzip":
+            return web.Response(
+                body=gzip.compress(body),
+                status=normal.status,
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
+        resp = web.StreamResponse(status=normal.status)
+        resp.content_type = "application/json"
+        resp.content_length = len(body) if kind != "trickle" else 10**9
+        await resp.prepare(request)
+        if kind == "truncate":
+            await resp.write(body[: len(body) // 2])
+            _abort(request)
+            return resp
+        if kind == "silence":
+            await asyncio.sleep(3600)
+        elif kind == "trickle":
+            deadline = time.monotonic() + 3600
+            for byte in itertools.cycle(body):
+                if time.monotonic() > deadline:
+                    break
+                await resp.write(bytes([byte]))
+                await asyncio.sleep(0.05)
+        _abort(request)
+        return resp
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=_ENCODE(obj), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _error(
+    code: str,
+    message: str,
+    status: int | None = None,
+    *,
+    rid: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    status = status or _STATUS_OF_CODE.get(code, 400)
+    obj: dict[str, Any] = {"HttpStatusCode": status, "Message": message, "FlinksCode": code}
+    if rid:
+        obj["RequestId"] = rid
+    return _json(obj, status, headers)

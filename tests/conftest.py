@@ -1,0 +1,64 @@
+"""Shared fixtures: an emulator on loopback and a fast client pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import pytest
+
+from flinks_async import FlinksClient
+from flinks_async.testing import Emulator, demo_login_ids
+
+CUSTOMER = "43387ca6-0391-4c82-857d-70d95f087ecb"
+API_KEY = "test-api-key-5f1d0c"
+SECRET = "test-secret-key-9b7e2a"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # aiohttp runs on asyncio only
+
+
+@pytest.fixture
+def login_ids() -> list[str]:
+    return demo_login_ids(20, seed=7)
+
+
+@pytest.fixture
+def login(login_ids: list[str]) -> str:
+    return login_ids[0]
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(api_key=API_KEY, secret_key=SECRET, customer_id=CUSTOMER) as e:
+        yield e
+
+
+def fast_client(emu: Emulator, **options: object) -> FlinksClient:
+    """A client for ``emu`` with credentials and millisecond intervals."""
+    defaults: dict[str, object] = dict(
+        base_url=emu.url,
+        api_key=API_KEY,
+        secret_key=SECRET,
+        poll_interval=0.005,
+        backoff_initial=0.002,
+        backoff_max=0.01,
+        poll_timeout=20.0,
+    )
+    defaults.update(options)
+    return FlinksClient(CUSTOMER, **defaults)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def client(emu: Emulator) -> AsyncIterator[FlinksClient]:
+    async with fast_client(emu) as c:
+        yield c
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` every 5 ms until true; fail after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110 - the condition is another process's state
+            await anyio.sleep(0.005)

@@ -1,0 +1,84 @@
+"""The 202 polling rule: timeout, re-authorize, cancellation, jitter."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from flinks_async import Event, FlinksClient, PollTimeoutError, SessionExpiredError
+from flinks_async.testing import Emulator
+
+from .conftest import fast_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_poll_timeout_carries_the_details(emu: Emulator, login: str) -> None:
+    emu.set_login(login, faults=["never_ready"])
+    async with fast_client(emu, poll_interval=0.01, poll_timeout=0.3) as client:
+        with pytest.raises(PollTimeoutError) as info:
+            await client.accounts_detail(login)
+        assert client.in_flight_requests == 0
+    err = info.value
+    assert isinstance(err, TimeoutError)
+    assert err.login_id == login and err.request_id and err.endpoint == "GetAccountsDetail"
+    assert err.attempts >= 3 and 0.3 <= err.elapsed < 2.0
+    assert emu.counts["GetAccountsDetailAsync"] >= 2
+
+
+async def test_session_nonexistent_mid_poll_reauthorizes_once(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, pending=3, faults=["SESSION_NONEXISTENT@data"])
+    detail = await client.accounts_detail(login)
+    assert detail.accounts
+    assert emu.counts["Authorize"] == 2
+    assert detail.request_id == list(emu.requests)[-1].request_id  # the new session
+
+
+async def test_second_session_error_is_raised(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, faults=["SESSION_EXPIRED@data", "SESSION_NONEXISTENT@data"])
+    with pytest.raises(SessionExpiredError) as info:
+        await client.investments(login)
+    assert info.value.flinks_code == "SESSION_NONEXISTENT"
+    assert emu.counts["Authorize"] == 2
+
+
+async def test_pending_events_report_each_poll(emu: Emulator, login: str) -> None:
+    events: list[Event] = []
+    emu.set_login(login, pending=4)
+    async with fast_client(emu, event_hooks=[events.append]) as client:
+        await client.investments(login)
+    pending = [e for e in events if e.kind == "pending"]
+    assert [e.attempt for e in pending] == [1, 2, 3, 4]
+    assert all(e.delay is not None and 0.0045 <= e.delay <= 0.0055 for e in pending)  # +-10%
+    assert {e.kind for e in events} >= {"request", "response", "pending"}
+
+
+async def test_cancelling_mid_poll_stops_at_once_and_leaks_nothing(
+    emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, faults=["never_ready"])
+    async with fast_client(emu, poll_interval=0.01) as client:
+        with anyio.move_on_after(0.2):
+            await client.investments(login)
+        assert client.in_flight_requests == 0
+        polls = emu.counts["Investments"]
+        await anyio.sleep(0.05)
+        assert emu.counts["Investments"] == polls  # nothing polls in the background
+        assert (await client.authorize(login)).request_id  # the client still works
+    assert emu.active == 0
+
+
+async def test_cancelling_during_a_slow_answer_closes_the_connection(
+    emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, pending=0, faults=["slow:30@data"])
+    async with fast_client(emu) as client:
+        with anyio.move_on_after(0.3):
+            await client.investments(login)
+        assert client.in_flight_requests == 0
+        await wait_until(lambda: emu.active == 0)  # the server sees the disconnect
+    assert emu.abandoned == 1

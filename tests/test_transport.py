@@ -1,0 +1,193 @@
+"""Retries, fatal codes and bad bodies, each injected by the emulator over loopback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flinks_async import (
+    AccessDeniedError,
+    APIError,
+    DecodeError,
+    FlinksClient,
+    InvalidRequestError,
+    LoginError,
+    MFARequiredError,
+    NotAvailableError,
+    RateLimitError,
+    ResponseTooLargeError,
+    TransientAPIError,
+    TransportError,
+)
+from flinks_async.testing import Emulator
+
+from .conftest import fast_client
+
+pytestmark = pytest.mark.anyio
+
+RETRYABLE = [
+    "http_500",
+    "http_502",
+    "http_503",
+    "reset",
+    "truncate",
+    "html",
+    "rate_limit:0",
+    "AGGREGATION_ERROR",
+    "RETRY_LATER",
+    "CARD_IN_USE",
+    "CONCURRENT_SESSION",
+    "TOO_MANY_REQUESTS",
+    "gzip",
+    "wrong_content_type",
+]
+
+
+@pytest.mark.parametrize("fault", RETRYABLE)
+async def test_transient_faults_are_retried_then_succeed(
+    client: FlinksClient, emu: Emulator, login: str, fault: str
+) -> None:
+    emu.set_login(login, pending=1, faults=[f"{fault}@data", f"{fault}@data"])
+    inv = await client.investments(login)
+    assert inv.accounts
+    assert emu.faults_injected[fault.split(":")[0]] == 2
+    assert client.in_flight_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "status"),
+    [
+        ("http_503", TransientAPIError, 503),
+        ("RETRY_LATER", TransientAPIError, 401),
+        ("AGGREGATION_ERROR", TransientAPIError, 500),
+        ("rate_limit:0", RateLimitError, 429),
+        ("TOO_MANY_REQUESTS", RateLimitError, 403),
+        ("reset", TransportError, None),
+        ("truncate", TransportError, None),
+        ("html", DecodeError, 200),
+    ],
+)
+async def test_retries_are_bounded_then_typed(
+    client: FlinksClient,
+    emu: Emulator,
+    login: str,
+    fault: str,
+    error: type[Exception],
+    status: int | None,
+) -> None:
+    emu.set_login(login, faults=[f"{fault}@authorize"] * 4)  # max_retries=3: 4 attempts
+    with pytest.raises(error) as info:
+        await client.investments(login)
+    assert emu.counts["Authorize"] == 4
+    assert getattr(info.value, "http_status", None) == status
+    assert info.value.login_id == login  # type: ignore[attr-defined]
+    assert login not in str(info.value)  # shortened in messages
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("INVALID_LOGIN", LoginError),
+        ("DISABLED_LOGIN", LoginError),
+        ("NEW_ACCOUNT", LoginError),
+        ("ACCESS_DENIED", AccessDeniedError),
+        ("UNAUTHORIZED", AccessDeniedError),
+        ("INVALID_REQUEST", InvalidRequestError),
+        ("DISABLED_INSTITUTION", NotAvailableError),
+        ("METHOD_NOT_AVAILABLE", NotAvailableError),
+    ],
+)
+async def test_fatal_codes_fail_at_once(
+    client: FlinksClient, emu: Emulator, login: str, code: str, error: type[APIError]
+) -> None:
+    emu.set_login(login, faults=[f"{code}@data"])
+    with pytest.raises(error) as info:
+        await client.investments(login)
+    err = info.value
+    assert err.flinks_code == code and err.http_status and err.message
+    assert err.request_id and err.login_id == login and err.endpoint == "Investments"
+    assert emu.counts["Investments"] == 1  # no retry
+
+
+async def test_unknown_code_is_a_plain_api_error(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, faults=["http_418@data"])
+    with pytest.raises(InvalidRequestError) as info:
+        await client.investments(login)
+    assert info.value.http_status == 418
+
+
+async def test_retry_after_is_honoured(emu: Emulator, login: str) -> None:
+    emu.set_login(login, pending=0, faults=["rate_limit:0.2@data"])
+    async with fast_client(emu) as client:
+        started = time.monotonic()
+        await client.investments(login)
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_retry_after_is_capped(emu: Emulator, login: str) -> None:
+    emu.set_login(login, pending=0, faults=["rate_limit:3600@data"])
+    async with fast_client(emu, max_retry_after=0.05) as client:
+        assert (await client.investments(login)).accounts
+
+
+async def test_mfa_answer_is_typed(client: FlinksClient, emu: Emulator, login: str) -> None:
+    emu.set_login(login, faults=["http_203@authorize"])
+    with pytest.raises(MFARequiredError):
+        await client.authorize(login)
+
+
+async def test_wrong_shape_200_is_a_decode_error(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, pending=0, faults=["wrong_shape@data"] * 4)
+    with pytest.raises(DecodeError) as info:
+        await client.investments(login)
+    assert info.value.http_status == 200
+    assert "Investments" in str(info.value)
+
+
+async def test_empty_200_object_decodes_to_an_empty_model(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, pending=0, faults=["missing_fields@data"])
+    inv = await client.investments(login)
+    assert inv.investments is None and inv.accounts == []
+
+
+async def test_response_over_the_cap_is_refused(emu: Emulator, login: str) -> None:
+    emu.set_login(login, pending=0, payload_bytes=300_000)
+    async with fast_client(emu, max_response_bytes=100_000, max_retries=0) as client:
+        with pytest.raises(ResponseTooLargeError):
+            await client.investments(login)
+        emu.set_login(login, pending=0, payload_bytes=300_000, faults=["gzip@data"])
+        with pytest.raises(ResponseTooLargeError):  # counted after decompression
+            await client.investments(login)
+        assert client.in_flight_requests == 0
+
+
+async def test_redirect_is_not_followed(client: FlinksClient, emu: Emulator, login: str) -> None:
+    emu.set_login(login, faults=["redirect@data"])
+    with pytest.raises(APIError, match=r"redirect to attacker\.invalid") as info:
+        await client.investments(login)
+    assert info.value.http_status == 302
+    assert emu.counts["Investments"] == 1
+
+
+async def test_headers_then_silence_hits_the_read_timeout_then_retries(
+    emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, pending=0, faults=["silence@data"])
+    async with fast_client(emu, read_timeout=0.2) as client:
+        assert (await client.investments(login)).accounts
+    assert emu.faults_injected["silence"] == 1
+
+
+async def test_trickling_body_hits_the_request_timeout(emu: Emulator, login: str) -> None:
+    emu.set_login(login, pending=0, faults=["trickle@data"] * 2)
+    async with fast_client(emu, request_timeout=0.3, max_retries=1) as client:
+        with pytest.raises(TransportError):
+            await client.investments(login)
+        assert client.in_flight_requests == 0
