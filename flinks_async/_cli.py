@@ -49,11 +49,13 @@ DEMO_FAULTS = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="flinks-async", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="flinks-async", description=__doc__.split("\n")[0], allow_abbrev=False
+    )
     p.add_argument("--version", action="version", version=f"flinks-async {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="pull a batch from the built-in emulator")
+    d = sub.add_parser("demo", help="pull a batch from the built-in emulator", allow_abbrev=False)
     d.add_argument("--logins", type=int, default=300, help="logins to pull (300)")
     d.add_argument("--concurrency", type=int, default=100, help="logins in flight (100)")
     d.add_argument("--pending", type=int, default=2, help="202 answers before data (2)")
@@ -63,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
 
-    u = sub.add_parser("pull", help="bulk-pull logins into JSONL")
+    u = sub.add_parser("pull", help="bulk-pull logins into JSONL", allow_abbrev=False)
     u.add_argument("--customer-id", help="else FLINKS_CUSTOMER_ID")
     u.add_argument("--base-url", help="else FLINKS_BASE_URL, else the toolbox sandbox")
     u.add_argument("--api-key-file", help="file holding the API key (else FLINKS_API_KEY)")
@@ -83,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--investments-url", help="full URL of /Investments (wealth host)")
     u.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
 
-    e = sub.add_parser("serve-emulator", help="run the Flinks emulator")
+    e = sub.add_parser("serve-emulator", help="run the Flinks emulator", allow_abbrev=False)
     e.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     e.add_argument("--port", type=int, default=8080)
     e.add_argument("--pending", type=int, default=2)
@@ -120,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _interruptible(command: Any, args: argparse.Namespace) -> int:
     """Run ``command``; SIGINT/SIGTERM cancel it cleanly and give exit status 130."""
     result = EXIT_INTERRUPTED
+    error: list[Exception] = []
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
@@ -131,11 +134,16 @@ async def _interruptible(command: Any, args: argparse.Namespace) -> int:
 
         async def run() -> None:
             nonlocal result
-            result = await command(args)
+            try:
+                result = await command(args)
+            except Exception as exc:  # raised bare below, not in an ExceptionGroup
+                error.append(exc)
             tg.cancel_scope.cancel()
 
         tg.start_soon(watch)
         tg.start_soon(run)
+    if error:
+        raise error[0]
     return result
 
 

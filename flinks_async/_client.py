@@ -191,6 +191,11 @@ class FlinksClient:
         return self._transport.in_flight
 
     @property
+    def active_polls(self) -> int:
+        """Shared Authorize + poll chains in progress (single-flight entries)."""
+        return len(self._flights)
+
+    @property
     def requests_sent(self) -> int:
         """HTTP requests sent since the client was created (retries and polls included)."""
         return self._transport.requests_sent

@@ -78,9 +78,11 @@ def retry_delay(
 class RateLimiter:
     """At most ``rate`` request starts in any window of ``per`` seconds (sliding window).
 
-    Each ``acquire`` reserves the earliest slot that keeps the window rule and sleeps until
-    it. Slots are handed out first come, first served; a caller cancelled while waiting
-    gives up its turn without shortening anyone else's wait.
+    Callers queue first come, first served (a fair lock); the one at the head waits until
+    the oldest of the last ``rate * per`` starts is ``per`` seconds old, then records the
+    actual time it goes. Recording the real release time (not a planned slot) keeps the
+    rule true on the times requests are really sent, even when the event loop wakes a
+    sleeper late. A caller cancelled while waiting takes no slot.
     """
 
     def __init__(self, rate: float, per: float = 1.0) -> None:
@@ -88,14 +90,20 @@ class RateLimiter:
             self.capacity, self.per = int(rate * per), per
         else:  # fewer than one request per window: one every 1/rate seconds
             self.capacity, self.per = 1, 1.0 / rate
-        # The last `capacity` reserved slots, oldest first (slots never decrease).
-        self._slots: collections.deque[float] = collections.deque(maxlen=self.capacity)
+        # Start times of the last `capacity` requests, oldest first.
+        self._starts: collections.deque[float] = collections.deque(maxlen=self.capacity)
+        self._lock = anyio.Lock()
 
     async def acquire(self) -> None:
         """Wait for a slot."""
-        now = time.monotonic()
-        slots = self._slots
-        slot = now if len(slots) < self.capacity else max(now, slots[0] + self.per)
-        slots.append(slot)
-        if slot > now:
-            await anyio.sleep(slot - now)
+        starts = self._starts
+        if len(starts) < self.capacity and not self._lock.locked():
+            starts.append(time.monotonic())  # fast path: window not full, nobody queued
+            return
+        async with self._lock:
+            while len(starts) == self.capacity:
+                wait = starts[0] + self.per - time.monotonic()
+                if wait <= 0:
+                    break
+                await anyio.sleep(wait)
+            starts.append(time.monotonic())

@@ -50,6 +50,12 @@ class SingleFlight:
         try:
             result: T = await asyncio.shield(flight.task)
             return result
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if flight.task.cancelled() and me is not None and not me.cancelling():
+                # the run was cancelled under us (the client closed), not this caller
+                raise RuntimeError("the FlinksClient was closed during this call") from None
+            raise
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():

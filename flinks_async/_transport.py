@@ -186,11 +186,11 @@ class Transport:
                 await anyio.sleep(delay)
 
     async def _attempt(self, call: Call, attempt: int) -> Reply:
-        if self._limiter is not None:
-            await self._limiter.acquire()
         session = self.session()
         if call.fresh_headers is not None:
             call.headers = {**call.headers, **await call.fresh_headers()}
+        if self._limiter is not None:
+            await self._limiter.acquire()
         self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
         started = time.monotonic()
         self.in_flight += 1

@@ -166,6 +166,7 @@ class RecordedRequest:
     request_id: str | None
     headers: Mapping[str, str] = dataclasses.field(repr=False)
     status: int = 0
+    received_at: float = 0.0  #: ``time.monotonic()`` when the request arrived
 
 
 class _Login:
@@ -330,6 +331,7 @@ class Emulator:
     # --- request handling ------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        received_at = time.monotonic()
         self.requests_total += 1
         self.active += 1
         self.peak_active = max(self.peak_active, self.active)
@@ -360,6 +362,7 @@ class Emulator:
                         request_id,
                         dict(request.headers),
                         status,
+                        received_at,
                     )
                 )
 

@@ -1,0 +1,1 @@
+"""Example apps using flinks-async (tested by tests/test_examples.py)."""

@@ -1,0 +1,219 @@
+"""Fan-out: exactly one result per login, bounds, back-pressure, cancellation, rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from flinks_async import (
+    Event,
+    FlinksClient,
+    FlinksError,
+    InvalidLoginIdError,
+    Investments,
+    LoginError,
+    Result,
+)
+from flinks_async.testing import Emulator, demo_login_ids
+
+from .conftest import fast_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def client_side_tasks() -> int:
+    """Tasks in the loop, less the in-process emulator's per-connection handlers."""
+    return sum(
+        getattr(t.get_coro(), "__qualname__", "") != "RequestHandler.start"
+        for t in asyncio.all_tasks()
+    )
+
+
+async def collect(client: FlinksClient, ids: object, **options: object) -> list[Result[object]]:
+    out: list[Result[object]] = []
+    async with client.investments_many(ids, **options) as results:  # type: ignore[arg-type]
+        async for r in results:
+            out.append(r)
+    return out
+
+
+async def test_every_login_ends_in_exactly_one_result(emu: Emulator) -> None:
+    ids = demo_login_ids(300, seed=3)
+    for i in ids[:10]:
+        emu.set_login(i, faults=["INVALID_LOGIN@data"])
+    for i in ids[10:40]:
+        emu.set_login(i, faults=["http_503", "reset@data"])
+    events: list[Event] = []
+    async with fast_client(emu, max_connections=100) as client:
+        results = await collect(client, ids, concurrency=25, on_event=events.append)
+        assert client.in_flight_requests == 0 and client.active_polls == 0
+    assert sorted(r.login_id for r in results) == sorted(ids)
+    failed = {r.login_id for r in results if not r.ok}
+    assert failed == set(ids[:10])
+    assert all(isinstance(r.error, LoginError) for r in results if not r.ok)
+    assert all(isinstance(r.value, Investments) and r.value.accounts for r in results if r.ok)
+    assert sum(e.kind == "started" for e in events) == 300
+    assert sum(e.kind == "done" for e in events) == 300
+    assert sum(e.kind == "retry" for e in events) >= 60
+    # never more logins in flight than asked, never more sockets than that
+    in_flight = peak = 0
+    for e in events:
+        in_flight += {"started": 1, "done": -1}.get(e.kind, 0)
+        peak = max(peak, in_flight)
+    assert peak <= 25
+    assert emu.peak_connections <= 25
+
+
+async def test_ids_are_read_lazily_from_an_endless_iterator(client: FlinksClient) -> None:
+    taken = 0
+
+    def endless() -> Iterator[str]:
+        nonlocal taken
+        for n in itertools.count():
+            taken += 1
+            yield f"{n:08x}-0000-4000-8000-000000000000"
+
+    got = 0
+    async with client.investments_many(endless(), concurrency=5) as results:
+        async for _ in results:
+            got += 1
+            if got == 20:
+                break
+    assert taken < 40
+    assert client.in_flight_requests == 0
+
+
+async def test_async_iterable_input(client: FlinksClient) -> None:
+    ids = demo_login_ids(12, seed=5)
+
+    async def source() -> AsyncIterator[str]:
+        for i in ids:
+            await anyio.lowlevel.checkpoint()
+            yield i
+
+    results = await collect(client, source(), concurrency=4)
+    assert sorted(r.login_id for r in results) == sorted(ids)
+
+
+async def test_slow_consumer_applies_back_pressure(emu: Emulator) -> None:
+    ids = demo_login_ids(100, seed=9)
+    events: list[Event] = []
+    async with fast_client(emu) as client:
+        async with client.investments_many(ids, concurrency=5, on_event=events.append) as rs:
+            await wait_until(lambda: sum(e.kind == "done" for e in events) >= 10)
+            await anyio.sleep(0.1)  # give a runaway producer time to show itself
+            started = sum(e.kind == "started" for e in events)
+            assert started <= 10  # 5 results buffered + 5 logins holding their slots
+            n = 0
+            async for _ in rs:
+                n += 1
+        assert n == 100
+
+
+async def test_breaking_out_cancels_everything_at_once(emu: Emulator) -> None:
+    ids = demo_login_ids(50, seed=11)
+    for i in ids:
+        emu.set_login(i, faults=["never_ready"])
+    emu.set_login(ids[0], pending=0)
+    baseline = client_side_tasks()
+    async with fast_client(emu) as client:
+        async with client.investments_many(ids, concurrency=20) as results:
+            async for r in results:
+                assert r.ok
+                break
+        assert client.in_flight_requests == 0 and client.active_polls == 0
+        assert client_side_tasks() == baseline
+        polls = emu.requests_total
+        await anyio.sleep(0.05)
+        assert emu.requests_total == polls  # nothing keeps polling
+        assert (await client.investments(ids[0])).accounts  # and the client still works
+
+
+async def test_cancelling_the_consumer_cancels_the_fan_out(emu: Emulator) -> None:
+    ids = demo_login_ids(30, seed=12)
+    for i in ids:
+        emu.set_login(i, faults=["never_ready"])
+    async with fast_client(emu) as client:
+        with anyio.move_on_after(0.2):
+            await collect(client, ids, concurrency=30)
+        assert client.in_flight_requests == 0 and client.active_polls == 0
+    await wait_until(lambda: emu.active == 0)
+
+
+async def test_an_exception_in_the_body_propagates_bare(client: FlinksClient) -> None:
+    async def consume() -> None:
+        async with client.investments_many(demo_login_ids(5)) as results:
+            async for _ in results:
+                raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await consume()
+    assert client.in_flight_requests == 0
+
+
+async def test_fail_fast_raises_the_first_failure_and_stops(emu: Emulator) -> None:
+    ids = demo_login_ids(40, seed=13)
+    for i in ids[1:]:
+        emu.set_login(i, faults=["never_ready"])
+    emu.set_login(ids[0], faults=["DISABLED_LOGIN@authorize"])
+    async with fast_client(emu) as client:
+        with pytest.raises(LoginError):
+            await collect(client, ids, concurrency=40, fail_fast=True)
+        assert client.in_flight_requests == 0 and client.active_polls == 0
+
+
+async def test_duplicates_are_pulled_once(emu: Emulator) -> None:
+    ids = demo_login_ids(5, seed=14)
+    dup = [*ids, ids[0].upper(), ids[1], ids[1]]
+    async with fast_client(emu) as client:
+        results = await collect(client, dup)
+        assert sorted(r.login_id for r in results) == sorted(ids)
+        assert emu.counts["Authorize"] == 5
+        # dedupe=False: one result per occurrence; concurrent ones share one poll
+        everything = await collect(client, [ids[2]] * 4, dedupe=False, concurrency=4)
+        assert len(everything) == 4 and all(r.ok for r in everything)
+        assert emu.counts["Authorize"] == 6
+
+
+async def test_malformed_ids_become_typed_results(client: FlinksClient, emu: Emulator) -> None:
+    results = await collect(client, ["nope", demo_login_ids(1)[0]])
+    bad = next(r for r in results if r.login_id == "nope")
+    assert isinstance(bad.error, InvalidLoginIdError) and isinstance(bad.error, FlinksError)
+    assert sum(r.ok for r in results) == 1
+
+
+async def test_every_endpoint_has_a_fan_out(client: FlinksClient) -> None:
+    ids = demo_login_ids(3, seed=15)
+    for name in ("accounts_detail_many", "accounts_summary_many", "statements_many"):
+        async with getattr(client, name)(ids, concurrency=3) as results:
+            assert len([r async for r in results if r.ok]) == 3
+    async with client.many("accounts-detail", ids, days_of_transactions="Days365") as results:
+        assert len([r async for r in results if r.ok]) == 3
+    with pytest.raises(ValueError, match="unknown endpoint"):
+        client.many("nope", ids)
+
+
+async def test_rate_limit_holds_across_the_whole_client(emu: Emulator) -> None:
+    ids = demo_login_ids(60, seed=16)
+    sent: list[float] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == "request":  # emitted right as the request goes out
+            sent.append(time.monotonic())
+
+    async with fast_client(
+        emu, rate_limit=100, poll_interval=0.001, event_hooks=[on_event]
+    ) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collect, client, ids[:50])
+            for i in ids[50:]:  # single calls share the same budget
+                tg.start_soon(client.investments, i)
+    assert len(sent) >= 300 and len(sent) == emu.requests_total
+    for a, b in zip(sent, sent[100:], strict=False):
+        assert b - a >= 1.0 - 0.005  # at most 100 requests in any one-second window

@@ -1,0 +1,201 @@
+"""The command line, run as a real subprocess against the emulator."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import stat
+import subprocess
+import sys
+
+import anyio
+import msgspec
+import pytest
+
+from flinks_async import FlinksClient
+from flinks_async.testing import Emulator, demo_login_ids
+
+from .conftest import API_KEY, CUSTOMER, SECRET, wait_until
+
+pytestmark = pytest.mark.anyio
+CLI = [sys.executable, "-m", "flinks_async"]
+
+
+def _env(emu: Emulator, tmp_path: pathlib.Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLINKS_CUSTOMER_ID": CUSTOMER,
+        "FLINKS_BASE_URL": emu.url,
+        "FLINKS_API_KEY": API_KEY,
+        "FLINKS_SECRET_KEY": SECRET,
+    }
+
+
+def _lines(path: pathlib.Path) -> list[dict[str, object]]:
+    text = path.read_bytes()
+    assert text.endswith(b"\n")
+    return [msgspec.json.decode(line) for line in text.splitlines()]
+
+
+async def _pull(
+    emu: Emulator, tmp_path: pathlib.Path, *extra: str, ids: list[str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    if ids is not None:
+        (tmp_path / "ids.txt").write_text("# logins\n" + "\n".join(ids) + "\n\n")
+    return await anyio.run_process(
+        [
+            *CLI,
+            "pull",
+            "--login-ids",
+            str(tmp_path / "ids.txt"),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+            "--poll-interval",
+            "0.01",
+            *extra,
+        ],
+        env=_env(emu, tmp_path),
+        check=False,
+    )
+
+
+async def test_demo_runs_and_summarises() -> None:
+    proc = await anyio.run_process(
+        [*CLI, "demo", "--logins", "60", "--progress", "on"], check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode()
+    assert "summary" in out and "succeeded" in out and "logins" in out
+    assert "ok " in proc.stderr.decode() and "req/s" in proc.stderr.decode()
+
+
+async def test_pull_writes_one_jsonl_line_per_login(emu: Emulator, tmp_path: pathlib.Path) -> None:
+    ids = demo_login_ids(30, seed=21)
+    emu.set_login(ids[0], faults=["INVALID_LOGIN@data"])
+    proc = await _pull(emu, tmp_path, "--endpoint", "accounts-detail", ids=ids)
+    assert proc.returncode == 1  # some logins failed
+    lines = _lines(tmp_path / "out.jsonl")
+    assert sorted(str(x["login_id"]) for x in lines) == sorted(ids)
+    bad = next(x for x in lines if x["login_id"] == ids[0])
+    assert bad["ok"] is False
+    error = bad["error"]
+    assert isinstance(error, dict)
+    assert error["type"] == "LoginError" and error["flinks_code"] == "INVALID_LOGIN"
+    assert error["http_status"] == 401 and error["request_id"] and error["message"]
+    good = next(x for x in lines if x["ok"])
+    assert good["endpoint"] == "GetAccountsDetail"
+    assert good["data"]["Accounts"]  # type: ignore[index]
+    assert stat.S_IMODE((tmp_path / "out.jsonl").stat().st_mode) == 0o600
+    stderr = proc.stderr.decode()
+    assert "29 ok, 1 failed" in stderr and "INVALID_LOGIN: 1" in stderr
+    assert API_KEY not in stderr and SECRET not in stderr
+
+
+async def test_resume_skips_done_logins_and_repairs_a_torn_line(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    ids = demo_login_ids(10, seed=22)
+    proc = await _pull(emu, tmp_path, ids=ids[:4])
+    assert proc.returncode == 0
+    torn = b'{"login_id":"' + ids[4].encode() + b'","ok":true,"data":{"Inv'
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(out.read_bytes() + torn)
+    proc = await _pull(emu, tmp_path, "--resume", ids=ids)
+    assert proc.returncode == 0
+    assert b"repaired" in proc.stderr and b"4 skipped" in proc.stderr
+    lines = _lines(tmp_path / "out.jsonl")
+    assert sorted(str(x["login_id"]) for x in lines) == sorted(ids)
+
+
+async def test_kill_9_mid_run_then_resume_loses_nothing(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    ids = demo_login_ids(400, seed=23)
+    emu.pending = 3
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = await anyio.open_process(
+        [
+            *CLI,
+            "pull",
+            "--login-ids",
+            str(tmp_path / "ids.txt"),
+            "--out",
+            str(out),
+            "--poll-interval",
+            "0.02",
+            "--concurrency",
+            "20",
+        ],
+        env=_env(emu, tmp_path),
+    )
+    await wait_until(lambda: out.exists() and out.stat().st_size > 100_000, timeout=30)
+    proc.kill()  # SIGKILL: no chance to clean up
+    await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    written = out.read_bytes().count(b"\n")
+    assert 0 < written < 400
+    done = await _pull(emu, tmp_path, "--resume")
+    assert done.returncode == 0, done.stderr.decode()
+    lines = _lines(out)
+    assert sorted(str(x["login_id"]) for x in lines) == sorted(ids)  # each exactly once
+
+
+async def test_sigint_stops_cleanly_with_a_valid_file(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    ids = demo_login_ids(50, seed=24)
+    for i in ids[10:]:
+        emu.set_login(i, faults=["never_ready"])
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    out = tmp_path / "out.jsonl"
+    proc = await anyio.open_process(
+        [
+            *CLI,
+            "pull",
+            "--login-ids",
+            str(tmp_path / "ids.txt"),
+            "--out",
+            str(out),
+            "--poll-interval",
+            "0.02",
+        ],
+        env=_env(emu, tmp_path),
+    )
+    await wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") == 10, timeout=30)
+    proc.send_signal(signal.SIGINT)
+    with anyio.fail_after(10):
+        await proc.wait()
+    assert proc.returncode == 130
+    assert len(_lines(out)) == 10
+    await wait_until(lambda: emu.active == 0)
+
+
+async def test_credentials_are_never_command_line_options(tmp_path: pathlib.Path) -> None:
+    proc = await anyio.run_process(
+        [*CLI, "pull", "--login-ids", "-", "--api-key", "x"], check=False
+    )
+    assert proc.returncode == 2 and b"unrecognized arguments" in proc.stderr
+
+
+async def test_serve_emulator_standalone(tmp_path: pathlib.Path) -> None:
+    port = 18000 + os.getpid() % 1000
+    proc = await anyio.open_process(
+        [sys.executable, "-m", "flinks_async.testing", "--port", str(port), "--pending", "1"]
+    )
+    try:
+        assert proc.stderr is not None
+        line = b""
+        with anyio.fail_after(15):
+            while b"serving on" not in line:
+                line += await proc.stderr.receive()
+        assert f"http://127.0.0.1:{port}".encode() in line
+        async with FlinksClient(
+            CUSTOMER, base_url=f"http://127.0.0.1:{port}", poll_interval=0.01
+        ) as client:
+            assert (await client.investments(demo_login_ids(1)[0])).accounts
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            await proc.wait()

@@ -1,0 +1,106 @@
+"""The example web apps, started for real and called over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+
+import aiohttp
+import anyio
+import pytest
+import uvicorn
+from aiohttp import web
+
+from examples import aiohttp_app, fastapi_app
+from flinks_async import FlinksClient
+from flinks_async.testing import Emulator
+
+from .conftest import fast_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _serve_fastapi(app: object) -> AsyncGenerator[str, None]:
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+    )
+    task = asyncio.get_running_loop().create_task(server.serve())
+    await wait_until(lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _serve_aiohttp(app: web.Application) -> AsyncGenerator[str, None]:
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+Factory = Callable[[], FlinksClient]
+
+
+@pytest.fixture(params=["fastapi", "aiohttp"])
+async def app(
+    request: pytest.FixtureRequest, emu: Emulator
+) -> AsyncIterator[tuple[str, list[FlinksClient]]]:
+    clients: list[FlinksClient] = []
+
+    def factory() -> FlinksClient:
+        clients.append(fast_client(emu, poll_interval=0.01))
+        return clients[-1]
+
+    if request.param == "fastapi":
+        serve = _serve_fastapi(fastapi_app.create_app(factory))
+    else:
+        serve = _serve_aiohttp(aiohttp_app.create_app(factory))
+    url = await serve.__anext__()
+    yield url, clients
+    await serve.aclose()
+    assert clients and clients[0].in_flight_requests == 0  # the lifespan closed it
+
+
+async def test_handler_returns_the_investments(
+    app: tuple[str, list[FlinksClient]], emu: Emulator, login: str
+) -> None:
+    url, _ = app
+    emu.set_login(login, pending=2)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/investments/{login}") as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        assert body["Investments"][0]["Accounts"]
+        async with http.get(f"{url}/investments/not-a-guid") as resp:
+            assert resp.status == 422
+
+
+async def test_client_hanging_up_cancels_the_poll(
+    app: tuple[str, list[FlinksClient]], emu: Emulator, login: str
+) -> None:
+    url, clients = app
+    emu.set_login(login, faults=["never_ready"])
+    async with aiohttp.ClientSession() as http:
+        with anyio.move_on_after(0.3):
+            await http.get(f"{url}/investments/{login}")
+        assert emu.counts["Investments"] >= 3  # it was polling
+    flinks = clients[0]
+    await wait_until(lambda: flinks.active_polls == 0)
+    assert flinks.in_flight_requests == 0
+    polls = emu.counts["Investments"]
+    await anyio.sleep(0.05)
+    assert emu.counts["Investments"] == polls  # stopped

@@ -1,0 +1,120 @@
+"""Single-flight: concurrent callers of one login share one Authorize and one poll."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from flinks_async import FlinksClient, Investments, LoginError
+from flinks_async.testing import Emulator
+
+from .conftest import fast_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_concurrent_callers_share_one_poll(emu: Emulator, login: str) -> None:
+    emu.set_login(login, pending=3)
+    got: list[Investments] = []
+    async with fast_client(emu) as client:
+
+        async def one() -> None:
+            got.append(await client.investments(login))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(one)
+        assert client.active_polls == 0
+    assert len(got) == 10 and all(g is got[0] for g in got)
+    assert emu.counts["Authorize"] == 1
+    assert emu.counts["Investments"] == 4
+
+
+async def test_different_options_do_not_share(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.investments, login)
+        tg.start_soon(lambda: client.investments(login, raw=True))
+    assert emu.counts["Authorize"] == 2
+
+
+async def test_errors_are_shared_too(client: FlinksClient, emu: Emulator, login: str) -> None:
+    emu.set_login(login, faults=["INVALID_LOGIN@data"])
+    errors: list[BaseException] = []
+
+    async def one() -> None:
+        try:
+            await client.investments(login)
+        except LoginError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(one)
+    assert len(errors) == 3 and emu.counts["Authorize"] == 1
+
+
+async def test_a_cancelled_caller_leaves_the_poll_to_the_others(emu: Emulator, login: str) -> None:
+    emu.set_login(login, pending=20)
+    async with fast_client(emu, poll_interval=0.01) as client:
+        result: list[Investments] = []
+
+        async def patient() -> None:
+            result.append(await client.investments(login))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(patient)
+            with anyio.move_on_after(0.05):
+                await client.investments(login)  # this caller gives up early
+            assert client.active_polls == 1
+        assert result and result[0].accounts
+    assert emu.counts["Authorize"] == 1
+
+
+async def test_the_poll_stops_when_its_last_caller_leaves(emu: Emulator, login: str) -> None:
+    emu.set_login(login, faults=["never_ready"])
+    async with fast_client(emu, poll_interval=0.01) as client:
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(client.investments, login)
+            await wait_until(lambda: emu.counts["Investments"] >= 3)
+            tg.cancel_scope.cancel()
+        assert client.active_polls == 0 and client.in_flight_requests == 0
+        polls = emu.counts["Investments"]
+        await anyio.sleep(0.05)
+        assert emu.counts["Investments"] == polls
+        emu.set_login(login, pending=0)
+        assert (await client.investments(login)).accounts  # a fresh flight works
+
+
+async def test_a_single_call_joins_a_bulk_pull(emu: Emulator, login_ids: list[str]) -> None:
+    emu.set_login(login_ids[0], pending=10)
+    async with fast_client(emu, poll_interval=0.01) as client:
+        async with (
+            client.investments_many(login_ids[:5]) as results,
+            anyio.create_task_group() as tg,
+        ):
+            await wait_until(lambda: emu.counts["Investments"] >= 3)
+            tg.start_soon(client.investments, login_ids[0])  # e.g. a web request
+            assert len([r async for r in results]) == 5
+    assert emu.counts["Authorize"] == 5
+
+
+async def test_closing_the_client_cancels_shared_polls(emu: Emulator, login: str) -> None:
+    emu.set_login(login, faults=["never_ready"])
+    client = fast_client(emu, poll_interval=0.01)
+    errors: list[Exception] = []
+
+    async def caller() -> None:
+        try:
+            await client.investments(login)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        await wait_until(lambda: client.active_polls == 1)
+        await client.aclose()
+    assert client.active_polls == 0 and client.in_flight_requests == 0
+    assert len(errors) == 1 and "closed" in str(errors[0])
