@@ -42,7 +42,7 @@ class Settings:
     max_connections: int = 100
     rate_limit: float | None = None
     connect_timeout: float = 10.0
-    read_timeout: float = 240.0
+    read_timeout: float | None = None
     request_timeout: float = 300.0
     max_response_bytes: int = 256 * 1024 * 1024
     ssl: _ssl.SSLContext | bool = True
@@ -77,8 +77,11 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0")
         for name in ("poll_timeout", "connect_timeout", "read_timeout", "request_timeout"):
-            if getattr(self, name) <= 0:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
                 raise ConfigurationError(f"{name} must be > 0")
+        if self.request_timeout <= 0:
+            raise ConfigurationError("request_timeout must be > 0")
         if not 0 <= self.poll_jitter < 1:
             raise ConfigurationError("poll_jitter must be in [0, 1)")
         if self.max_retries < 0 or self.max_connections < 1 or self.max_response_bytes < 1:

@@ -88,6 +88,31 @@ def make_decoder(
     return decode
 
 
+def _calls(
+    endpoint: Endpoint,
+    url: str,
+    login_id: str,
+    rid: str,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    decode: Callable[[bytes], Any],
+) -> tuple[Call, Call]:
+    """The first request of a session and the poll that repeats it (built once, reused)."""
+    if endpoint.poll_by_get:
+        body = {**params, "RequestId": rid}
+    else:  # /Investments: polled by re-sending the same request
+        body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
+    post = Call(
+        "POST", url, endpoint.name, headers, msgspec.json.encode(body), login_id, rid, decode
+    )
+    if not endpoint.poll_by_get:
+        return post, post
+    poll = Call(
+        "GET", f"{url}Async/{rid}", f"{endpoint.name}Async", headers, None, login_id, rid, decode
+    )
+    return post, poll
+
+
 async def fetch(
     transport: Transport,
     endpoint: Endpoint,
@@ -109,40 +134,18 @@ async def fetch(
     with anyio.move_on_after(s.poll_timeout):
         reauthorized = False
         rid = rid or await authorize(login_id)
-        post = True
+        post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode)
+        call = post
         while True:
-            if post:
-                body = {**params, "RequestId": rid}
-                if endpoint.name == "Investments":
-                    body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
-                call = Call(
-                    "POST",
-                    url,
-                    endpoint.name,
-                    headers,
-                    msgspec.json.encode(body),
-                    login_id,
-                    rid,
-                    decode,
-                )
-            else:
-                call = Call(
-                    "GET",
-                    f"{url}Async/{rid}",
-                    f"{endpoint.name}Async",
-                    headers,
-                    None,
-                    login_id,
-                    rid,
-                    decode,
-                )
             try:
                 reply = await transport.send(call)
             except SessionExpiredError:
                 if reauthorized:
                     raise
-                reauthorized, post = True, True
+                reauthorized = True
                 rid = await authorize(login_id)
+                post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode)
+                call = post
                 continue
             if reply.status == 200:
                 return reply.value
@@ -152,7 +155,7 @@ async def fetch(
                 Event("pending", endpoint.name, login_id, rid, polls, status=202, delay=delay)
             )
             await anyio.sleep(delay)
-            post = not endpoint.poll_by_get
+            call = poll
     # Only the deadline leaves the block without returning or raising.
     elapsed = time.monotonic() - started
     raise PollTimeoutError(

@@ -20,11 +20,12 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 import msgspec
 from yarl import URL
 
@@ -76,14 +77,6 @@ class Reply:
     status: int
     body: bytes
     value: Any = None
-
-
-class _Retryable(Exception):
-    """Internal: this attempt failed transiently; ``error`` is what to raise if it was the last."""
-
-    def __init__(self, error: FlinksError, retry_after: float | None = None) -> None:
-        self.error = error
-        self.retry_after = retry_after
 
 
 class Transport:
@@ -138,40 +131,119 @@ class Transport:
         if session is not None:
             with anyio.CancelScope(shield=True):
                 await session.close()
+                # transports close their sockets one loop turn later
+                await anyio.lowlevel.checkpoint()
 
     def emit(self, event: Event) -> None:
         if self.hooks or _events.scoped_hooks.get():
             _events.dispatch(self.hooks, event)
 
     async def send(self, call: Call) -> Reply:
-        """Send ``call``, retrying transient failures; return its 200/202 :class:`Reply`."""
+        """Send ``call``, retrying transient failures; return its 200/202 :class:`Reply`.
+
+        One flat coroutine on purpose: every await of a request resumes through each
+        coroutine frame above it, so the hot path keeps its nesting shallow.
+        """
         s = self.settings
+        session = self._session or self.session()
+        hooks = self.hooks or _events.scoped_hooks.get()
+        debug = log.isEnabledFor(logging.DEBUG)
+        timed = bool(hooks) or debug
         attempt = 0
         while True:
             attempt += 1
+            if call.fresh_headers is not None:
+                call.headers = {**call.headers, **await call.fresh_headers()}
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            if hooks:
+                self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
+            started = time.monotonic() if timed else 0.0
+            self.in_flight += 1
+            self.requests_sent += 1
+            failure: FlinksError | None = None
+            retry_after: float | None = None
             try:
-                return await self._attempt(call, attempt)
-            except _Retryable as failure:
-                if attempt > s.max_retries:
-                    raise failure.error from failure.error.__cause__
-                delay = retry_delay(
-                    attempt,
-                    failure.retry_after,
-                    initial=s.backoff_initial,
-                    maximum=s.backoff_max,
-                    max_retry_after=s.max_retry_after,
-                    rng=self._rng,
+                async with session.request(
+                    call.method,
+                    call.url,
+                    data=call.body,
+                    headers=call.headers,
+                    allow_redirects=False,
+                    proxy=s.proxy,
+                ) as resp:
+                    try:
+                        body = await self._read(resp, call)
+                    except BaseException:
+                        resp.close()  # drop the connection: a half-read body can't be reused
+                        raise
+                    status = resp.status
+                    headers = resp.headers
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                failure = TransportError(
+                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                    login_id=call.login_id,
+                    request_id=call.request_id,
+                    endpoint=call.endpoint,
                 )
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug(
-                        "retry %s %s in %.3fs after attempt %d: %s",
-                        call.method,
-                        call.endpoint,
-                        delay,
-                        attempt,
-                        failure.error,
-                        extra=self._extra(call, attempt=attempt, delay=delay),
+                failure.__cause__ = exc
+                status, body = 0, b""
+            finally:
+                self.in_flight -= 1
+            if debug:
+                self._log_exchange(call, attempt, started, status, failure, body)
+            if failure is None:
+                if hooks:
+                    self.emit(
+                        Event(
+                            "response",
+                            call.endpoint,
+                            call.login_id,
+                            call.request_id,
+                            attempt,
+                            status=status,
+                            elapsed=time.monotonic() - started,
+                        )
                     )
+                if status == 200:
+                    if call.decode is None:
+                        return Reply(status, body)
+                    try:
+                        return Reply(status, body, call.decode(body))
+                    except DecodeError as exc:
+                        exc.http_status = status
+                        exc.content_type = headers.get("Content-Type", "")
+                        failure = exc
+                elif status == 202:
+                    return Reply(status, body)
+                else:
+                    error = self._error(call, status, headers, body)
+                    if not isinstance(error, TransientAPIError):
+                        raise error
+                    failure, retry_after = error, parse_retry_after(headers.get("Retry-After"))
+                    if isinstance(error, RateLimitError):
+                        error.retry_after = retry_after
+            if attempt > s.max_retries:
+                raise failure from failure.__cause__
+            delay = retry_delay(
+                attempt,
+                retry_after,
+                initial=s.backoff_initial,
+                maximum=s.backoff_max,
+                max_retry_after=s.max_retry_after,
+                rng=self._rng,
+            )
+            if debug:
+                log.debug(
+                    "retry %s %s in %.3fs after attempt %d: %s",
+                    call.method,
+                    call.endpoint,
+                    delay,
+                    attempt,
+                    failure,
+                    extra=self._extra(call, attempt=attempt, delay=delay),
+                )
+            if hooks:
                 self.emit(
                     Event(
                         "retry",
@@ -180,108 +252,38 @@ class Transport:
                         call.request_id,
                         attempt,
                         delay=delay,
-                        error=failure.error,
+                        error=failure,
                     )
                 )
-                await anyio.sleep(delay)
+            await anyio.sleep(delay)
 
-    async def _attempt(self, call: Call, attempt: int) -> Reply:
-        session = self.session()
-        if call.fresh_headers is not None:
-            call.headers = {**call.headers, **await call.fresh_headers()}
-        if self._limiter is not None:
-            await self._limiter.acquire()
-        self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
-        started = time.monotonic()
-        self.in_flight += 1
-        self.requests_sent += 1
-        status = 0
-        try:
-            status, content_type, retry_after, body = await self._exchange(session, call)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = TransportError(
-                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+    async def _read(self, resp: aiohttp.ClientResponse, call: Call) -> bytes:
+        """The body, refusing more than ``max_response_bytes`` (counted after decompression)."""
+        if resp.status in (301, 302, 303, 307, 308):
+            location = resp.headers.get("Location", "")
+            host = URL(location).host if location else None
+            raise APIError(
+                f"unexpected redirect to {host or 'an unknown host'}; not followed",
+                http_status=resp.status,
                 login_id=call.login_id,
                 request_id=call.request_id,
                 endpoint=call.endpoint,
             )
-            error.__cause__ = exc
-            self._log_exchange(call, attempt, started, None, error)
-            raise _Retryable(error) from exc
-        finally:
-            self.in_flight -= 1
-        elapsed = time.monotonic() - started
-        self._log_exchange(call, attempt, started, status, None)
-        if self.settings.log_bodies and log.isEnabledFor(logging.DEBUG):
-            log.debug("body of %s (%d bytes): %r", call.endpoint, len(body), body[:2048])
-        self.emit(
-            Event(
-                "response",
-                call.endpoint,
-                call.login_id,
-                call.request_id,
-                attempt,
-                status=status,
-                elapsed=elapsed,
-            )
-        )
-        if status == 200:
-            value = None
-            if call.decode is not None:
-                try:
-                    value = call.decode(body)
-                except DecodeError as exc:
-                    exc.http_status, exc.content_type = status, content_type
-                    raise _Retryable(exc) from None
-            return Reply(status, body, value)
-        if status == 202:
-            return Reply(status, body)
-        raise self._error(call, status, content_type, retry_after, body)
-
-    async def _exchange(
-        self, session: aiohttp.ClientSession, call: Call
-    ) -> tuple[int, str, float | None, bytes]:
-        """One HTTP exchange; the response is always released, also when cancelled."""
-        s = self.settings
-        async with session.request(
-            call.method,
-            call.url,
-            data=call.body,
-            headers=call.headers,
-            allow_redirects=False,
-            proxy=s.proxy,
-        ) as resp:
-            try:
-                limit = s.max_response_bytes
-                length = resp.content_length
-                if length is not None and length > limit:
-                    raise self._too_large(call, limit)
-                if length is not None and "Content-Encoding" not in resp.headers:
-                    body = await resp.read()
-                else:
-                    chunks: list[bytes] = []
-                    size = 0
-                    while chunk := await resp.content.readany():
-                        size += len(chunk)
-                        if size > limit:
-                            raise self._too_large(call, limit)
-                        chunks.append(chunk)
-                    body = b"".join(chunks)
-            except BaseException:
-                resp.close()  # drop the connection: a half-read body can't be reused
-                raise
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            if resp.status in (301, 302, 303, 307, 308):
-                location = resp.headers.get("Location", "")
-                host = URL(location).host if location else None
-                raise APIError(
-                    f"unexpected redirect to {host or 'an unknown host'}; not followed",
-                    http_status=resp.status,
-                    login_id=call.login_id,
-                    request_id=call.request_id,
-                    endpoint=call.endpoint,
-                )
-            return resp.status, resp.headers.get("Content-Type", ""), retry_after, body
+        limit = self.settings.max_response_bytes
+        length = resp.content_length
+        if length is not None:
+            if length > limit:
+                raise self._too_large(call, limit)
+            if "Content-Encoding" not in resp.headers:
+                return await resp.read()
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await resp.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large(call, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _too_large(self, call: Call, limit: int) -> ResponseTooLargeError:
         return ResponseTooLargeError(
@@ -291,23 +293,20 @@ class Transport:
             endpoint=call.endpoint,
         )
 
-    def _error(
-        self, call: Call, status: int, content_type: str, retry_after: float | None, body: bytes
-    ) -> Exception:
+    def _error(self, call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+        """The typed error for a non-200/202 answer (keyed on FlinksCode, then status)."""
         code: str | None = None
-        message = ""
         request_id = call.request_id
         try:
             env = _ERROR_DECODER.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            kind = content_type.split(";")[0] or "no content type"
+            kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
             message = f"HTTP {status} with a non-JSON body ({kind}, {len(body)} bytes)"
         else:
             code = env.flinks_code.strip().upper() if env.flinks_code else None
             message = (env.message or "")[:500] or f"HTTP {status}"
             request_id = env.request_id or request_id
-        cls = api_error_for(code, status)
-        error = cls(
+        return api_error_for(code, status)(
             message,
             flinks_code=code,
             http_status=status,
@@ -315,11 +314,6 @@ class Transport:
             request_id=request_id,
             endpoint=call.endpoint,
         )
-        if isinstance(error, RateLimitError):
-            error.retry_after = retry_after
-        if isinstance(error, TransientAPIError):
-            return _Retryable(error, retry_after)
-        return error  # SessionExpiredError (the poller re-authorizes) or a fatal error
 
     def _extra(self, call: Call, **fields: object) -> dict[str, object]:
         login = call.login_id if not self.settings.redact_login_ids else short_id(call.login_id)
@@ -336,13 +330,12 @@ class Transport:
         call: Call,
         attempt: int,
         started: float,
-        status: int | None,
+        status: int,
         error: FlinksError | None,
+        body: bytes,
     ) -> None:
-        if not log.isEnabledFor(logging.DEBUG):
-            return
         elapsed = time.monotonic() - started
-        extra = self._extra(call, attempt=attempt, status=status, elapsed=elapsed)
+        extra = self._extra(call, attempt=attempt, status=status or None, elapsed=elapsed)
         log.debug(
             "%s %s -> %s attempt=%d elapsed=%.3fs request_id=%s login=%s",
             call.method,
@@ -354,3 +347,5 @@ class Transport:
             extra["flinks_login_id"] or "-",
             extra=extra,
         )
+        if self.settings.log_bodies and error is None:
+            log.debug("body of %s (%d bytes): %r", call.endpoint, len(body), body[:2048])
