@@ -26,6 +26,9 @@ from ._polling import ENDPOINTS, Endpoint, fetch, make_decoder
 from ._redact import is_guid
 from ._singleflight import SingleFlight
 from ._transport import Call, Transport
+from ._version import __version__
+
+_USER_AGENT = f"flinks-async/{__version__}"
 
 __all__ = ["FlinksClient"]
 
@@ -165,7 +168,12 @@ class FlinksClient:
         s = self.settings
         self._transport = Transport(s, tuple(event_hooks))
         self._flights = SingleFlight()
-        base = {"Content-Type": "application/json"}
+        # Merged once here rather than by aiohttp on every request.
+        base = {
+            "User-Agent": _USER_AGENT,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
         self._data_headers = {**base, **({"x-api-key": s.api_key} if s.api_key else {})}
         self._auth_headers = dict(base)
 
@@ -218,7 +226,7 @@ class FlinksClient:
     async def _authorize(self, login_id: str) -> Authorization:
         s = self.settings
         body = msgspec.json.encode({"LoginId": login_id, "MostRecentCached": True})
-        decode = make_decoder(Authorization, raw=False, login_id=login_id, endpoint="Authorize")
+        decode = make_decoder(Authorization, raw=False)
         call = Call(
             "POST",
             f"{s.banking_url}/Authorize",
@@ -264,7 +272,7 @@ class FlinksClient:
             "POST",
             f"{s.banking_url}/GenerateAuthorizeToken",
             "GenerateAuthorizeToken",
-            {"flinks-auth-key": s.secret_key},
+            {**self._auth_headers, "flinks-auth-key": s.secret_key},
             None,
             None,
             None,

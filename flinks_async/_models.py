@@ -100,12 +100,17 @@ def parse_datetime(value: str | None) -> dt.datetime | None:
 
 
 class _Model(
-    msgspec.Struct, rename="pascal", kw_only=True, omit_defaults=True, repr_omit_defaults=True
+    msgspec.Struct,
+    rename="pascal",
+    kw_only=True,
+    omit_defaults=True,
+    repr_omit_defaults=True,
+    gc=False,
 ):
     """Base of every model: PascalCase on the wire, all fields optional."""
 
 
-class Link(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Link(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """A hypermedia link in a Flinks answer (lower-case keys on the wire)."""
 
     rel: str | None = None

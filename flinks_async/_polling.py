@@ -30,7 +30,7 @@ import anyio
 import msgspec
 
 from ._errors import DecodeError, PollTimeoutError, SessionExpiredError
-from ._events import Event
+from ._events import Event, scoped_hooks
 from ._models import (
     AccountsDetail,
     AccountsSummary,
@@ -65,12 +65,21 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
-def make_decoder(
-    model: type[Any], *, raw: bool, login_id: str | None, endpoint: str
-) -> Callable[[bytes], Any]:
-    """A function turning a 200 body into ``model`` (or, ``raw``, checking it is a JSON object
-    and returning the bytes); anything else raises :class:`DecodeError`."""
+_DECODE_FNS: dict[tuple[type[Any], bool], Callable[[bytes], Any]] = {}
+
+
+def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
+    """The function turning a 200 body into ``model`` (or, ``raw``, checking that it is one
+    JSON object and returning the bytes); anything else raises :class:`DecodeError`.
+
+    One per (model, raw), shared: the transport adds the login, request and endpoint to a
+    :class:`DecodeError` it catches.
+    """
+    fn = _DECODE_FNS.get((model, raw))
+    if fn is not None:
+        return fn
     decoder = decoder_for(AnyObject if raw else model)
+    what_model = "a JSON object" if raw else model.__name__
 
     def decode(body: bytes) -> Any:
         try:
@@ -79,12 +88,11 @@ def make_decoder(
             head = body[:16].lstrip().lower()
             what = "an HTML page" if head.startswith((b"<!doctype", b"<html")) else "not valid"
             raise DecodeError(
-                f"{endpoint} answer is {what} ({len(body)} bytes): {exc}",
-                login_id=login_id,
-                endpoint=endpoint,
+                f"the answer is {what} as {what_model} ({len(body)} bytes): {exc}"
             ) from None
         return body if raw else value
 
+    _DECODE_FNS[model, raw] = decode
     return decode
 
 
@@ -129,7 +137,7 @@ async def fetch(
     s = transport.settings
     started = time.monotonic()
     polls = 0
-    decode = make_decoder(endpoint.model, raw=raw, login_id=login_id, endpoint=endpoint.name)
+    decode = make_decoder(endpoint.model, raw=raw)
     rid = request_id
     with anyio.move_on_after(s.poll_timeout):
         reauthorized = False
@@ -151,9 +159,10 @@ async def fetch(
                 return reply.value
             polls += 1
             delay = s.poll_interval * random.uniform(1 - s.poll_jitter, 1 + s.poll_jitter)
-            transport.emit(
-                Event("pending", endpoint.name, login_id, rid, polls, status=202, delay=delay)
-            )
+            if transport.hooks or scoped_hooks.get():
+                transport.emit(
+                    Event("pending", endpoint.name, login_id, rid, polls, status=202, delay=delay)
+                )
             await anyio.sleep(delay)
             call = poll
     # Only the deadline leaves the block without returning or raising.

@@ -45,13 +45,11 @@ from ._events import Event, EventHook
 from ._models import ErrorBody, decoder_for
 from ._redact import short_id
 from ._retry import RateLimiter, parse_retry_after, retry_delay
-from ._version import __version__
 
 __all__ = ["Call", "Reply", "Transport"]
 
 log = logging.getLogger("flinks_async")
 _ERROR_DECODER = decoder_for(ErrorBody)
-_USER_AGENT = f"flinks-async/{__version__}"
 
 
 @dataclasses.dataclass(slots=True)
@@ -117,7 +115,6 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
-                headers={"User-Agent": _USER_AGENT, "Accept": "application/json"},
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=s.trust_env,
                 raise_for_status=False,
@@ -173,7 +170,16 @@ class Transport:
                     proxy=s.proxy,
                 ) as resp:
                     try:
-                        body = await self._read(resp, call)
+                        length = resp.content_length
+                        if (
+                            resp.status < 300
+                            and length is not None
+                            and length <= s.max_response_bytes
+                            and "Content-Encoding" not in resp.headers
+                        ):
+                            body = await resp.read()  # the common case, inline
+                        else:
+                            body = await self._read(resp, call)
                     except BaseException:
                         resp.close()  # drop the connection: a half-read body can't be reused
                         raise
@@ -211,6 +217,8 @@ class Transport:
                     try:
                         return Reply(status, body, call.decode(body))
                     except DecodeError as exc:
+                        exc.login_id, exc.endpoint = call.login_id, call.endpoint
+                        exc.request_id = call.request_id
                         exc.http_status = status
                         exc.content_type = headers.get("Content-Type", "")
                         failure = exc

@@ -62,3 +62,15 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
     with anyio.fail_after(timeout):
         while not condition():  # noqa: ASYNC110 - the condition is another process's state
             await anyio.sleep(0.005)
+
+
+async def assert_polling_stopped(emu: Emulator, quiet: float = 0.15) -> None:
+    """Nothing new reaches the emulator for ``quiet`` seconds (many poll intervals).
+
+    A request already on the wire when the client cancelled may still be processed just
+    after; the first 50 ms let such stragglers land before the quiet window starts.
+    """
+    await anyio.sleep(0.05)
+    seen = emu.requests_total
+    await anyio.sleep(quiet)
+    assert emu.requests_total == seen, "requests kept arriving: something is still polling"

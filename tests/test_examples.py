@@ -16,7 +16,7 @@ from examples import aiohttp_app, fastapi_app
 from flinks_async import FlinksClient
 from flinks_async.testing import Emulator
 
-from .conftest import fast_client, wait_until
+from .conftest import assert_polling_stopped, fast_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -101,6 +101,4 @@ async def test_client_hanging_up_cancels_the_poll(
     flinks = clients[0]
     await wait_until(lambda: flinks.active_polls == 0)
     assert flinks.in_flight_requests == 0
-    polls = emu.counts["Investments"]
-    await anyio.sleep(0.05)
-    assert emu.counts["Investments"] == polls  # stopped
+    await assert_polling_stopped(emu)

@@ -8,7 +8,7 @@ import pytest
 from flinks_async import FlinksClient, Investments, LoginError
 from flinks_async.testing import Emulator
 
-from .conftest import fast_client, wait_until
+from .conftest import assert_polling_stopped, fast_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -81,9 +81,7 @@ async def test_the_poll_stops_when_its_last_caller_leaves(emu: Emulator, login: 
             await wait_until(lambda: emu.counts["Investments"] >= 3)
             tg.cancel_scope.cancel()
         assert client.active_polls == 0 and client.in_flight_requests == 0
-        polls = emu.counts["Investments"]
-        await anyio.sleep(0.05)
-        assert emu.counts["Investments"] == polls
+        await assert_polling_stopped(emu)
         emu.set_login(login, pending=0)
         assert (await client.investments(login)).accounts  # a fresh flight works
 

@@ -1,0 +1,148 @@
+"""Run the benchmark suite: ``python -m benchmarks [--quick] [--only NAME,...]``.
+
+Writes ``benchmarks/results/latest.md`` (the tables the docs' Performance page includes)
+and ``docs/assets/benchmarks.png`` (the plot), and prints the tables as it goes.
+Benchmarks are not tests: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import sys
+import time
+
+import anyio
+
+from . import bulk_disk, decoding, fanout, looplag, transport
+from ._common import pin_client
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "latest.md"
+PLOT = ROOT / "docs" / "assets" / "benchmarks.png"
+ALL = ("decoding", "transport", "fanout", "looplag", "bulk_disk")
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import aiohttp
+    import msgspec
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}, msgspec {msgspec.__version__}, "
+        f"anyio {anyio.__version__ if hasattr(anyio, '__version__') else '4'}"
+    )
+
+
+def _plot(
+    dec: list[decoding.DecodeResult] | None, tr: list[transport.TransportResult] | None
+) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot)", file=sys.stderr)
+        return
+    panels = [p for p in (dec, tr) if p]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
+    ax_list = list(axes[0])
+    if dec:
+        ax = ax_list.pop(0)
+        inv = [r for r in dec if r.kind == "Investments"]
+        for name in inv[0].times:
+            ax.plot(
+                [r.size / 1e6 for r in inv],
+                [r.times[name].median * 1e3 for r in inv],
+                marker="o",
+                label=name,
+                linewidth=2.5 if name == "flinks-async" else 1.2,
+            )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="/Investments payload (MB)",
+            ylabel="decode time (ms, median)",
+            title="Decoding (lower is better)",
+        )
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    if tr:
+        ax = ax_list.pop(0)
+        names = list(tr[0].rate)
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            xs = [j + i * width for j in range(len(tr))]
+            ax.bar(xs, [r.rate[name].median for r in tr], width, label=name)
+        ax.set_xticks(
+            [j + width for j in range(len(tr))], [f"concurrency {r.concurrency}" for r in tr]
+        )
+        ax.set(
+            ylabel="logins/s (Authorize + 2 polls + data)",
+            title="Transport throughput (higher is better)",
+        )
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+    print(f"plot: {PLOT.relative_to(ROOT)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes, ~1 minute")
+    p.add_argument("--only", default=",".join(ALL), help=f"comma-separated of {ALL}")
+    p.add_argument("--no-write", action="store_true", help="print only")
+    args = p.parse_args(argv)
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    q = args.quick
+    sections = [
+        f"_Machine: {_machine()}; {pin_client()}, emulator on its own core._",
+        f"_Command: `python -m benchmarks{' --quick' if q else ''}`, {time.strftime('%Y-%m-%d')}._",
+    ]
+    dec = tr = None
+
+    def show(title: str, body: str) -> None:
+        sections.append(f"### {title}\n\n{body}")
+        print(f"\n### {title}\n\n{body}", flush=True)
+
+    if "decoding" in only:
+        dec = decoding.run(decoding.QUICK_SIZES[:2] if q else decoding.SIZES, 3 if q else 5)
+        show("Decoding", decoding.markdown(dec))
+    if "transport" in only:
+        tr = anyio.run(transport.run, (1, 64, 512), 200 if q else 1000, 2 if q else 7)
+        show("Transport overhead", transport.markdown(tr))
+    if "fanout" in only:
+        fo = anyio.run(fanout.run, 1000 if q else 10_000, 100 if q else 1000)
+        show("Fan-out scale", fo.markdown())
+    if "looplag" in only:
+        size = 5_000_000 if q else 50_000_000
+        lag = anyio.run(looplag.run, size, 2 if q else 4)
+        show("Event-loop lag with big payloads", looplag.markdown(lag, size))
+    if "bulk_disk" in only:
+        bd = anyio.run(bulk_disk.run, 500 if q else 10_000, 50 if q else 300)
+        show("Bulk pull to disk", bulk_disk.markdown(bd))
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text("\n\n".join(sections) + "\n")
+        print(f"\nresults: {RESULTS.relative_to(ROOT)}")
+        _plot(dec, tr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""The contenders' models: pydantic v2 and stdlib dataclasses equivalent to ours.
+
+Same fields, all optional, PascalCase on the wire, unknown fields ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_pascal
+
+
+class _P(BaseModel):
+    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, extra="ignore")
+
+
+class PSecurity(_P):
+    symbol: str | None = None
+    name: str | None = None
+    type: str | None = None
+    currency: str | None = None
+    exchange: str | None = None
+    isin: str | None = Field(default=None, alias="ISIN")
+    cusip: str | None = Field(default=None, alias="CUSIP")
+
+
+class PPosition(_P):
+    quantity: float | None = None
+    market_value: float | None = None
+    book_value: float | None = None
+    average_cost: float | None = None
+    currency: str | None = None
+    security: PSecurity | None = None
+
+
+class PInvTx(_P):
+    id: str | None = None
+    date: str | None = None
+    settlement_date: str | None = None
+    type: str | None = None
+    description: str | None = None
+    quantity: float | None = None
+    price: float | None = None
+    net_amount: float | None = None
+    currency: str | None = None
+    security: PSecurity | None = None
+
+
+class PInvAccount(_P):
+    id: str | None = None
+    full_account_id: str | None = None
+    account_id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    registered: bool | None = None
+    currency: str | None = None
+    cash: float | None = None
+    account_value: float | None = None
+    currency_value: float | None = None
+    positions: list[PPosition] | None = None
+    transactions: list[PInvTx] | None = None
+
+
+class PInstitution(_P):
+    id: int | str | None = None
+    name: str | None = None
+    accounts: list[PInvAccount] | None = None
+
+
+class PInvestments(_P):
+    investments: list[PInstitution] | None = None
+    message: str | None = None
+    request_id: str | None = None
+    http_status_code: int | None = None
+
+
+class PBalance(_P):
+    available: float | None = None
+    current: float | None = None
+    limit: float | None = None
+
+
+class PAddress(_P):
+    civic_address: str | None = None
+    city: str | None = None
+    province: str | None = None
+    postal_code: str | None = None
+    po_box: str | None = Field(default=None, alias="POBox")
+    country: str | None = None
+
+
+class PHolder(_P):
+    name: str | None = None
+    address: PAddress | None = None
+    email: str | None = None
+    phone_number: str | None = None
+
+
+class PTransaction(_P):
+    id: str | None = None
+    date: str | None = None
+    code: str | None = None
+    description: str | None = None
+    debit: float | None = None
+    credit: float | None = None
+    balance: float | None = None
+
+
+class PAccount(_P):
+    id: str | None = None
+    title: str | None = None
+    account_number: str | None = None
+    last_four_digits: str | None = None
+    transit_number: str | None = None
+    institution_number: str | None = None
+    overdraft_limit: float | None = None
+    balance: PBalance | None = None
+    category: str | None = None
+    type: str | None = None
+    currency: str | None = None
+    holder: PHolder | None = None
+    account_type: str | None = None
+    eft_eligible_ratio: float | None = None
+    e_transfer_eligible_ratio: float | None = Field(default=None, alias="ETransferEligibleRatio")
+    transactions: list[PTransaction] | None = None
+
+
+class PAccountsDetail(_P):
+    accounts: list[PAccount] | None = None
+    institution: str | None = None
+    request_id: str | None = None
+    http_status_code: int | None = None
+
+
+# --- dataclasses: json.loads, then a hand-written conversion (what many SDKs do) --------
+
+
+@dataclasses.dataclass(slots=True)
+class DSecurity:
+    symbol: str | None
+    name: str | None
+    isin: str | None
+
+
+@dataclasses.dataclass(slots=True)
+class DPosition:
+    quantity: float | None
+    market_value: float | None
+    security: DSecurity | None
+
+
+@dataclasses.dataclass(slots=True)
+class DInvTx:
+    id: str | None
+    date: str | None
+    type: str | None
+    description: str | None
+    quantity: float | None
+    price: float | None
+    net_amount: float | None
+    security: DSecurity | None
+
+
+@dataclasses.dataclass(slots=True)
+class DInvAccount:
+    id: str | None
+    name: str | None
+    type: str | None
+    account_value: float | None
+    positions: list[DPosition]
+    transactions: list[DInvTx]
+
+
+@dataclasses.dataclass(slots=True)
+class DTransaction:
+    id: str | None
+    date: str | None
+    description: str | None
+    debit: float | None
+    credit: float | None
+    balance: float | None
+
+
+@dataclasses.dataclass(slots=True)
+class DAccount:
+    id: str | None
+    title: str | None
+    balance: float | None
+    transactions: list[DTransaction]
+
+
+def _sec(d: dict[str, Any] | None) -> DSecurity | None:
+    return None if d is None else DSecurity(d.get("Symbol"), d.get("Name"), d.get("ISIN"))
+
+
+def investments_dataclasses(obj: dict[str, Any]) -> list[DInvAccount]:
+    out = []
+    for inst in obj.get("Investments") or ():
+        for a in inst.get("Accounts") or ():
+            out.append(
+                DInvAccount(
+                    a.get("Id"),
+                    a.get("Name"),
+                    a.get("Type"),
+                    a.get("AccountValue"),
+                    [
+                        DPosition(p.get("Quantity"), p.get("MarketValue"), _sec(p.get("Security")))
+                        for p in a.get("Positions") or ()
+                    ],
+                    [
+                        DInvTx(
+                            t.get("Id"),
+                            t.get("Date"),
+                            t.get("Type"),
+                            t.get("Description"),
+                            t.get("Quantity"),
+                            t.get("Price"),
+                            t.get("NetAmount"),
+                            _sec(t.get("Security")),
+                        )
+                        for t in a.get("Transactions") or ()
+                    ],
+                )
+            )
+    return out
+
+
+def accounts_dataclasses(obj: dict[str, Any]) -> list[DAccount]:
+    return [
+        DAccount(
+            a.get("Id"),
+            a.get("Title"),
+            (a.get("Balance") or {}).get("Current"),
+            [
+                DTransaction(
+                    t.get("Id"),
+                    t.get("Date"),
+                    t.get("Description"),
+                    t.get("Debit"),
+                    t.get("Credit"),
+                    t.get("Balance"),
+                )
+                for t in a.get("Transactions") or ()
+            ],
+        )
+        for a in obj.get("Accounts") or ()
+    ]
