@@ -73,6 +73,9 @@ async def emulator_process(*args: str) -> AsyncIterator[EmulatorProcess]:
             proc.wait(10)
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def rss_bytes() -> int:

@@ -62,10 +62,14 @@ async def _measure(url: str, variant: str, logins: int, seed: int) -> LagResult:
                     async for r in results:
                         assert r.ok, r.error
                         if thread:
-                            await anyio.to_thread.run_sync(decoder.decode, r.value)
+                            assert isinstance(r.value, bytes)
+                            body = r.value
+                            await anyio.to_thread.run_sync(decoder.decode, body)
             tg.cancel_scope.cancel()
         wall = time.perf_counter() - started
     lags.sort()
+    if not lags:  # the pull finished before the first tick
+        return LagResult(variant, 0.0, 0.0, 0.0, wall)
     return LagResult(variant, statistics.median(lags), lags[int(len(lags) * 0.99)], lags[-1], wall)
 
 

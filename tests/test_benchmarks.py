@@ -1,0 +1,40 @@
+"""Smoke test: every benchmark runs end to end at tiny sizes. No timing is asserted."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("orjson")
+pytest.importorskip("pydantic")
+pytest.importorskip("httpx")
+
+from benchmarks import bulk_disk, decoding, fanout, looplag, transport
+
+pytestmark = pytest.mark.anyio
+
+
+def test_decoding_runs() -> None:
+    results = decoding.run((20_000,), rounds=1)
+    assert {r.kind for r in results} == {"Investments", "GetAccountsDetail"}
+    assert "pydantic v2" in decoding.markdown(results)
+
+
+async def test_transport_runs() -> None:
+    results = await transport.run((1, 4), logins=20, rounds=1)
+    assert "bare aiohttp" in transport.markdown(results)
+
+
+async def test_fanout_runs() -> None:
+    result = await fanout.run(logins=60, concurrency=20, poll_interval=0.01)
+    assert result.lost == 0 and result.duplicated == 0 and result.ok == 60
+    assert result.peak_sockets <= 20
+
+
+async def test_looplag_runs() -> None:
+    results = await looplag.run(size=200_000, logins=2)
+    assert len(results) == len(looplag.VARIANTS)
+
+
+async def test_bulk_disk_runs() -> None:
+    results = await bulk_disk.run(logins=30, naive_logins=5)
+    assert results[0].logins == 30 and results[0].bytes > 0
