@@ -5,8 +5,13 @@ Measures wall time against the ideal schedule, peak RSS per in-flight login, ope
 cancelling a running fan-out to every task ended and every connection closed.
 
 Ideal schedule: a login cannot finish before its two 0.2 s poll waits have passed, and
-only C run at once, so ``ideal = ceil(N / C) * pending * poll_interval``. The rest is
-request handling on the client's core and the emulator's core.
+only C run at once, so ``ideal = ceil(N / C) * pending * poll_interval``. The client is
+pinned to one core, so its CPU time is a floor too: ``requests x CPU per request``; the
+wall time cannot beat ``max(ideal, CPU floor)``.
+
+Memory per in-flight login is measured with tracemalloc (Python allocations, exact) while
+C logins that never become ready sit in flight against a second emulator (no payloads),
+divided by C.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import sys
 import time
+import tracemalloc
 
 import anyio
 
-from flinks_async import FlinksClient
+from flinks_async import Event, FlinksClient
 from flinks_async.testing import demo_login_ids
 
 from ._common import (
@@ -27,7 +34,6 @@ from ._common import (
     cpu_seconds,
     emulator_process,
     open_sockets,
-    rss_bytes,
     table,
 )
 
@@ -44,7 +50,7 @@ class FanoutResult:
     lost: int
     duplicated: int
     peak_sockets: int
-    rss_per_login: float
+    memory_per_login: float
     cancel_to_tasks_done: float
     cancel_to_sockets_closed: float
     client_cpu: float
@@ -69,11 +75,57 @@ class FanoutResult:
             ("results ok / failed", f"{self.ok} / {self.failed}"),
             ("lost / duplicated results", f"{self.lost} / {self.duplicated}"),
             ("peak open sockets (client)", f"{self.peak_sockets} (limit {self.concurrency})"),
-            ("peak RSS growth per in-flight login", f"{self.rss_per_login / 1024:.1f} KB"),
+            ("client CPU floor (requests x CPU/request)", f"{self.client_cpu:.2f} s"),
+            (
+                "wall / max(ideal, CPU floor)",
+                f"{self.wall / max(self.ideal, self.client_cpu):.2f}x",
+            ),
+            (
+                "memory per in-flight login (tracemalloc, no payload)",
+                f"{self.memory_per_login / 1024:.1f} KB",
+            ),
             ("cancel → all tasks ended", f"{self.cancel_to_tasks_done * 1e3:.0f} ms"),
             ("cancel → all sockets closed", f"{self.cancel_to_sockets_closed * 1e3:.0f} ms"),
         ]
         return table(["fan-out", "value"], rows)
+
+
+async def _memory_per_login(concurrency: int, poll_interval: float) -> float:
+    """Python memory held per login in flight (tracemalloc), payloads excluded."""
+    ids = demo_login_ids(concurrency, seed=45)
+    async with emulator_process("--fault-rate", "never_ready=1") as emu:
+        async with FlinksClient(
+            CUSTOMER,
+            base_url=emu.url,
+            poll_interval=poll_interval,
+            max_connections=concurrency,
+            poll_timeout=600.0,
+        ) as client:
+            pending: set[str] = set()
+            all_pending = anyio.Event()
+
+            def on_event(event: Event) -> None:
+                if event.kind == "pending" and event.login_id:
+                    pending.add(event.login_id)
+                    if len(pending) == concurrency:
+                        all_pending.set()
+
+            gc.collect()
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            with anyio.CancelScope() as scope:
+                async with client.investments_many(
+                    ids, concurrency=concurrency, on_event=on_event
+                ) as results:
+                    await all_pending.wait()  # every login has been polled at least once
+                    gc.collect()
+                    held = tracemalloc.get_traced_memory()[0] - base
+                    scope.cancel()
+                    async for _ in results:
+                        pass
+            tracemalloc.stop()
+    # the events' own set of ids is not the client's: take it out
+    return max(0.0, (held - sys.getsizeof(pending) - 80 * len(pending)) / concurrency)
 
 
 async def run(
@@ -97,7 +149,6 @@ async def run(
             async with client.investments_many(warmup, concurrency=50) as rs:
                 [r async for r in rs]
         gc.collect()
-        base_rss = rss_bytes()
         base_sockets = open_sockets()  # the event loop's own self-pipe socketpair
         sampler = Sampler()
         seen: dict[str, int] = {}
@@ -145,7 +196,7 @@ async def run(
         lost=lost,
         duplicated=sum(c - 1 for c in seen.values()),
         peak_sockets=sampler.peak_sockets - base_sockets,
-        rss_per_login=(sampler.peak_rss - base_rss) / concurrency,
+        memory_per_login=await _memory_per_login(concurrency, poll_interval),
         cancel_to_tasks_done=tasks_done,
         cancel_to_sockets_closed=sockets_closed if leftover == 0 else float("nan"),
         client_cpu=client_cpu,

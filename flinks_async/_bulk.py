@@ -36,7 +36,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import FlinksError
-from ._events import Event, EventHook, dispatch, scoped_hooks
+from ._events import EventHook, scoped_hooks
 
 __all__ = ["Result", "many"]
 
@@ -120,9 +120,8 @@ async def many(
     async def worker(login_id: str, out: MemoryObjectSendStream[Result[T]], slot: object) -> None:
         try:
             async with out:
-                if hooks:
-                    scoped_hooks.set(hooks)  # this task's context only
-                    dispatch((), Event("started", endpoint, login_id))
+                if hooks:  # the client emits started/done/...; this task's context only
+                    scoped_hooks.set(hooks)
                 started = time.monotonic()
                 try:
                     result = Result(
@@ -139,13 +138,6 @@ async def many(
                     )
                     error.__cause__ = exc
                     result = Result(login_id, error=error, elapsed=time.monotonic() - started)
-                if hooks:
-                    dispatch(
-                        (),
-                        Event(
-                            "done", endpoint, login_id, elapsed=result.elapsed, error=result.error
-                        ),
-                    )
                 await out.send(result)
         finally:
             limiter.release_on_behalf_of(slot)

@@ -250,7 +250,7 @@ def _done_login_ids(path: str) -> set[str]:
             if ok and good + len(line) == len(data):  # the last line: check it in full
                 try:
                     msgspec.json.decode(line, type=_Line)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                     ok = False
             if not ok:
                 break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl as _ssl
+import time
 from collections.abc import AsyncIterable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -10,10 +11,11 @@ from typing import Any, Literal, Self, overload
 
 import msgspec
 
+from . import _otel
 from ._bulk import Result, many
 from ._config import Settings
 from ._errors import DecodeError, InvalidLoginIdError
-from ._events import EventHook
+from ._events import Event, EventHook, dispatch, scoped_hooks
 from ._models import (
     AccountsDetail,
     AccountsSummary,
@@ -23,7 +25,7 @@ from ._models import (
     decoder_for,
 )
 from ._polling import ENDPOINTS, Endpoint, fetch, make_decoder
-from ._redact import is_guid
+from ._redact import is_guid, short_id
 from ._singleflight import SingleFlight
 from ._transport import Call, Transport
 from ._version import __version__
@@ -109,7 +111,9 @@ class FlinksClient:
         proxy: an HTTP proxy URL; ``trust_env=True`` reads ``HTTPS_PROXY`` etc. instead.
         redact_login_ids: show login ids shortened in logs (True).
         log_bodies: log response bodies at DEBUG (False: they hold personal data).
-        event_hooks: callables receiving every :class:`Event`.
+        event_hooks: callables receiving every :class:`Event` (see :mod:`flinks_async._events`).
+        tracing: OpenTelemetry spans for every data call and HTTP attempt (needs
+            ``opentelemetry-api``: the ``otel`` extra). Off by default.
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class FlinksClient:
         redact_login_ids: bool = True,
         log_bodies: bool = False,
         event_hooks: Iterable[EventHook] = (),
+        tracing: bool = False,
     ) -> None:
         self.settings = Settings.build(
             customer_id=customer_id,
@@ -166,7 +171,8 @@ class FlinksClient:
             log_bodies=log_bodies,
         )
         s = self.settings
-        self._transport = Transport(s, tuple(event_hooks))
+        self._tracer = _otel.get_tracer() if tracing else None
+        self._transport = Transport(s, tuple(event_hooks), self._tracer)
         self._flights = SingleFlight()
         # Merged once here rather than by aiohttp on every request.
         base = {
@@ -259,7 +265,7 @@ class FlinksClient:
         def check(body: bytes) -> str:
             try:
                 token = decode(body).token
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 token = None
             if not token:
                 raise DecodeError(
@@ -302,6 +308,57 @@ class FlinksClient:
         the same login, endpoint and options share one Authorize and one polling chain.
         Prefer the typed methods (:meth:`investments`, ...); this one serves :meth:`many`.
         """
+        hooks = self._transport.hooks or scoped_hooks.get()
+        tracer = self._tracer
+        if not hooks and tracer is None:  # the fast path: nothing listens
+            return await self._fetch(endpoint, login_id, request_id, raw, params)
+        spec = ENDPOINTS.get(endpoint)
+        name = spec.name if spec is not None else endpoint
+        if hooks:
+            dispatch(self._transport.hooks, Event("started", name, login_id))
+        started = time.monotonic()
+        span = None
+        if tracer is not None:
+            span = tracer.start_span(f"flinks {name}", attributes=self._span_attrs(name, login_id))
+        try:
+            if span is not None:
+                with _otel.use_span(span):
+                    result = await self._fetch(endpoint, login_id, request_id, raw, params)
+            else:
+                result = await self._fetch(endpoint, login_id, request_id, raw, params)
+        except BaseException as exc:
+            if span is not None:
+                _otel.error_status(span, exc)
+            if hooks and isinstance(exc, Exception):
+                dispatch(
+                    self._transport.hooks,
+                    Event("done", name, login_id, elapsed=time.monotonic() - started, error=exc),
+                )
+            raise
+        finally:
+            if span is not None:
+                span.end()
+        if hooks:
+            dispatch(
+                self._transport.hooks,
+                Event("done", name, login_id, elapsed=time.monotonic() - started),
+            )
+        return result
+
+    def _span_attrs(self, endpoint: str, login_id: object) -> dict[str, str]:
+        shown = login_id if isinstance(login_id, str) else repr(login_id)
+        if self.settings.redact_login_ids:
+            shown = short_id(shown)
+        return {"flinks.endpoint": endpoint, "flinks.login_id": shown}
+
+    async def _fetch(
+        self,
+        endpoint: str,
+        login_id: str,
+        request_id: str | None,
+        raw: bool,
+        params: dict[str, Any],
+    ) -> Any:
         spec = _endpoint(endpoint)
         login_id = check_login_id(login_id)
         body = _wire_params(params)

@@ -30,7 +30,8 @@ class Event:
       ``response``: its answer arrived (``status``, ``elapsed`` in seconds);
       ``retry``: a transient failure, the next attempt in ``delay`` seconds (``error``);
       ``pending``: a 202, the next poll in ``delay`` seconds (``attempt`` = polls so far);
-      ``started`` / ``done``: a login of a fan-out starts / ends (``error`` when it failed).
+      ``started`` / ``done``: a data call (one login, one endpoint) starts / ends, single
+      calls and fan-outs alike (``done`` has ``elapsed``, and ``error`` when it failed).
     """
 
     kind: EventKind

@@ -84,7 +84,7 @@ def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
     def decode(body: bytes) -> Any:
         try:
             value = decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             head = body[:16].lstrip().lower()
             what = "an HTML page" if head.startswith((b"<!doctype", b"<html")) else "not valid"
             raise DecodeError(

@@ -29,12 +29,13 @@ import anyio.lowlevel
 import msgspec
 from yarl import URL
 
-from . import _events
+from . import _events, _otel
 from ._config import Settings
 from ._errors import (
     APIError,
     DecodeError,
     FlinksError,
+    InvalidRequestError,
     RateLimitError,
     ResponseTooLargeError,
     TransientAPIError,
@@ -80,9 +81,12 @@ class Reply:
 class Transport:
     """Owns the aiohttp session; created lazily inside the running event loop."""
 
-    def __init__(self, settings: Settings, hooks: tuple[EventHook, ...] = ()) -> None:
+    def __init__(
+        self, settings: Settings, hooks: tuple[EventHook, ...] = (), tracer: Any = None
+    ) -> None:
         self.settings = settings
         self.hooks = hooks
+        self.tracer = tracer
         self.in_flight = 0
         self.requests_sent = 0
         self._session: aiohttp.ClientSession | None = None
@@ -156,81 +160,96 @@ class Transport:
             if hooks:
                 self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
             started = time.monotonic() if timed else 0.0
-            self.in_flight += 1
-            self.requests_sent += 1
+            span = self._start_span(call, attempt) if self.tracer is not None else None
             failure: FlinksError | None = None
             retry_after: float | None = None
+            status = 0
             try:
-                async with session.request(
-                    call.method,
-                    call.url,
-                    data=call.body,
-                    headers=call.headers,
-                    allow_redirects=False,
-                    proxy=s.proxy,
-                ) as resp:
-                    try:
-                        length = resp.content_length
-                        if (
-                            resp.status < 300
-                            and length is not None
-                            and length <= s.max_response_bytes
-                            and "Content-Encoding" not in resp.headers
-                        ):
-                            body = await resp.read()  # the common case, inline
-                        else:
-                            body = await self._read(resp, call)
-                    except BaseException:
-                        resp.close()  # drop the connection: a half-read body can't be reused
-                        raise
-                    status = resp.status
-                    headers = resp.headers
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                failure = TransportError(
-                    f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                    login_id=call.login_id,
-                    request_id=call.request_id,
-                    endpoint=call.endpoint,
-                )
-                failure.__cause__ = exc
-                status, body = 0, b""
-            finally:
-                self.in_flight -= 1
-            if debug:
-                self._log_exchange(call, attempt, started, status, failure, body)
-            if failure is None:
-                if hooks:
-                    self.emit(
-                        Event(
-                            "response",
-                            call.endpoint,
-                            call.login_id,
-                            call.request_id,
-                            attempt,
-                            status=status,
-                            elapsed=time.monotonic() - started,
-                        )
+                self.in_flight += 1
+                self.requests_sent += 1
+                try:
+                    async with session.request(
+                        call.method,
+                        call.url,
+                        data=call.body,
+                        headers=call.headers,
+                        allow_redirects=False,
+                        proxy=s.proxy,
+                    ) as resp:
+                        try:
+                            length = resp.content_length
+                            if (
+                                resp.status < 300
+                                and length is not None
+                                and length <= s.max_response_bytes
+                                and "Content-Encoding" not in resp.headers
+                            ):
+                                body = await resp.read()  # the common case, inline
+                            else:
+                                body = await self._read(resp, call)
+                        except BaseException:
+                            resp.close()  # drop the connection: a half-read body can't be reused
+                            raise
+                        status = resp.status
+                        headers = resp.headers
+                except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+                    # TLS refused (untrusted certificate, hostname mismatch): retrying can't help
+                    failure = TransportError(
+                        f"TLS failed: {exc}",
+                        login_id=call.login_id,
+                        request_id=call.request_id,
+                        endpoint=call.endpoint,
                     )
-                if status == 200:
-                    if call.decode is None:
+                    raise failure from exc
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    failure = TransportError(
+                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                        login_id=call.login_id,
+                        request_id=call.request_id,
+                        endpoint=call.endpoint,
+                    )
+                    failure.__cause__ = exc
+                    body = b""
+                finally:
+                    self.in_flight -= 1
+                if debug:
+                    self._log_exchange(call, attempt, started, status, failure, body)
+                if failure is None:
+                    if hooks:
+                        self.emit(
+                            Event(
+                                "response",
+                                call.endpoint,
+                                call.login_id,
+                                call.request_id,
+                                attempt,
+                                status=status,
+                                elapsed=time.monotonic() - started,
+                            )
+                        )
+                    if status == 200:
+                        if call.decode is None:
+                            return Reply(status, body)
+                        try:
+                            return Reply(status, body, call.decode(body))
+                        except DecodeError as exc:
+                            exc.login_id, exc.endpoint = call.login_id, call.endpoint
+                            exc.request_id = call.request_id
+                            exc.http_status = status
+                            exc.content_type = headers.get("Content-Type", "")
+                            failure = exc
+                    elif status == 202:
                         return Reply(status, body)
-                    try:
-                        return Reply(status, body, call.decode(body))
-                    except DecodeError as exc:
-                        exc.login_id, exc.endpoint = call.login_id, call.endpoint
-                        exc.request_id = call.request_id
-                        exc.http_status = status
-                        exc.content_type = headers.get("Content-Type", "")
-                        failure = exc
-                elif status == 202:
-                    return Reply(status, body)
-                else:
-                    error = self._error(call, status, headers, body)
-                    if not isinstance(error, TransientAPIError):
-                        raise error
-                    failure, retry_after = error, parse_retry_after(headers.get("Retry-After"))
-                    if isinstance(error, RateLimitError):
-                        error.retry_after = retry_after
+                    else:
+                        failure = self._error(call, status, headers, body)
+                        if not isinstance(failure, TransientAPIError):
+                            raise failure
+                        retry_after = parse_retry_after(headers.get("Retry-After"))
+                        if isinstance(failure, RateLimitError):
+                            failure.retry_after = retry_after
+            finally:
+                if span is not None:
+                    self._end_span(span, status, failure)
             if attempt > s.max_retries:
                 raise failure from failure.__cause__
             delay = retry_delay(
@@ -265,12 +284,33 @@ class Transport:
                 )
             await anyio.sleep(delay)
 
+    def _start_span(self, call: Call, attempt: int) -> Any:
+        login = call.login_id or ""
+        return self.tracer.start_span(
+            f"{call.method} {call.endpoint}",
+            attributes={
+                "http.request.method": call.method,
+                "flinks.endpoint": call.endpoint,
+                "flinks.attempt": attempt,
+                "flinks.login_id": short_id(login) if self.settings.redact_login_ids else login,
+                "flinks.request_id": call.request_id or "",
+            },
+        )
+
+    @staticmethod
+    def _end_span(span: Any, status: int, failure: FlinksError | None) -> None:
+        if status:
+            span.set_attribute("http.response.status_code", status)
+        if failure is not None:
+            _otel.error_status(span, failure)
+        span.end()
+
     async def _read(self, resp: aiohttp.ClientResponse, call: Call) -> bytes:
         """The body, refusing more than ``max_response_bytes`` (counted after decompression)."""
         if resp.status in (301, 302, 303, 307, 308):
             location = resp.headers.get("Location", "")
             host = URL(location).host if location else None
-            raise APIError(
+            raise InvalidRequestError(
                 f"unexpected redirect to {host or 'an unknown host'}; not followed",
                 http_status=resp.status,
                 login_id=call.login_id,
@@ -307,7 +347,7 @@ class Transport:
         request_id = call.request_id
         try:
             env = _ERROR_DECODER.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
             message = f"HTTP {status} with a non-JSON body ({kind}, {len(body)} bytes)"
         else:

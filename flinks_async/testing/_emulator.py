@@ -47,6 +47,7 @@ import gzip
 import itertools
 import random
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -193,7 +194,9 @@ class Emulator:
             and ``Authorize`` demands a fresh single-use token.
         customer_id: when set, other customer ids get 401 UNAUTHORIZED.
         latency: seconds added to every answer (default 0).
-        host, port: where to listen (default ``127.0.0.1``, a free port).
+        host: the address to listen on (default ``127.0.0.1``: loopback only).
+        port: the port (default 0: a free one; read :attr:`port` after start).
+        ssl_context: serve HTTPS with this server context (e.g. from ``trustme``).
         record: how many :class:`RecordedRequest` to keep (default 100 000; 0 keeps none).
     """
 
@@ -212,6 +215,7 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         record: int = 100_000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.pending = pending
         self.payload_bytes = payload_bytes
@@ -228,6 +232,7 @@ class Emulator:
         self.latency = latency
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.counts: collections.Counter[str] = collections.Counter()
         self.statuses: collections.Counter[int] = collections.Counter()
         self.faults_injected: collections.Counter[str] = collections.Counter()
@@ -248,7 +253,9 @@ class Emulator:
     @property
     def url(self) -> str:
         """The base URL to give ``FlinksClient(base_url=...)``."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def open_connections(self) -> int:
@@ -272,7 +279,7 @@ class Emulator:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, backlog=4096).start()
+        await web.SockSite(self._runner, sock, backlog=4096, ssl_context=self.ssl_context).start()
 
     async def stop(self) -> None:
         """Stop serving and close every connection."""
@@ -377,7 +384,7 @@ class Emulator:
         if request.method == "POST" and request.can_read_body:
             try:
                 body = msgspec.json.decode(await request.read())
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 return op, None, None, _error("INVALID_REQUEST", "Body is not JSON")
             if not isinstance(body, dict):
                 return op, None, None, _error("INVALID_REQUEST", "Body is not an object")

@@ -1,0 +1,75 @@
+"""Cancel at every await point of the request/poll cycle: nothing leaks, the next call works."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from flinks_async import FlinksClient
+from flinks_async.testing import Emulator, demo_login_ids
+
+from .conftest import assert_polling_stopped, fast_client, wait_until
+
+pytestmark = pytest.mark.anyio
+
+#: A login's cycle with every kind of await: token + Authorize (after a 503 and a backoff
+#: sleep), a slow answer, a 429 with Retry-After, polls with sleeps, a torn body, the 200.
+FAULTS = ["http_503@authorize", "slow:0.004@data", "rate_limit:0.003@data", "truncate@data"]
+
+
+def _check_clean(client: FlinksClient) -> None:
+    assert client.in_flight_requests == 0, "a connection was left checked out"
+    assert client.active_polls == 0, "a half-registered single-flight entry was left"
+
+
+async def test_cancel_delay_sweep(emu: Emulator) -> None:
+    login = demo_login_ids(1, seed=90)[0]
+    async with fast_client(emu, poll_interval=0.003, backoff_initial=0.003) as client:
+        # how long one full cycle takes, to sweep across all of it
+        emu.set_login(login, pending=3, faults=FAULTS)
+        with anyio.fail_after(10):
+            started = anyio.current_time()
+            await client.investments(login)
+            cycle = anyio.current_time() - started
+        steps = 60
+        completed = 0
+        for i in range(steps):
+            emu.set_login(login, pending=3, faults=FAULTS)
+            with anyio.move_on_after(cycle * i / steps) as scope:
+                await client.investments(login)
+            completed += not scope.cancelled_caught
+            _check_clean(client)
+        assert completed < steps / 4  # the sweep did cancel, at many points
+        await assert_polling_stopped(emu)
+        emu.set_login(login, pending=1)
+        assert (await client.investments(login)).accounts  # and the next call works
+        _check_clean(client)
+    await wait_until(lambda: emu.active == 0)
+
+
+async def test_cancel_sweep_over_a_fan_out(emu: Emulator) -> None:
+    ids = demo_login_ids(30, seed=91)
+    async with fast_client(emu, poll_interval=0.003, backoff_initial=0.003) as client:
+        for i in range(15):
+            for login in ids:
+                emu.set_login(login, pending=2, faults=FAULTS)
+            with anyio.move_on_after(0.004 * i):
+                async with client.investments_many(ids, concurrency=10) as results:
+                    async for _ in results:
+                        pass
+            _check_clean(client)
+        async with client.investments_many(ids[:5]) as results:
+            assert len([r async for r in results if r.ok]) == 5
+
+
+async def test_cancel_while_waiting_for_the_rate_limiter(emu: Emulator) -> None:
+    ids = demo_login_ids(40, seed=92)
+    async with fast_client(emu, rate_limit=20) as client:
+        with anyio.move_on_after(0.3):
+            async with anyio.create_task_group() as tg:
+                for login in ids:
+                    tg.start_soon(client.investments, login)
+        _check_clean(client)
+        emu.set_login(ids[0], pending=0)
+        with anyio.fail_after(5):
+            assert (await client.investments(ids[0])).accounts

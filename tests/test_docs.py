@@ -1,0 +1,105 @@
+"""The docs can't rot: every Python example in them is a file this suite runs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import runpy
+import subprocess
+import sys
+
+import anyio
+import pytest
+
+from flinks_async.testing import Emulator, demo_login_ids
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+INCLUDE = re.compile(r'^--8<-- "([^"]+)"\s*$')
+#: Files whose code the suite executes (directly below, or as the tested example apps).
+EXECUTED = sorted((DOCS / "examples").glob("*.py")) + sorted((ROOT / "examples").glob("*.py"))
+
+
+def _blocks(path: pathlib.Path) -> list[str]:
+    return BLOCK.findall(path.read_text())
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda p: p.name)
+def test_doc_pages_include_their_python_from_executed_files(page: pathlib.Path) -> None:
+    for block in _blocks(page):
+        m = INCLUDE.match(block.strip())
+        assert m, f"{page.name}: inline python block; include a tested file instead"
+        assert (ROOT / m[1]) in EXECUTED, f"{page.name}: {m[1]} is not an executed example"
+
+
+def test_readme_python_blocks_are_excerpts_of_executed_files() -> None:
+    sources = [p.read_text() for p in EXECUTED]
+    blocks = _blocks(ROOT / "README.md")
+    assert blocks
+    for block in blocks:
+        assert any(block in src for src in sources), (
+            f"README block not from a tested file:\n{block}"
+        )
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```sh\n(python3 -m venv .*?)\n```", readme)
+    assert len(commands) >= 2, "README keeps the demo and the test command at the top"
+    assert "flinks-async demo" in commands[0] and "pytest" in commands[1]
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize(
+    "name", ["first_pull", "bulk_pull", "handling_errors", "metrics", "scenarios"]
+)
+def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    module = runpy.run_path(str(DOCS / "examples" / f"{name}.py"))
+    anyio.run(module["main"])
+    out = capsys.readouterr().out
+    assert out.strip()
+    if name == "handling_errors":
+        lines = out.strip().splitlines()
+        assert lines[0].endswith("accounts") and "reconnect (DISABLED_LOGIN)" in lines[1]
+        assert "still processing" in lines[2] and lines[3] == "not a Flinks loginId"
+
+
+def test_users_pytest_example_passes_with_the_shipped_fixtures() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(DOCS / "examples" / "test_with_the_emulator.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
+
+
+def test_readme_example_runs_against_the_emulator() -> None:
+    async def main() -> None:
+        async with Emulator(pending=0) as emu:
+            env = {
+                **os.environ,
+                "FLINKS_CUSTOMER_ID": "43387ca6-0391-4c82-857d-70d95f087ecb",
+                "FLINKS_BASE_URL": emu.url,
+                "LOGIN_IDS": ",".join(demo_login_ids(3)),
+            }
+            proc = await anyio.run_process(
+                [sys.executable, str(DOCS / "examples" / "readme.py")], env=env, check=False
+            )
+            assert proc.returncode == 0, proc.stderr.decode()
+            assert proc.stdout.decode().count(" ok") == 3
+
+    anyio.run(main)
