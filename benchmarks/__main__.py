@@ -1,7 +1,9 @@
 """Run the benchmark suite: ``python -m benchmarks [--quick] [--only NAME,...]``.
 
-Writes ``benchmarks/results/latest.md`` (the tables the docs' Performance page includes)
-and ``docs/assets/benchmarks.png`` (the plot), and prints the tables as it goes.
+Writes one file per section under ``benchmarks/results/`` and assembles them into
+``benchmarks/results/latest.md`` (the tables the docs' Performance page includes), so
+``--only`` re-runs replace just their sections; draws ``docs/assets/benchmarks.png`` when
+decoding or transport ran; prints the tables as it goes.
 Benchmarks are not tests: nothing here asserts a time.
 """
 
@@ -23,6 +25,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latest.md"
 PLOT = ROOT / "docs" / "assets" / "benchmarks.png"
 ALL = ("decoding", "transport", "fanout", "looplag", "bulk_disk")
+SECTIONS = {  # title -> results file stem, in page order
+    "Decoding": "decoding",
+    "Transport overhead": "transport",
+    "Fan-out scale": "fanout",
+    "Event-loop lag with big payloads": "looplag",
+    "Bulk pull to disk": "bulk_disk",
+}
 
 
 def _machine() -> str:
@@ -110,15 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     q = args.quick
-    sections = [
-        f"_Machine: {_machine()}; {pin_client()}, emulator on its own core._",
-        f"_Command: `python -m benchmarks{' --quick' if q else ''}`, {time.strftime('%Y-%m-%d')}._",
-    ]
+    header = (
+        f"_Machine: {_machine()}; {pin_client()}, emulator on its own core. "
+        f"Each section notes its run date and command._"
+    )
     dec = tr = None
+    written: dict[str, str] = {}
+    command = f"python -m benchmarks{' --quick' if q else ''}"
 
     def show(title: str, body: str) -> None:
-        sections.append(f"### {title}\n\n{body}")
-        print(f"\n### {title}\n\n{body}", flush=True)
+        text = f"### {title}\n\n_{time.strftime('%Y-%m-%d')}, `{command}`._\n\n{body}"
+        written[title] = text
+        print(f"\n{text}", flush=True)
 
     if "decoding" in only:
         dec = decoding.run(decoding.QUICK_SIZES[:2] if q else decoding.SIZES, 3 if q else 5)
@@ -138,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         show("Bulk pull to disk", bulk_disk.markdown(bd))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n\n".join(sections) + "\n")
+        for title, text in written.items():
+            (RESULTS.parent / f"{SECTIONS[title]}.md").write_text(text + "\n")
+        parts = [header] + [
+            (RESULTS.parent / f"{name}.md").read_text().strip()
+            for name in SECTIONS.values()
+            if (RESULTS.parent / f"{name}.md").exists()
+        ]
+        RESULTS.write_text("\n\n".join(parts) + "\n")
         print(f"\nresults: {RESULTS.relative_to(ROOT)}")
         _plot(dec, tr)
     return 0

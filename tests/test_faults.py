@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from flinks_async import LoginError, PollTimeoutError
+from flinks_async import LoginError, PollTimeoutError, Result
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import fast_client, wait_until
@@ -58,7 +58,7 @@ def _rss() -> int:
 
 async def _campaign(seed: int) -> dict[str, object]:
     ids = demo_login_ids(LOGINS, seed=seed)
-    results: dict[str, list[object]] = collections.defaultdict(list)
+    results: dict[str, list[Result[object]]] = collections.defaultdict(list)
     async with Emulator(
         pending=1, payload_bytes=3_000, fault_rates=RATES, seed=seed, record=0
     ) as emu:
@@ -88,11 +88,11 @@ async def _campaign(seed: int) -> dict[str, object]:
         r = results[login_id][0]
         kinds = {f.kind for f in scenario.faults}
         if "INVALID_LOGIN" in kinds:  # fires on the first data request, before any wait
-            ok = isinstance(getattr(r, "error", None), LoginError)
+            ok = isinstance(r.error, LoginError)
         elif scenario.never_ready:
-            ok = isinstance(getattr(r, "error", None), PollTimeoutError)
+            ok = isinstance(r.error, PollTimeoutError)
         else:
-            ok = getattr(r, "ok", False)
+            ok = r.ok
         if not ok:
             wrong.append((login_id, scenario, r))
     return {
@@ -100,7 +100,7 @@ async def _campaign(seed: int) -> dict[str, object]:
         "duplicated": duplicated,
         "wrong": wrong,
         "injected": injected,
-        "failed": sum(not getattr(rs[0], "ok", False) for rs in results.values()),
+        "failed": sum(not rs[0].ok for rs in results.values()),
     }
 
 
