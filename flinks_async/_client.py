@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Literal, Self, overload
+from typing import Any, Literal, Self, TypedDict, Unpack, overload
 
 import msgspec
 
@@ -586,10 +586,12 @@ class FlinksClient:
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
         """Pull ``endpoint`` for every login id; results in completion order.
 
-        See :func:`flinks_async._bulk.many` for the rules (one task per login in flight,
-        back-pressure, exactly one result per distinct login, cancellation).
+        ``endpoint`` is ``"investments"``, ``"accounts-detail"``, ``"accounts-summary"`` or
+        ``"statements"``; ``params`` are that endpoint method's options. The rules (one task
+        per login in flight, back-pressure, exactly one result per distinct login,
+        cancellation on leaving the block) are in :mod:`flinks_async._bulk`.
         """
-        _endpoint(endpoint)
+        name = _endpoint(endpoint).name
 
         async def one(login_id: str) -> Any:
             return await self.fetch(endpoint, login_id, raw=raw, **params)
@@ -601,98 +603,76 @@ class FlinksClient:
             fail_fast=fail_fast,
             dedupe=dedupe,
             on_event=on_event,
-            endpoint=_endpoint(endpoint).name,
+            endpoint=name,
         )
 
     def investments_many(
-        self,
-        login_ids: Iterable[str] | AsyncIterable[str],
-        *,
-        concurrency: int = 50,
-        fail_fast: bool = False,
-        dedupe: bool = True,
-        on_event: EventHook | None = None,
-        raw: bool = False,
+        self, login_ids: Iterable[str] | AsyncIterable[str], **options: Unpack[ManyOptions]
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
-        """:meth:`many` for ``/Investments`` (values are :class:`Investments`, or bytes)."""
-        return self.many(
-            "investments",
-            login_ids,
-            concurrency=concurrency,
-            fail_fast=fail_fast,
-            dedupe=dedupe,
-            on_event=on_event,
-            raw=raw,
-        )
+        """:meth:`many` for ``/Investments`` (values: :class:`Investments`, or bytes)."""
+        return self.many("investments", login_ids, **options)
 
     def accounts_detail_many(
         self,
         login_ids: Iterable[str] | AsyncIterable[str],
-        *,
-        concurrency: int = 50,
-        fail_fast: bool = False,
-        dedupe: bool = True,
-        on_event: EventHook | None = None,
-        raw: bool = False,
-        **params: Any,
+        **options: Unpack[AccountsDetailManyOptions],
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
         """:meth:`many` for ``/GetAccountsDetail`` (options as :meth:`accounts_detail`)."""
-        return self.many(
-            "accounts-detail",
-            login_ids,
-            concurrency=concurrency,
-            fail_fast=fail_fast,
-            dedupe=dedupe,
-            on_event=on_event,
-            raw=raw,
-            **params,
-        )
+        return self.many("accounts-detail", login_ids, **options)
 
     def accounts_summary_many(
         self,
         login_ids: Iterable[str] | AsyncIterable[str],
-        *,
-        concurrency: int = 50,
-        fail_fast: bool = False,
-        dedupe: bool = True,
-        on_event: EventHook | None = None,
-        raw: bool = False,
-        **params: Any,
+        **options: Unpack[AccountsSummaryManyOptions],
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
-        """:meth:`many` for ``/GetAccountsSummary``."""
-        return self.many(
-            "accounts-summary",
-            login_ids,
-            concurrency=concurrency,
-            fail_fast=fail_fast,
-            dedupe=dedupe,
-            on_event=on_event,
-            raw=raw,
-            **params,
-        )
+        """:meth:`many` for ``/GetAccountsSummary`` (options as :meth:`accounts_summary`)."""
+        return self.many("accounts-summary", login_ids, **options)
 
     def statements_many(
         self,
         login_ids: Iterable[str] | AsyncIterable[str],
-        *,
-        concurrency: int = 50,
-        fail_fast: bool = False,
-        dedupe: bool = True,
-        on_event: EventHook | None = None,
-        raw: bool = False,
-        **params: Any,
+        **options: Unpack[StatementsManyOptions],
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
-        """:meth:`many` for ``/GetStatements``."""
-        return self.many(
-            "statements",
-            login_ids,
-            concurrency=concurrency,
-            fail_fast=fail_fast,
-            dedupe=dedupe,
-            on_event=on_event,
-            raw=raw,
-            **params,
-        )
+        """:meth:`many` for ``/GetStatements`` (options as :meth:`statements`)."""
+        return self.many("statements", login_ids, **options)
+
+
+class ManyOptions(TypedDict, total=False):
+    """The options every fan-out takes (see :meth:`FlinksClient.many`)."""
+
+    concurrency: int
+    fail_fast: bool
+    dedupe: bool
+    on_event: EventHook | None
+    raw: bool
+
+
+class AccountsDetailManyOptions(ManyOptions, total=False):
+    """:class:`ManyOptions` plus those of :meth:`FlinksClient.accounts_detail`."""
+
+    days_of_transactions: str | None
+    with_transactions: bool | None
+    with_balance: bool | None
+    with_account_identity: bool | None
+    with_kyc: bool | None
+    accounts_filter: list[str] | None
+    date_from: str | None
+    date_to: str | None
+    most_recent_cached: bool | None
+
+
+class AccountsSummaryManyOptions(ManyOptions, total=False):
+    """:class:`ManyOptions` plus those of :meth:`FlinksClient.accounts_summary`."""
+
+    with_balance: bool | None
+    with_account_identity: bool | None
+
+
+class StatementsManyOptions(ManyOptions, total=False):
+    """:class:`ManyOptions` plus those of :meth:`FlinksClient.statements`."""
+
+    number_of_statements: str | None
+    accounts_filter: list[str] | None
 
 
 def _endpoint(name: str) -> Endpoint:
