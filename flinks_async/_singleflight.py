@@ -42,7 +42,9 @@ class SingleFlight:
     async def run(self, key: Hashable, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Await ``work()``, or join the run already in progress under ``key``."""
         flight = self._flights.get(key)
-        if flight is None:
+        # A finished run's removal callback may still be queued: never join it (a cancelled
+        # run would hand this caller its cancellation).
+        if flight is None or flight.task.done():
             task = asyncio.get_running_loop().create_task(work())
             flight = self._flights[key] = _Flight(task)
             task.add_done_callback(lambda _t: self._forget(key, flight))
@@ -58,17 +60,19 @@ class SingleFlight:
             raise
         finally:
             flight.waiters -= 1
-            if flight.waiters == 0 and not flight.task.done():
-                flight.task.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait([flight.task])
+            if flight.waiters == 0:
+                if not flight.task.done():
+                    flight.task.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await asyncio.wait([flight.task])
+                self._forget(key, flight)  # now, not when the done-callback gets its turn
 
     def _forget(self, key: Hashable, flight: _Flight) -> None:
-        if self._flights.get(key) is flight:
+        """Drop ``flight`` from the table (idempotent; only once its task is done)."""
+        if self._flights.get(key) is flight and flight.task.done():
             del self._flights[key]
-        if flight.task.cancelled():
-            return
-        flight.task.exception()  # mark retrieved: every waiter got it already
+        if flight.task.done() and not flight.task.cancelled():
+            flight.task.exception()  # mark retrieved: every waiter got it already
 
     async def aclose(self) -> None:
         """Cancel every run in progress and wait for them to end."""

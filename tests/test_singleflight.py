@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
 
 from flinks_async import FlinksClient, Investments, LoginError
+from flinks_async._singleflight import SingleFlight
 from flinks_async.testing import Emulator
 
 from .conftest import assert_polling_stopped, fast_client, wait_until
@@ -116,3 +119,37 @@ async def test_closing_the_client_cancels_shared_polls(emu: Emulator, login: str
         await client.aclose()
     assert client.active_polls == 0 and client.in_flight_requests == 0
     assert len(errors) == 1 and "closed" in str(errors[0])
+
+
+async def test_the_entry_is_gone_when_the_last_caller_returns() -> None:
+    """The race CI found: the run finishes in the same loop turn its last caller is
+    cancelled. When that caller's code continues, the entry must already be gone, and a
+    new call must start a new run rather than join the finished one."""
+    flights = SingleFlight()
+    release = asyncio.Event()
+    runs = 0
+
+    async def work() -> int:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return runs
+
+    async def caller() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await flights.run("key", work)
+        assert len(flights) == 0  # in the same task, before yielding to the loop
+        release.clear()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flights.run, "key", work)
+            await wait_until(lambda: runs == 2)  # a new run, not the finished one
+            release.set()
+
+    scopes: list[anyio.CancelScope] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        await wait_until(lambda: runs == 1)
+        release.set()  # the run becomes ready to finish...
+        scopes[0].cancel()  # ...in the same turn as its only caller is cancelled
+    assert len(flights) == 0
