@@ -33,7 +33,7 @@ from typing import Generic, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import FlinksError
 from ._events import EventHook, scoped_hooks
@@ -117,34 +117,46 @@ async def many(
     limiter = anyio.CapacityLimiter(concurrency)
     hooks: tuple[EventHook, ...] = (on_event,) if on_event else ()
 
-    async def worker(login_id: str, out: MemoryObjectSendStream[Result[T]], slot: object) -> None:
+    # Workers share `send`; it closes (ending the consumer's iteration) once the feed is
+    # done and the last worker has handed over its result.
+    active = 0
+    fed = False
+
+    def worker_done() -> None:
+        nonlocal active
+        active -= 1
+        if fed and active == 0:
+            send.close()
+
+    async def worker(login_id: str, slot: object) -> None:
         try:
-            async with out:
-                if hooks:  # the client emits started/done/...; this task's context only
-                    scoped_hooks.set(hooks)
-                started = time.monotonic()
-                try:
-                    result = Result(
-                        login_id, value=await one(login_id), elapsed=time.monotonic() - started
-                    )
-                except FlinksError as exc:
-                    result = Result(login_id, error=exc, elapsed=time.monotonic() - started)
-                except Exception as exc:  # a bug must not lose the login: report it
-                    log.exception("unexpected error for a login; reported as its result")
-                    error = FlinksError(
-                        f"unexpected {type(exc).__name__}: {exc}",
-                        login_id=login_id if isinstance(login_id, str) else None,
-                        endpoint=endpoint,
-                    )
-                    error.__cause__ = exc
-                    result = Result(login_id, error=error, elapsed=time.monotonic() - started)
-                await out.send(result)
+            if hooks:  # the client emits started/done/...; this task's context only
+                scoped_hooks.set(hooks)
+            started = time.monotonic()
+            try:
+                result = Result(
+                    login_id, value=await one(login_id), elapsed=time.monotonic() - started
+                )
+            except FlinksError as exc:
+                result = Result(login_id, error=exc, elapsed=time.monotonic() - started)
+            except Exception as exc:  # a bug must not lose the login: report it
+                log.exception("unexpected error for a login; reported as its result")
+                error = FlinksError(
+                    f"unexpected {type(exc).__name__}: {exc}",
+                    login_id=login_id if isinstance(login_id, str) else None,
+                    endpoint=endpoint,
+                )
+                error.__cause__ = exc
+                result = Result(login_id, error=error, elapsed=time.monotonic() - started)
+            await send.send(result)
         finally:
             limiter.release_on_behalf_of(slot)
+            worker_done()
 
     async def feed(tg: TaskGroup) -> None:
+        nonlocal active, fed
         seen: set[object] | None = set() if dedupe else None
-        async with send:
+        try:
             async for login_id in _aiter(login_ids):
                 if seen is not None:
                     key = login_id.lower() if isinstance(login_id, str) else login_id
@@ -153,10 +165,15 @@ async def many(
                     seen.add(key)
                 slot = object()
                 await limiter.acquire_on_behalf_of(slot)
-                tg.start_soon(worker, login_id, send.clone(), slot)
+                active += 1
+                tg.start_soon(worker, login_id, slot)
+        finally:
+            fed = True
+            if active == 0:
+                send.close()
 
     body_error: BaseException | None = None
-    async with anyio.create_task_group() as tg, receive:
+    async with anyio.create_task_group() as tg, send, receive:
         tg.start_soon(feed, tg)
         try:
             yield _Results(receive, tg, fail_fast)

@@ -157,6 +157,7 @@ async def fetch(
                 continue
             if reply.status == 200:
                 return reply.value
+            del reply  # hold nothing of the 202 while sleeping: thousands of pollers wait
             polls += 1
             delay = s.poll_interval * random.uniform(1 - s.poll_jitter, 1 + s.poll_jitter)
             if transport.hooks or scoped_hooks.get():
