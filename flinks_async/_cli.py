@@ -235,36 +235,55 @@ def _read_secret(path: str | None, env: str) -> str | None:
 
 
 def _done_login_ids(path: str) -> set[str]:
-    """Login ids already in a JSONL output file; a torn last line is cut off (repaired)."""
+    """Login ids already in a JSONL output file; a torn last line is cut off (repaired).
+
+    Streams the file line by line (memory: the ids, not the payloads). Every line but the
+    last was followed by another write, so it is whole; the last one is checked in full.
+    """
     done: set[str] = set()
     try:
-        fd = os.open(path, os.O_RDWR)
+        f = open(path, "r+b")  # noqa: SIM115 - closed below, after the truncate
     except FileNotFoundError:
         return done
-    with os.fdopen(fd, "r+b") as f:
-        data = f.read()
+    with f:
         good = 0  # bytes of complete, valid lines
-        for line in data.splitlines(keepends=True):
-            m = _LOGIN_PREFIX.match(line)
-            ok = line.endswith(b"\n") and m is not None
-            if ok and good + len(line) == len(data):  # the last line: check it in full
-                try:
-                    msgspec.json.decode(line, type=_Line)
-                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                    ok = False
-            if not ok:
-                break
+        previous: bytes | None = None
+        for number, line in enumerate(f):
+            if previous is not None:  # not the last line: whole by construction
+                m = _LOGIN_PREFIX.match(previous)
+                if m is None:
+                    raise ValueError(
+                        f"{path}: line {number} is not a flinks-async result line; not "
+                        "resuming, the file is left as it is"
+                    )
+                done.add(m[1].decode().lower())
+                good += len(previous)
+            previous = line
+        if previous is not None and _whole_line(previous):
+            m = _LOGIN_PREFIX.match(previous)
             assert m is not None
             done.add(m[1].decode().lower())
-            good += len(line)
-        if good < len(data):
+            good += len(previous)
+        size = f.seek(0, os.SEEK_END)
+        if good < size:
             print(
-                f"flinks-async: repaired {path}: removed a torn last line "
-                f"({len(data) - good} bytes)",
+                f"flinks-async: repaired {path}: removed {size - good} bytes after the last "
+                "complete line",
                 file=sys.stderr,
             )
             f.truncate(good)
     return done
+
+
+def _whole_line(line: bytes) -> bool:
+    """True when ``line`` is one complete JSONL record of ours."""
+    if not line.endswith(b"\n") or _LOGIN_PREFIX.match(line) is None:
+        return False
+    try:
+        msgspec.json.decode(line, type=_Line)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return False
+    return True
 
 
 async def _read_ids(source: str) -> AsyncIterator[str]:

@@ -108,6 +108,45 @@ async def test_resume_skips_done_logins_and_repairs_a_torn_line(
     assert sorted(str(x["login_id"]) for x in lines) == sorted(ids)
 
 
+async def test_pull_reads_login_ids_from_stdin_and_writes_stdout(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    ids = demo_login_ids(5, seed=26)
+    proc = await anyio.run_process(
+        [
+            *CLI,
+            "pull",
+            "--login-ids",
+            "-",
+            "--poll-interval",
+            "0.01",
+            "--endpoint",
+            "accounts-summary",
+        ],
+        input=("\n".join(ids) + "\n").encode(),
+        env=_env(emu, tmp_path),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = [msgspec.json.decode(x) for x in proc.stdout.splitlines()]
+    assert sorted(x["login_id"] for x in lines) == sorted(ids)
+    assert all(x["ok"] and x["data"]["Accounts"] for x in lines)
+    assert b"5 ok, 0 failed" in proc.stderr  # the summary goes to stderr, data to stdout
+
+
+async def test_resume_refuses_a_file_that_is_not_ours(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    ids = demo_login_ids(3, seed=25)
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"login_id":"x","ok":true}\nsomething else\n{"login_id":"y","ok":true}\n')
+    before = out.read_bytes()
+    proc = await _pull(emu, tmp_path, "--resume", ids=ids)
+    assert proc.returncode == 2
+    assert b"not a flinks-async result line" in proc.stderr
+    assert out.read_bytes() == before  # untouched
+
+
 async def test_kill_9_mid_run_then_resume_loses_nothing(
     emu: Emulator, tmp_path: pathlib.Path
 ) -> None:
