@@ -25,7 +25,7 @@ from ._models import (
     decoder_for,
 )
 from ._polling import ENDPOINTS, Endpoint, fetch, make_decoder
-from ._redact import is_guid, short_id
+from ._redact import is_guid
 from ._singleflight import SingleFlight
 from ._transport import Call, Transport
 from ._version import __version__
@@ -50,6 +50,17 @@ _PARAM_NAMES = {
 
 class _Token(msgspec.Struct, rename="pascal"):
     token: str | None = None
+
+
+def _token_of(body: bytes) -> str:
+    """The ``Token`` of a ``/GenerateAuthorizeToken`` answer, or :class:`DecodeError`."""
+    try:
+        token = decoder_for(_Token).decode(body).token
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        token = None
+    if not token:
+        raise DecodeError("GenerateAuthorizeToken answered without a Token")
+    return token
 
 
 def check_login_id(login_id: object) -> str:
@@ -260,19 +271,6 @@ class FlinksClient:
         """A fresh single-use authorize token, as the ``flinks-auth-key`` header."""
         s = self.settings
         assert s.secret_key is not None
-        decode = decoder_for(_Token).decode
-
-        def check(body: bytes) -> str:
-            try:
-                token = decode(body).token
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                token = None
-            if not token:
-                raise DecodeError(
-                    "GenerateAuthorizeToken answered without a Token",
-                    endpoint="GenerateAuthorizeToken",
-                )
-            return token
 
         call = Call(
             "POST",
@@ -282,7 +280,7 @@ class FlinksClient:
             None,
             None,
             None,
-            check,
+            _token_of,
         )
         reply = await self._transport.send(call)
         return {"flinks-auth-key": reply.value}
@@ -346,10 +344,10 @@ class FlinksClient:
         return result
 
     def _span_attrs(self, endpoint: str, login_id: object) -> dict[str, str]:
-        shown = login_id if isinstance(login_id, str) else repr(login_id)
-        if self.settings.redact_login_ids:
-            shown = short_id(shown)
-        return {"flinks.endpoint": endpoint, "flinks.login_id": shown}
+        return {
+            "flinks.endpoint": endpoint,
+            "flinks.login_id": self.settings.shown_login_id(login_id),
+        }
 
     async def _fetch(
         self,

@@ -8,7 +8,7 @@ import ssl as _ssl
 from collections.abc import Mapping
 
 from ._errors import ConfigurationError
-from ._redact import mask
+from ._redact import mask, short_id
 
 __all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "Settings"]
 
@@ -100,6 +100,14 @@ class Settings:
     def investments_endpoint_url(self) -> str:
         """Where ``/Investments`` goes: ``investments_url`` or the integration guide's path."""
         return self.investments_url or f"{self.banking_url}/Investments"
+
+    def shown_login_id(self, login_id: object) -> str:
+        """A login id as logs, events' exports and spans show it: shortened unless
+        ``redact_login_ids=False``; ``-`` when there is none."""
+        if not login_id:
+            return "-"
+        text = login_id if isinstance(login_id, str) else repr(login_id)
+        return short_id(text) if self.redact_login_ids else text
 
     def describe(self) -> str:
         """A repr-safe one-line description (secrets masked)."""

@@ -44,7 +44,6 @@ from ._errors import (
 )
 from ._events import Event, EventHook
 from ._models import ErrorBody, decoder_for
-from ._redact import short_id
 from ._retry import RateLimiter, parse_retry_after, retry_delay
 
 __all__ = ["Call", "Reply", "Transport"]
@@ -285,14 +284,13 @@ class Transport:
             await anyio.sleep(delay)
 
     def _start_span(self, call: Call, attempt: int) -> Any:
-        login = call.login_id or ""
         return self.tracer.start_span(
             f"{call.method} {call.endpoint}",
             attributes={
                 "http.request.method": call.method,
                 "flinks.endpoint": call.endpoint,
                 "flinks.attempt": attempt,
-                "flinks.login_id": short_id(login) if self.settings.redact_login_ids else login,
+                "flinks.login_id": self.settings.shown_login_id(call.login_id),
                 "flinks.request_id": call.request_id or "",
             },
         )
@@ -364,7 +362,7 @@ class Transport:
         )
 
     def _extra(self, call: Call, **fields: object) -> dict[str, object]:
-        login = call.login_id if not self.settings.redact_login_ids else short_id(call.login_id)
+        login = self.settings.shown_login_id(call.login_id)
         return {
             "flinks_method": call.method,
             "flinks_endpoint": call.endpoint,
