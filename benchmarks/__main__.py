@@ -15,6 +15,7 @@ import pathlib
 import platform
 import sys
 import time
+from importlib.metadata import version
 
 import anyio
 
@@ -50,7 +51,7 @@ def _machine() -> str:
     return (
         f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
         f"aiohttp {aiohttp.__version__}, msgspec {msgspec.__version__}, "
-        f"anyio {anyio.__version__ if hasattr(anyio, '__version__') else '4'}"
+        f"anyio {version('anyio')}"
     )
 
 
