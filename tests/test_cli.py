@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import anyio
+import anyio.abc
 import msgspec
 import pytest
 
@@ -57,6 +58,27 @@ async def _pull(
         ],
         env=_env(emu, tmp_path),
         check=False,
+    )
+
+
+async def _start_pull(
+    emu: Emulator, tmp_path: pathlib.Path, ids: list[str], *extra: str
+) -> anyio.abc.Process:
+    """Start ``flinks-async pull`` of ``ids`` into tmp_path/out.jsonl, without waiting."""
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    return await anyio.open_process(
+        [
+            *CLI,
+            "pull",
+            "--login-ids",
+            str(tmp_path / "ids.txt"),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+            "--poll-interval",
+            "0.02",
+            *extra,
+        ],
+        env=_env(emu, tmp_path),
     )
 
 
@@ -152,23 +174,8 @@ async def test_kill_9_mid_run_then_resume_loses_nothing(
 ) -> None:
     ids = demo_login_ids(400, seed=23)
     emu.pending = 3
-    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
     out = tmp_path / "out.jsonl"
-    proc = await anyio.open_process(
-        [
-            *CLI,
-            "pull",
-            "--login-ids",
-            str(tmp_path / "ids.txt"),
-            "--out",
-            str(out),
-            "--poll-interval",
-            "0.02",
-            "--concurrency",
-            "20",
-        ],
-        env=_env(emu, tmp_path),
-    )
+    proc = await _start_pull(emu, tmp_path, ids, "--concurrency", "20")
     await wait_until(lambda: out.exists() and out.stat().st_size > 100_000, timeout=30)
     proc.kill()  # SIGKILL: no chance to clean up
     await proc.wait()
@@ -187,21 +194,8 @@ async def test_sigint_stops_cleanly_with_a_valid_file(
     ids = demo_login_ids(50, seed=24)
     for i in ids[10:]:
         emu.set_login(i, faults=["never_ready"])
-    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
     out = tmp_path / "out.jsonl"
-    proc = await anyio.open_process(
-        [
-            *CLI,
-            "pull",
-            "--login-ids",
-            str(tmp_path / "ids.txt"),
-            "--out",
-            str(out),
-            "--poll-interval",
-            "0.02",
-        ],
-        env=_env(emu, tmp_path),
-    )
+    proc = await _start_pull(emu, tmp_path, ids)
     await wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") == 10, timeout=30)
     proc.send_signal(signal.SIGINT)
     with anyio.fail_after(10):
