@@ -14,7 +14,7 @@ from aiohttp import web
 from flinks_async import FlinksClient, TransportError
 from flinks_async.testing import Emulator
 
-from .conftest import API_KEY, CUSTOMER, SECRET
+from .conftest import API_KEY, CUSTOMER, fast_client
 
 pytestmark = pytest.mark.anyio
 
@@ -93,14 +93,7 @@ async def test_requests_go_through_a_configured_proxy(
     emu: Emulator, proxy: tuple[str, list[str]], login: str
 ) -> None:
     url, seen = proxy
-    async with FlinksClient(
-        CUSTOMER,
-        base_url=emu.url,
-        api_key=API_KEY,
-        secret_key=SECRET,
-        proxy=url,
-        poll_interval=0.001,
-    ) as client:
+    async with fast_client(emu, proxy=url) as client:
         assert (await client.investments(login)).accounts
     assert any(s.endswith("/Authorize") for s in seen)
     assert sum(s.endswith("/Investments") for s in seen) == 3
@@ -111,18 +104,9 @@ async def test_the_environment_is_ignored_unless_trusted(
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a dead proxy
     monkeypatch.setenv("NO_PROXY", "")
-    async with FlinksClient(
-        CUSTOMER, base_url=emu.url, api_key=API_KEY, secret_key=SECRET, poll_interval=0.001
-    ) as client:
+    async with fast_client(emu) as client:
         assert (await client.investments(login)).accounts  # went direct
-    async with FlinksClient(
-        CUSTOMER,
-        base_url=emu.url,
-        api_key=API_KEY,
-        secret_key=SECRET,
-        trust_env=True,
-        max_retries=0,
-    ) as client:
+    async with fast_client(emu, trust_env=True, max_retries=0) as client:
         with pytest.raises(TransportError):
             await client.investments(login)  # now through the dead proxy
 
@@ -134,9 +118,7 @@ async def test_emulator_binds_loopback_by_default() -> None:
 
 
 async def test_no_cookies_are_kept_between_requests(emu: Emulator, login: str) -> None:
-    async with FlinksClient(
-        CUSTOMER, base_url=emu.url, api_key=API_KEY, secret_key=SECRET, poll_interval=0.001
-    ) as client:
+    async with fast_client(emu) as client:
         await client.investments(login)
         assert len(client._transport.session().cookie_jar) == 0
         assert all("Cookie" not in r.headers for r in emu.requests)
