@@ -19,19 +19,20 @@ from importlib.metadata import version
 
 import anyio
 
-from . import bulk_disk, decoding, fanout, looplag, transport
+from . import bulk_disk, decoding, fanout, looplag, ratelimit, transport
 from ._common import pin_client
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latest.md"
 PLOT = ROOT / "docs" / "assets" / "benchmarks.png"
-ALL = ("decoding", "transport", "fanout", "looplag", "bulk_disk")
+ALL = ("decoding", "transport", "fanout", "looplag", "bulk_disk", "ratelimit")
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
     "Transport overhead": "transport",
     "Fan-out scale": "fanout",
     "Event-loop lag with big payloads": "looplag",
     "Bulk pull to disk": "bulk_disk",
+    "Rate limit as the server counts it": "ratelimit",
 }
 
 
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if "bulk_disk" in only:
         bd = anyio.run(bulk_disk.run, 500 if q else 10_000, 50 if q else 300)
         show("Bulk pull to disk", bulk_disk.markdown(bd))
+    if "ratelimit" in only:
+        rl = anyio.run(ratelimit.run, (0.05,) if q else (0.0, 0.05, 0.2), 150 if q else 300)
+        show("Rate limit as the server counts it", ratelimit.markdown(rl))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

@@ -16,6 +16,7 @@ from ._config import DEFAULT_BASE_URL
 from ._errors import (
     AccessDeniedError,
     APIError,
+    ClientClosedError,
     ConfigurationError,
     DecodeError,
     FlinksError,
@@ -69,6 +70,7 @@ __all__ = [
     "Address",
     "Authorization",
     "Balance",
+    "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
     "Event",

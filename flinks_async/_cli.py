@@ -41,7 +41,7 @@ DEMO_CUSTOMER_ID = "43387ca6-0391-4c82-857d-70d95f087ecb"
 DEMO_FAULTS = {
     "http_503@data": 0.06,
     "reset": 0.03,
-    "rate_limit:0.05@data": 0.03,
+    "rate_limit:0@data": 0.03,
     "SESSION_NONEXISTENT@data": 0.02,
     "INVALID_LOGIN@data": 0.015,
     "DISABLED_LOGIN@authorize": 0.01,
@@ -79,7 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         help="skip logins already in --out (repairs a torn last line)",
     )
     u.add_argument("--concurrency", type=int, default=50, help="logins in flight (50)")
-    u.add_argument("--rate-limit", type=float, help="max requests per second")
+    u.add_argument(
+        "--rate-limit",
+        type=float,
+        help="at most N requests arrive at Flinks in any --rate-limit-window (default: no limit)",
+    )
+    u.add_argument(
+        "--rate-limit-window",
+        type=float,
+        default=1.0,
+        help="seconds the rate limit counts in (1.0)",
+    )
     u.add_argument("--poll-interval", type=float, default=10.0, help="seconds (10)")
     u.add_argument("--poll-timeout", type=float, default=1800.0, help="seconds (1800)")
     u.add_argument("--investments-url", help="full URL of /Investments (wealth host)")
@@ -371,6 +381,7 @@ async def _pull(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         poll_timeout=args.poll_timeout,
         rate_limit=args.rate_limit,
+        rate_limit_window=args.rate_limit_window,
         investments_url=args.investments_url,
         max_connections=max(args.concurrency, 1),
     )

@@ -12,9 +12,9 @@ from typing import Any, Literal, Self, TypedDict, Unpack, overload
 import msgspec
 
 from . import _otel
-from ._bulk import Result, many
+from ._bulk import Result, check_many_options, many
 from ._config import Settings
-from ._errors import DecodeError, InvalidLoginIdError
+from ._errors import ConfigurationError, DecodeError, InvalidLoginIdError
 from ._events import Event, EventHook, dispatch, scoped_hooks
 from ._models import (
     AccountsDetail,
@@ -105,8 +105,12 @@ class FlinksClient:
             (``backoff_initial`` 1.0, ``backoff_max`` 30.0), raised to ``Retry-After`` capped
             at ``max_retry_after`` (120.0).
         max_connections: connection-pool size (100).
-        rate_limit: at most this many requests in any one-second window, across the client
-            (default: no limit).
+        rate_limit: at most this many requests *arrive at Flinks* in any window of
+            ``rate_limit_window`` seconds (1.0), across the client, retries, polls and token
+            requests included (default: no limit). Held whatever the latency: a request
+            holds its slot from being sent until ``rate_limit_window`` after its answer
+            began (see :mod:`flinks_async._ratelimit`). A whole number; below 1, one
+            request every ``rate_limit_window / rate_limit`` seconds.
         connect_timeout: seconds to open a connection (10).
         request_timeout: seconds one whole HTTP exchange may take (300: a sync Flinks call
             may legitimately hold the connection ~210 s before its 202). It also ends a
@@ -139,6 +143,7 @@ class FlinksClient:
         max_retries: int = 3,
         max_connections: int = 100,
         rate_limit: float | None = None,
+        rate_limit_window: float = 1.0,
         investments_url: str | None = None,
         poll_jitter: float = 0.1,
         backoff_initial: float = 1.0,
@@ -166,6 +171,7 @@ class FlinksClient:
             max_retries=max_retries,
             max_connections=max_connections,
             rate_limit=rate_limit,
+            rate_limit_window=rate_limit_window,
             investments_url=investments_url,
             poll_jitter=poll_jitter,
             backoff_initial=backoff_initial,
@@ -214,6 +220,12 @@ class FlinksClient:
         """Cancel shared polls in progress and close every connection. Idempotent."""
         await self._flights.aclose()
         await self._transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` has been called (calls then raise
+        :class:`ClientClosedError`)."""
+        return self._transport.closed
 
     @property
     def in_flight_requests(self) -> int:
@@ -359,7 +371,7 @@ class FlinksClient:
     ) -> Any:
         spec = _endpoint(endpoint)
         login_id = check_login_id(login_id)
-        body = _wire_params(params)
+        body = _wire_params(spec, params)
         key = (spec.key, login_id.lower(), request_id, raw, msgspec.json.encode(body))
         s = self.settings
         url = (
@@ -577,7 +589,7 @@ class FlinksClient:
         *,
         concurrency: int = 50,
         fail_fast: bool = False,
-        dedupe: bool = True,
+        dedupe: bool | Literal["in-flight"] = True,
         on_event: EventHook | None = None,
         raw: bool = False,
         **params: Any,
@@ -589,7 +601,10 @@ class FlinksClient:
         per login in flight, back-pressure, exactly one result per distinct login,
         cancellation on leaving the block) are in :mod:`flinks_async._bulk`.
         """
-        name = _endpoint(endpoint).name
+        spec = _endpoint(endpoint)
+        name = spec.name
+        _wire_params(spec, params)  # a bad option fails here, before any login starts
+        check_many_options(concurrency, dedupe)
 
         async def one(login_id: str) -> Any:
             return await self.fetch(endpoint, login_id, raw=raw, **params)
@@ -640,7 +655,7 @@ class ManyOptions(TypedDict, total=False):
 
     concurrency: int
     fail_fast: bool
-    dedupe: bool
+    dedupe: bool | Literal["in-flight"]
     on_event: EventHook | None
     raw: bool
 
@@ -677,16 +692,18 @@ def _endpoint(name: str) -> Endpoint:
     try:
         return ENDPOINTS[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigurationError(
             f"unknown endpoint {name!r}; one of {', '.join(sorted(ENDPOINTS))}"
         ) from None
 
 
-def _wire_params(params: dict[str, Any]) -> dict[str, Any]:
-    body = {}
-    for name, value in params.items():
-        if name not in _PARAM_NAMES:
-            raise TypeError(f"unknown option {name!r}")
-        if value is not None:
-            body[_PARAM_NAMES[name]] = value
-    return body
+def _wire_params(spec: Endpoint, params: dict[str, Any]) -> dict[str, Any]:
+    """The request body fields for ``params``; :class:`ConfigurationError` naming every
+    option ``spec`` does not take."""
+    unknown = sorted(name for name in params if name not in spec.options)
+    if unknown:
+        takes = ", ".join(spec.options) or "no options"
+        raise ConfigurationError(
+            f"{spec.key} does not take {', '.join(map(repr, unknown))} (it takes: {takes})"
+        )
+    return {_PARAM_NAMES[k]: v for k, v in params.items() if v is not None}

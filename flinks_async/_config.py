@@ -8,6 +8,7 @@ import ssl as _ssl
 from collections.abc import Mapping
 
 from ._errors import ConfigurationError
+from ._ratelimit import capacity_and_window
 from ._redact import mask, short_id
 
 __all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "Settings"]
@@ -41,6 +42,7 @@ class Settings:
     max_retry_after: float = 120.0
     max_connections: int = 100
     rate_limit: float | None = None
+    rate_limit_window: float = 1.0
     connect_timeout: float = 10.0
     read_timeout: float | None = None
     request_timeout: float = 300.0
@@ -88,8 +90,11 @@ class Settings:
             raise ConfigurationError(
                 "need max_retries >= 0, max_connections >= 1, max_response_bytes >= 1"
             )
-        if self.rate_limit is not None and self.rate_limit <= 0:
-            raise ConfigurationError("rate_limit must be > 0 requests per second")
+        if self.rate_limit is not None:
+            try:
+                capacity_and_window(self.rate_limit, self.rate_limit_window)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
 
     @property
     def banking_url(self) -> str:

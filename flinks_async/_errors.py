@@ -5,6 +5,8 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
     FlinksError                      base: .login_id .request_id .endpoint
      ├── InvalidLoginIdError         also a ValueError: the login id is not a GUID (none sent)
      ├── ConfigurationError          also a ValueError: a missing or malformed client option
+     ├── ClientClosedError           also a RuntimeError: the client was closed before or
+     │                               during the call (or used from another event loop)
      ├── TransportError              network failure after the retries: connect, reset, timeout
      │    └── ResponseTooLargeError  a body over ``max_response_bytes`` (read stops there)
      ├── DecodeError                 a body that is not the expected JSON (HTML, truncated, shape)
@@ -33,6 +35,7 @@ __all__ = [
     "SESSION_CODES",
     "APIError",
     "AccessDeniedError",
+    "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
     "FlinksError",
@@ -112,6 +115,12 @@ class InvalidLoginIdError(FlinksError, ValueError):
 
 class ConfigurationError(FlinksError, ValueError):
     """A client option is missing or malformed (for example no customer id)."""
+
+
+class ClientClosedError(FlinksError, RuntimeError):
+    """The :class:`~flinks_async.FlinksClient` was closed before or during this call, or is
+    used from an event loop other than the one it was opened in. Open a new client (one per
+    event loop), or keep the client open until its calls and fan-outs have finished."""
 
 
 class TransportError(FlinksError):

@@ -52,15 +52,45 @@ class Endpoint:
     key: str  #: the short name used by ``client.many`` and the CLI, e.g. ``"accounts-detail"``
     model: type[Any]
     poll_by_get: bool  #: True: ``GET {name}Async/{requestId}``; False: re-send the request
+    #: the keyword options its client method takes, e.g. ``("with_balance", ...)``
+    options: tuple[str, ...] = ()
 
 
 ENDPOINTS: dict[str, Endpoint] = {
     e.key: e
     for e in (
         Endpoint("Investments", "investments", Investments, poll_by_get=False),
-        Endpoint("GetAccountsDetail", "accounts-detail", AccountsDetail, poll_by_get=True),
-        Endpoint("GetAccountsSummary", "accounts-summary", AccountsSummary, poll_by_get=True),
-        Endpoint("GetStatements", "statements", Statements, poll_by_get=True),
+        Endpoint(
+            "GetAccountsDetail",
+            "accounts-detail",
+            AccountsDetail,
+            poll_by_get=True,
+            options=(
+                "days_of_transactions",
+                "with_transactions",
+                "with_balance",
+                "with_account_identity",
+                "with_kyc",
+                "accounts_filter",
+                "date_from",
+                "date_to",
+                "most_recent_cached",
+            ),
+        ),
+        Endpoint(
+            "GetAccountsSummary",
+            "accounts-summary",
+            AccountsSummary,
+            poll_by_get=True,
+            options=("with_balance", "with_account_identity"),
+        ),
+        Endpoint(
+            "GetStatements",
+            "statements",
+            Statements,
+            poll_by_get=True,
+            options=("number_of_statements", "accounts_filter"),
+        ),
     )
 }
 

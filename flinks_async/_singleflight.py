@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ._errors import ClientClosedError
+
 __all__ = ["SingleFlight"]
 
 T = TypeVar("T")
@@ -56,16 +58,20 @@ class SingleFlight:
             me = asyncio.current_task()
             if flight.task.cancelled() and me is not None and not me.cancelling():
                 # the run was cancelled under us (the client closed), not this caller
-                raise RuntimeError("the FlinksClient was closed during this call") from None
+                raise ClientClosedError("the FlinksClient was closed during this call") from None
             raise
         finally:
             flight.waiters -= 1
             if flight.waiters == 0:
+                # Out of the table first: a caller arriving while the run is being torn down
+                # must start a run of its own, not join this dying one.
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
                 if not flight.task.done():
                     flight.task.cancel()
                     with anyio.CancelScope(shield=True):
                         await asyncio.wait([flight.task])
-                self._forget(key, flight)  # now, not when the done-callback gets its turn
+                self._forget(key, flight)
 
     def _forget(self, key: Hashable, flight: _Flight) -> None:
         """Drop ``flight`` from the table (idempotent; only once its task is done)."""

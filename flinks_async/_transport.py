@@ -16,6 +16,7 @@ Redirects are never followed (credentials must not travel to another host).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -33,6 +34,7 @@ from . import _events, _otel
 from ._config import Settings
 from ._errors import (
     APIError,
+    ClientClosedError,
     DecodeError,
     FlinksError,
     InvalidRequestError,
@@ -44,7 +46,8 @@ from ._errors import (
 )
 from ._events import Event, EventHook
 from ._models import ErrorBody, decoder_for
-from ._retry import RateLimiter, parse_retry_after, retry_delay
+from ._ratelimit import RateLimiter, capacity_and_window
+from ._retry import RETRY_AFTER_JITTER, parse_retry_after, retry_delay
 
 __all__ = ["Call", "Reply", "Transport"]
 
@@ -89,8 +92,16 @@ class Transport:
         self.in_flight = 0
         self.requests_sent = 0
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+        self._limiter = (
+            RateLimiter(*capacity_and_window(settings.rate_limit, settings.rate_limit_window))
+            if settings.rate_limit
+            else None
+        )
+        # A 429 / TOO_MANY_REQUESTS pauses every new request of the client until then.
+        self._paused_until = 0.0
+        self._pause_length = 0.0
         self._rng = random.Random()
         self._timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout,
@@ -103,30 +114,44 @@ class Transport:
         return self._closed
 
     def session(self) -> aiohttp.ClientSession:
-        """The session, created on first use (it must be created inside the running loop)."""
+        """The session, created on first use (it must be created inside the running loop).
+
+        Raises :class:`ClientClosedError` once the client is closed, or when called from
+        another event loop than the one the session was created in.
+        """
         if self._closed:
-            raise RuntimeError("this FlinksClient is closed")
-        if self._session is None:
-            s = self.settings
-            connector = aiohttp.TCPConnector(
-                limit=s.max_connections,
-                limit_per_host=0,
-                ttl_dns_cache=300,
-                keepalive_timeout=30,
-                ssl=s.ssl,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=s.trust_env,
-                raise_for_status=False,
-            )
+            raise ClientClosedError("this FlinksClient is closed; open a new one")
+        if self._session is not None:
+            if self._loop is not asyncio.get_running_loop():
+                raise ClientClosedError(
+                    "this FlinksClient was opened in another event loop; create one client "
+                    "per event loop (for example inside your app's lifespan)"
+                )
+            return self._session
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        self._closing = anyio.Event()
+        connector = aiohttp.TCPConnector(
+            limit=s.max_connections,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+            ssl=s.ssl,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=s.trust_env,
+            raise_for_status=False,
+        )
         return self._session
 
     async def aclose(self) -> None:
         """Close the session and every pooled connection. Idempotent."""
         self._closed = True
+        if self._session is not None:
+            self._closing.set()  # wakes calls sleeping before a retry
         session, self._session = self._session, None
         if session is not None:
             with anyio.CancelScope(shield=True):
@@ -145,17 +170,29 @@ class Transport:
         coroutine frame above it, so the hot path keeps its nesting shallow.
         """
         s = self.settings
-        session = self._session or self.session()
+        session = self.session()
         hooks = self.hooks or _events.scoped_hooks.get()
         debug = log.isEnabledFor(logging.DEBUG)
         timed = bool(hooks) or debug
+        limiter = self._limiter
         attempt = 0
         while True:
             attempt += 1
+            if self._closed:  # closed during a retry sleep
+                raise ClientClosedError(
+                    "the FlinksClient was closed during this call",
+                    login_id=call.login_id,
+                    request_id=call.request_id,
+                    endpoint=call.endpoint,
+                )
+            if self._paused_until:
+                await self._wait_out_pause()
             if call.fresh_headers is not None:
                 call.headers = {**call.headers, **await call.fresh_headers()}
-            if self._limiter is not None:
-                await self._limiter.acquire()
+            held = limiter is not None
+            if limiter is not None:
+                # a just-minted single-use token goes ahead of the queue, never idles behind it
+                await limiter.acquire(priority=call.fresh_headers is not None)
             if hooks:
                 self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
             started = time.monotonic() if timed else 0.0
@@ -175,6 +212,10 @@ class Transport:
                         allow_redirects=False,
                         proxy=s.proxy,
                     ) as resp:
+                        if held:  # the answer began: the request has arrived
+                            held = False
+                            limiter.release()  # type: ignore[union-attr]
+                        status = resp.status
                         try:
                             length = resp.content_length
                             if (
@@ -189,8 +230,12 @@ class Transport:
                         except BaseException:
                             resp.close()  # drop the connection: a half-read body can't be reused
                             raise
-                        status = resp.status
                         headers = resp.headers
+                except FlinksError as exc:  # from _read: a redirect, a body over the cap
+                    failure = exc
+                    if debug:
+                        self._log_exchange(call, attempt, started, status, failure, b"")
+                    raise
                 except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
                     # TLS refused (untrusted certificate, hostname mismatch): retrying can't help
                     failure = TransportError(
@@ -211,6 +256,9 @@ class Transport:
                     body = b""
                 finally:
                     self.in_flight -= 1
+                    if held:  # failed or cancelled before any answer
+                        held = False
+                        limiter.release()  # type: ignore[union-attr]
                 if debug:
                     self._log_exchange(call, attempt, started, status, failure, body)
                 if failure is None:
@@ -246,6 +294,7 @@ class Transport:
                         retry_after = parse_retry_after(headers.get("Retry-After"))
                         if isinstance(failure, RateLimitError):
                             failure.retry_after = retry_after
+                            self._pause(call, retry_after)
             finally:
                 if span is not None:
                     self._end_span(span, status, failure)
@@ -281,7 +330,33 @@ class Transport:
                         error=failure,
                     )
                 )
-            await anyio.sleep(delay)
+            with anyio.move_on_after(delay):  # or until the client closes: then raise at once
+                await self._closing.wait()
+
+    def _pause(self, call: Call, retry_after: float | None) -> None:
+        """Flinks said "too many requests": hold every new request of this client for
+        ``min(Retry-After, max_retry_after)`` (``backoff_initial`` without the header)."""
+        s = self.settings
+        length = s.backoff_initial if retry_after is None else min(retry_after, s.max_retry_after)
+        now = time.monotonic()
+        if length <= 0 or now + length <= self._paused_until:
+            return
+        if self._paused_until <= now:
+            log.info(
+                "Flinks answered TOO_MANY_REQUESTS to %s: pausing new requests for %.3fs",
+                call.endpoint,
+                length,
+                extra=self._extra(call, pause=length),
+            )
+        self._paused_until = now + length
+        self._pause_length = length
+
+    async def _wait_out_pause(self) -> None:
+        """Sleep out a client-wide pause, plus a jitter of up to ``RETRY_AFTER_JITTER`` of
+        its length so the held requests do not all go out at the same instant."""
+        left = self._paused_until - time.monotonic()
+        if left > 0:
+            await anyio.sleep(left + self._rng.uniform(0, RETRY_AFTER_JITTER * self._pause_length))
 
     def _start_span(self, call: Call, attempt: int) -> Any:
         return self.tracer.start_span(

@@ -8,7 +8,7 @@ pytest.importorskip("orjson")
 pytest.importorskip("pydantic")
 pytest.importorskip("httpx")
 
-from benchmarks import bulk_disk, decoding, fanout, looplag, transport
+from benchmarks import bulk_disk, decoding, fanout, looplag, ratelimit, transport
 
 pytestmark = pytest.mark.anyio
 
@@ -38,3 +38,9 @@ async def test_looplag_runs() -> None:
 async def test_bulk_disk_runs() -> None:
     results = await bulk_disk.run(logins=30, naive_logins=5)
     assert results[0].logins == 30 and results[0].bytes > 0
+
+
+async def test_ratelimit_runs() -> None:
+    results = await ratelimit.run((0.0,), logins=40)
+    assert set(results[0].runs) == {"ours", "v0.1 start-stamped"}
+    assert "busiest 1 s window" in ratelimit.markdown(results)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import AsyncIterator, Iterator
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from flinks_async import (
+    ClientClosedError,
+    ConfigurationError,
     Event,
     FlinksClient,
     FlinksError,
@@ -41,6 +44,18 @@ async def collect(client: FlinksClient, ids: object, **options: object) -> list[
         async for r in results:
             out.append(r)
     return out
+
+
+async def drain(
+    client: FlinksClient,
+    ids: Iterable[str] | AsyncIterable[str],
+    into: list[Result[Investments]],
+    **options: Any,
+) -> None:
+    """Pull ``ids`` into ``into`` (which keeps what arrived if the fan-out raises)."""
+    async with client.investments_many(ids, **options) as results:
+        async for r in results:
+            into.append(r)
 
 
 async def test_every_login_ends_in_exactly_one_result(emu: Emulator) -> None:
@@ -193,25 +208,105 @@ async def test_every_endpoint_has_a_fan_out(client: FlinksClient) -> None:
             assert len([r async for r in results if r.ok]) == 3
     async with client.many("accounts-detail", ids, days_of_transactions="Days365") as results:
         assert len([r async for r in results if r.ok]) == 3
-    with pytest.raises(ValueError, match="unknown endpoint"):
-        client.many("nope", ids)
 
 
 async def test_rate_limit_holds_across_the_whole_client(emu: Emulator) -> None:
     ids = demo_login_ids(60, seed=16)
-    sent: list[float] = []
-
-    def on_event(event: Event) -> None:
-        if event.kind == "request":  # emitted right as the request goes out
-            sent.append(time.monotonic())
-
-    async with fast_client(
-        emu, rate_limit=100, poll_interval=0.001, event_hooks=[on_event]
-    ) as client:
+    async with fast_client(emu, rate_limit=100, poll_interval=0.001) as client:
         async with anyio.create_task_group() as tg:
             tg.start_soon(collect, client, ids[:50])
             for i in ids[50:]:  # single calls share the same budget
                 tg.start_soon(client.investments, i)
-    assert len(sent) >= 300 and len(sent) == emu.requests_total
-    for a, b in zip(sent, sent[100:], strict=False):
-        assert b - a >= 1.0 - 0.005  # at most 100 requests in any one-second window
+    assert emu.requests_total >= 300
+    assert emu.max_requests_in_window(1.0) <= 100  # as the server counted them
+
+
+async def test_closing_the_client_stops_the_fan_out_with_one_typed_error(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aclose() from another task during a fan-out over an endless source: one
+    ClientClosedError from the `async for`, promptly, and no ERROR per login."""
+    endless = (f"{i:08x}-0000-4000-8000-000000000000" for i in itertools.count())
+    client = fast_client(emu, poll_interval=0.01)
+    delivered: list[Result[Investments]] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def close_soon() -> None:
+                await wait_until(lambda: emu.requests_total > 50)
+                await client.aclose()
+
+            tg.start_soon(close_soon)
+            with pytest.raises(ClientClosedError):
+                await drain(client, endless, delivered, concurrency=20)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert client_side_tasks() <= 2  # this test and the loop's own
+
+
+async def test_options_are_checked_before_any_login_starts(
+    client: FlinksClient, emu: Emulator
+) -> None:
+    ids = demo_login_ids(5, seed=21)
+    with pytest.raises(ConfigurationError, match="'bogus'"):
+        client.many("investments", ids, bogus=1)
+    with pytest.raises(ConfigurationError, match="investments does not take 'with_balance'"):
+        client.many("investments", ids, with_balance=True)  # another endpoint's option
+    with pytest.raises(ConfigurationError, match="'number_of_statements'"):
+        client.many("accounts-summary", ids, number_of_statements="Months3")
+    for concurrency in (0, -1, 1.5):
+        with pytest.raises(ConfigurationError, match="concurrency"):
+            client.many("investments", ids, concurrency=concurrency)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="dedupe"):
+        client.many("investments", ids, dedupe="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="unknown endpoint"):
+        client.many("nope", ids)
+    assert emu.requests_total == 0
+
+
+async def test_an_async_source_is_closed_when_the_consumer_breaks(client: FlinksClient) -> None:
+    closed = anyio.Event()
+
+    async def source() -> AsyncIterator[str]:
+        try:
+            for login in demo_login_ids(50, seed=22):
+                yield login
+        finally:
+            closed.set()
+
+    async with client.investments_many(source(), concurrency=5) as results:
+        async for _ in results:
+            break
+    assert closed.is_set()  # at block exit, not at garbage collection
+
+
+async def test_a_failing_source_surfaces_bare_after_the_results_in_flight(
+    client: FlinksClient,
+) -> None:
+    ids = demo_login_ids(8, seed=23)
+
+    def source() -> Iterator[str]:
+        yield from ids
+        raise OSError("the id database went away")
+
+    got: list[Result[Investments]] = []
+    with pytest.raises(OSError, match="went away"):
+        await drain(client, source(), got, concurrency=8)
+    assert sorted(r.login_id for r in got) == sorted(ids)  # none dropped
+    assert all(r.ok for r in got)
+
+
+async def test_dedupe_in_flight_holds_only_the_ids_in_flight(emu: Emulator) -> None:
+    ids = demo_login_ids(3, seed=24)
+    emu.pending = 0
+    async with fast_client(emu) as client:
+        # a; A while a is in flight (skipped); a again once it finished (pulled); b
+        async def source() -> AsyncIterator[str]:
+            yield ids[0]
+            yield ids[0].upper()  # in flight: skipped
+            await wait_until(lambda: emu.statuses[200] >= 3)  # token, Authorize, data
+            yield ids[0]  # finished: pulled again
+            yield ids[1]
+
+        got = await collect(client, source(), dedupe="in-flight", concurrency=4)
+    assert sorted(r.login_id for r in got) == sorted([ids[0], ids[0], ids[1]])
+    assert emu.counts["Authorize"] == 3

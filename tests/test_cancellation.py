@@ -13,8 +13,9 @@ from .conftest import assert_polling_stopped, fast_client, wait_until
 pytestmark = pytest.mark.anyio
 
 #: A login's cycle with every kind of await: token + Authorize (after a 503 and a backoff
-#: sleep), a slow answer, a 429 with Retry-After, polls with sleeps, a torn body, the 200.
-FAULTS = ["http_503@authorize", "slow:0.004@data", "rate_limit:0.003@data", "truncate@data"]
+#: sleep), a slow answer, a 429 (Retry-After: 0, then backoff), polls with sleeps, a torn
+#: body, the 200.
+FAULTS = ["http_503@authorize", "slow:0.004@data", "rate_limit:0@data", "truncate@data"]
 
 
 def _check_clean(client: FlinksClient) -> None:
@@ -32,14 +33,18 @@ async def test_cancel_delay_sweep(emu: Emulator) -> None:
             await client.investments(login)
             cycle = anyio.current_time() - started
         steps = 60
-        completed = 0
+        cancelled_after: set[int] = set()  # requests the server had seen when we cancelled
         for i in range(steps):
             emu.set_login(login, pending=3, faults=FAULTS)
+            before = emu.requests_total
             with anyio.move_on_after(cycle * i / steps) as scope:
                 await client.investments(login)
-            completed += not scope.cancelled_caught
+            if scope.cancelled_caught:
+                cancelled_after.add(emu.requests_total - before)
             _check_clean(client)
-        assert completed < steps / 4  # the sweep did cancel, at many points
+        # The sweep cancelled at many different stages of the cycle, however fast the
+        # machine is (it is measured on the same machine): not a count of timings.
+        assert len(cancelled_after) >= 4, cancelled_after
         await assert_polling_stopped(emu)
         emu.set_login(login, pending=1)
         assert (await client.investments(login)).accounts  # and the next call works

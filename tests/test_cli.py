@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import stat
 import subprocess
@@ -213,20 +214,19 @@ async def test_credentials_are_never_command_line_options(tmp_path: pathlib.Path
 
 
 async def test_serve_emulator_standalone(tmp_path: pathlib.Path) -> None:
-    port = 18000 + os.getpid() % 1000
+    # port 0: the OS picks a free one and the emulator prints it (no fixed port to collide)
     proc = await anyio.open_process(
-        [sys.executable, "-m", "flinks_async.testing", "--port", str(port), "--pending", "1"]
+        [sys.executable, "-m", "flinks_async.testing", "--port", "0", "--pending", "1"]
     )
     try:
         assert proc.stderr is not None
         line = b""
         with anyio.fail_after(15):
-            while b"serving on" not in line:
+            while b"serving on" not in line or not line.endswith(b"\n"):
                 line += await proc.stderr.receive()
-        assert f"http://127.0.0.1:{port}".encode() in line
-        async with FlinksClient(
-            CUSTOMER, base_url=f"http://127.0.0.1:{port}", poll_interval=0.01
-        ) as client:
+        found = re.search(rb"serving on (http://127\.0\.0\.1:(\d+))", line)
+        assert found is not None and int(found[2]) > 0
+        async with FlinksClient(CUSTOMER, base_url=found[1].decode(), poll_interval=0.01) as client:
             assert (await client.investments(demo_login_ids(1)[0])).accounts
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import anyio
 import msgspec
 import pytest
 
@@ -10,8 +13,10 @@ from flinks_async import (
     AccountsDetail,
     AccountsSummary,
     Authorization,
+    ClientClosedError,
     ConfigurationError,
     FlinksClient,
+    FlinksError,
     InvalidLoginIdError,
     Investments,
     LoginError,
@@ -19,7 +24,7 @@ from flinks_async import (
 )
 from flinks_async.testing import Emulator
 
-from .conftest import API_KEY, CUSTOMER, SECRET, fast_client
+from .conftest import API_KEY, CUSTOMER, SECRET, fast_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +106,8 @@ async def test_investments_url_option_reaches_the_wealth_path(emu: Emulator, log
     async with fast_client(emu, investments_url=url) as client:
         inv = await client.investments(login)
     assert inv.accounts
-    assert emu.counts["Investments"] == 3
+    paths = {r.path for r in emu.requests if r.endpoint == "Investments"}
+    assert paths == {f"/v3/{CUSTOMER}/Investments"}  # the wealth path, not BankingServices
 
 
 async def test_delete_card(client: FlinksClient, emu: Emulator, login: str) -> None:
@@ -187,6 +193,45 @@ async def test_closed_client_refuses_calls(emu: Emulator, login: str) -> None:
     assert (await client.investments(login)).accounts  # opened lazily, no `async with`
     await client.aclose()
     await client.aclose()  # idempotent
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClientClosedError, match="closed"):
         await client.investments(login)
-    assert "closed" in repr(client)
+    assert "closed" in repr(client) and client.closed
+    with pytest.raises(ClientClosedError):
+        await client.delete_card(login)
+
+
+async def test_closing_during_a_retry_sleep_raises_client_closed_at_once(
+    emu: Emulator, login: str
+) -> None:
+    emu.set_login(login, faults=["http_503@authorize"])
+    client = fast_client(emu, backoff_initial=30.0, backoff_max=30.0)
+    errors: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await client.authorize(login)
+        except ClientClosedError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(5):  # not the 15-30 s of the backoff
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await wait_until(lambda: emu.statuses[503] == 1)  # now sleeping before the retry
+            await client.aclose()
+    assert len(errors) == 1
+    assert isinstance(errors[0], FlinksError) and isinstance(errors[0], RuntimeError)
+    assert emu.counts["Authorize"] == 1
+
+
+def test_a_client_used_from_another_event_loop_says_so(login: str) -> None:
+    """A client opened in one loop (say at import time, or by a test fixture) and called
+    from another gets a clear error instead of aiohttp's "Event loop is closed"."""
+    client = FlinksClient(CUSTOMER, base_url="http://127.0.0.1:9")
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(client.__aenter__())
+        with pytest.raises(ClientClosedError, match="another event loop"):
+            asyncio.run(client.investments(login))
+    finally:
+        first.run_until_complete(client.aclose())
+        first.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import pathlib
 import re
@@ -59,8 +60,18 @@ def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> Non
     module = runpy.run_path(str(DOCS / "examples" / f"{name}.py"))
     anyio.run(module["main"])
     out = capsys.readouterr().out
-    assert out.strip()
-    if name == "handling_errors":
+    if name == "first_pull":  # an account line, then its positions, indented
+        assert re.match(r"\S.* [a-z]+ \d+\.\d+\n    [A-Z]+ \d+", out)
+    elif name == "bulk_pull":
+        assert re.fullmatch(r"200 logins, \d+ failed, \d+ pending polls\n", out)
+        assert int(out.split(", ")[1].split()[0]) < 200
+    elif name == "metrics":
+        counts = ast.literal_eval(out.strip())
+        assert counts["started"] == counts["done"] == 3 and counts["failed:LoginError"] == 1
+        assert counts["request"] == counts["response"] >= 3 + counts["pending"]
+    elif name == "scenarios":
+        assert out.startswith("7 Investments requests; {'http_503': 1, 'RETRY_LATER': 1} faults")
+    elif name == "handling_errors":
         lines = out.strip().splitlines()
         assert lines[0].endswith("accounts") and "reconnect (DISABLED_LOGIN)" in lines[1]
         assert "still processing" in lines[2] and lines[3] == "not a Flinks loginId"

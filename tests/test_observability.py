@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flinks_async import Event
+from flinks_async import Event, InvalidRequestError, LoginError, ResponseTooLargeError
 from flinks_async.testing import Emulator
 
 from .conftest import API_KEY, SECRET, fast_client
@@ -28,7 +28,7 @@ async def test_single_calls_emit_started_and_done(emu: Emulator, login_ids: list
     emu.set_login(login_ids[1], faults=["INVALID_LOGIN@data"])
     async with fast_client(emu, event_hooks=[events.append]) as client:
         await client.investments(login_ids[0])
-        with pytest.raises(Exception):  # noqa: B017 - any failure emits done
+        with pytest.raises(LoginError):
             await client.accounts_detail(login_ids[1])
     done = [e for e in events if e.kind == "done"]
     assert [(e.endpoint, e.error is None) for e in done] == [
@@ -82,3 +82,31 @@ async def test_structured_log_fields(
     assert record.flinks_login_id == login[:8] + "…"  # type: ignore[attr-defined]
     assert record.flinks_attempt == 1  # type: ignore[attr-defined]
     assert record.flinks_request_id  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fault", "error"),
+    [
+        ("Authorize", "redirect@authorize", InvalidRequestError),
+        ("Investments", "huge:2000000", ResponseTooLargeError),
+    ],
+)
+async def test_failures_found_while_reading_end_their_span_in_error_and_are_logged(
+    emu: Emulator,
+    login: str,
+    endpoint: str,
+    fault: str,
+    error: type[Exception],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _EXPORTER.clear()
+    emu.set_login(login, pending=0, faults=[fault])
+    with caplog.at_level(logging.DEBUG, logger="flinks_async"):
+        async with fast_client(emu, tracing=True, max_response_bytes=1_000_000) as client:
+            with pytest.raises(error) as info:
+                await client.investments(login)
+    attempt = next(s for s in _EXPORTER.get_finished_spans() if s.name == f"POST {endpoint}")
+    assert attempt.status.status_code == trace.StatusCode.ERROR
+    assert dict(attempt.attributes or {})["error.type"] == error.__name__
+    logged = [r for r in caplog.records if getattr(r, "flinks_endpoint", None) == endpoint]
+    assert any(str(info.value) in r.getMessage() for r in logged)

@@ -18,6 +18,7 @@ EXPECTED = {
     "Address",
     "Authorization",
     "Balance",
+    "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
     "Event",

@@ -153,3 +153,33 @@ async def test_the_entry_is_gone_when_the_last_caller_returns() -> None:
         release.set()  # the run becomes ready to finish...
         scopes[0].cancel()  # ...in the same turn as its only caller is cancelled
     assert len(flights) == 0
+
+
+async def test_a_caller_arriving_during_teardown_gets_a_run_of_its_own() -> None:
+    """The last waiter leaves and the run takes a few loop turns to wind down (as closing
+    a connection does); a caller arriving meanwhile must not join the dying run (it got
+    "the FlinksClient was closed" on an open client)."""
+    flights = SingleFlight()
+    started = anyio.Event()
+
+    async def work() -> str:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for _ in range(5):  # the teardown takes several loop turns
+                    await asyncio.sleep(0)
+        return "never"
+
+    async def fresh() -> str:
+        return "fresh"
+
+    first = asyncio.ensure_future(flights.run("k", work))
+    await started.wait()
+    first.cancel()
+    await asyncio.sleep(0)  # the first caller is now awaiting the run's teardown
+    assert await flights.run("k", fresh) == "fresh"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert len(flights) == 0

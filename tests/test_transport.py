@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import anyio
 import pytest
 
 from flinks_async import (
@@ -120,17 +121,56 @@ async def test_unknown_code_is_a_plain_api_error(
 
 
 async def test_retry_after_is_honoured(emu: Emulator, login: str) -> None:
-    emu.set_login(login, pending=0, faults=["rate_limit:0.2@data"])
+    # delta-seconds are whole seconds (RFC 9110): the shortest honoured wait is 1 s
+    emu.set_login(login, pending=0, faults=["rate_limit:1@data"])
     async with fast_client(emu) as client:
         started = time.monotonic()
         await client.investments(login)
-    assert time.monotonic() - started >= 0.2
+    assert 1.0 <= time.monotonic() - started < 1.2 + 0.5
 
 
 async def test_retry_after_is_capped(emu: Emulator, login: str) -> None:
     emu.set_login(login, pending=0, faults=["rate_limit:3600@data"])
-    async with fast_client(emu, max_retry_after=0.05) as client:
-        assert (await client.investments(login)).accounts
+    with anyio.fail_after(5):  # a regression would wait an hour
+        async with fast_client(emu, max_retry_after=0.05) as client:
+            assert (await client.investments(login)).accounts
+
+
+async def test_a_429_pauses_the_whole_client_and_spreads_the_retries(
+    emu: Emulator, login_ids: list[str]
+) -> None:
+    """30 logins told "Retry-After: 1" together come back over a spread, not at one
+    instant; a bystander that was polling every 5 ms sends nothing during the pause."""
+    told, bystander = login_ids[:15], login_ids[15]
+    for login in told:
+        emu.set_login(login, pending=0, faults=["rate_limit:1@data"])
+    emu.set_login(bystander, pending=400)
+    async with fast_client(emu, poll_timeout=30) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.investments, bystander)
+            await anyio.sleep(0.05)  # the bystander is polling
+            async with anyio.create_task_group() as told_tg:
+                for login in told:
+                    told_tg.start_soon(client.investments, login)
+            tg.cancel_scope.cancel()  # every told login is done: stop the bystander
+    first_429 = min(r.received_at for r in emu.requests if r.status == 429)
+    last_429 = max(r.received_at for r in emu.requests if r.status == 429)
+    retries = [
+        r.received_at
+        for r in emu.requests
+        if r.endpoint == "Investments" and r.status == 200 and r.login_id in told
+    ]
+    assert len(retries) == len(told)
+    assert min(retries) >= first_429 + 1.0  # Retry-After honoured
+    assert max(retries) - min(retries) >= 0.02 + (last_429 - first_429)  # and jittered
+    polls = [
+        r.received_at
+        for r in emu.requests
+        if r.login_id == bystander and r.endpoint == "Investments"
+    ]
+    # the pause began with the first 429; a poll already on the wire may still land
+    assert not [t for t in polls if first_429 + 0.05 < t < first_429 + 1.0]
+    assert [t for t in polls if t > first_429 + 1.0]  # and polling resumed afterwards
 
 
 async def test_mfa_answer_is_typed(client: FlinksClient, emu: Emulator, login: str) -> None:

@@ -7,7 +7,7 @@ The pytest fixtures ``flinks_emulator`` and ``flinks_client`` are registered
 automatically when flinks-async is installed (pytest plugin ``flinks_async``).
 """
 
-from ._emulator import Emulator, Fault, LoginScenario, RecordedRequest
+from ._emulator import Emulator, Fault, LoginScenario, RecordedRequest, busiest_window
 from ._payloads import accounts_payload, demo_login_ids, investments_payload, statements_payload
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "LoginScenario",
     "RecordedRequest",
     "accounts_payload",
+    "busiest_window",
     "demo_login_ids",
     "investments_payload",
     "statements_payload",

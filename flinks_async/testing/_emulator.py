@@ -59,7 +59,7 @@ from aiohttp import web
 
 from ._payloads import accounts_payload, investments_payload, statements_payload
 
-__all__ = ["Emulator", "Fault", "LoginScenario", "RecordedRequest"]
+__all__ = ["Emulator", "Fault", "LoginScenario", "RecordedRequest", "busiest_window"]
 
 _STATUS_OF_CODE = {
     "SESSION_NONEXISTENT": 400,
@@ -168,6 +168,7 @@ class RecordedRequest:
     headers: Mapping[str, str] = dataclasses.field(repr=False)
     status: int = 0
     received_at: float = 0.0  #: ``time.monotonic()`` when the request arrived
+    path: str = ""  #: the URL path as received, e.g. ``/v3/{customer}/Investments``
 
 
 class _Login:
@@ -245,7 +246,9 @@ class Emulator:
         self.deleted: set[str] = set()
         self._logins: dict[str, _Login] = {}
         self._sessions: dict[str, str] = {}
-        self._tokens: set[str] = set()
+        self._tokens: dict[str, float] = {}  # token -> when it was issued
+        #: seconds each used authorize token waited between its issue and its Authorize
+        self.token_ages: list[float] = []
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -262,6 +265,11 @@ class Emulator:
         """Client connections open on the server right now (idle keep-alive ones included)."""
         server = self._runner.server if self._runner else None
         return len(server.connections) if server is not None else 0
+
+    def max_requests_in_window(self, window: float = 1.0) -> int:
+        """The most recorded requests that arrived within any ``window`` seconds (a
+        half-open sliding window ``[t, t + window)``): what a per-second quota sees."""
+        return busiest_window([r.received_at for r in self.requests], window)
 
     def app(self) -> web.Application:
         """The aiohttp application (to mount it elsewhere)."""
@@ -352,6 +360,8 @@ class Emulator:
                 await asyncio.sleep(self.latency)
             endpoint, login_id, request_id, response = await self._route(request)
             status = response.status
+            if not response.prepared:  # a session cookie, as real servers set: never sent back
+                response.set_cookie("flinks_session", uuid.uuid4().hex, httponly=True)
             return response
         except asyncio.CancelledError:
             self.abandoned += 1  # the client went away mid-answer
@@ -370,6 +380,7 @@ class Emulator:
                         dict(request.headers),
                         status,
                         received_at,
+                        request.path,
                     )
                 )
 
@@ -392,7 +403,7 @@ class Emulator:
             if self.secret_key and request.headers.get("flinks-auth-key") != self.secret_key:
                 return op, None, None, _error("UNAUTHORIZED", "Invalid secret key")
             token = str(uuid.uuid4())
-            self._tokens.add(token)
+            self._tokens[token] = time.monotonic()
             return op, None, None, _json({"HttpStatusCode": 200, "Token": token})
         if op == "Authorize" and request.method == "POST":
             login_id = body.get("LoginId")
@@ -433,9 +444,10 @@ class Emulator:
     async def _authorize(self, request: web.Request, login_id: Any) -> web.StreamResponse:
         if self.secret_key:
             token = request.headers.get("flinks-auth-key", "")
-            if token not in self._tokens:
+            issued = self._tokens.pop(token, None)
+            if issued is None:
                 return _error("UNAUTHORIZED", "Invalid or used authorize token")
-            self._tokens.discard(token)
+            self.token_ages.append(time.monotonic() - issued)
         if not isinstance(login_id, str) or len(login_id) != 36:
             return _error("INVALID_LOGIN", "Invalid LoginId")
         if login_id.lower() in self.deleted:
@@ -600,6 +612,17 @@ class Emulator:
                 await asyncio.sleep(0.05)
         _abort(request)
         return resp
+
+
+def busiest_window(times: Iterable[float], window: float) -> int:
+    """The most of ``times`` falling within any half-open window ``[t, t + window)``."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def _abort(request: web.Request) -> None:
