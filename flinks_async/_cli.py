@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
+import functools
 import os
-import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, BinaryIO
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, BinaryIO, NoReturn
 
 import anyio
-import msgspec
 
 from ._client import FlinksClient
-from ._errors import APIError, FlinksError
+from ._errors import FlinksError
+from ._idsource import open_ids, read_ids
+from ._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
 from ._polling import ENDPOINTS
 from ._progress import Progress
 from ._version import __version__
@@ -48,70 +50,174 @@ DEMO_FAULTS = {
 }
 
 
+class UsageError(ValueError):
+    """A command-line usage or input error: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and ``--help`` shows every default)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(**kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: Callable[[str], Any], minimum: float, *, strict: bool = False) -> Any:
+    """An argparse type: ``kind`` (int/float) at least ``minimum`` (above it if ``strict``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum or (strict and value == minimum) or value != value:
+            bound = f"> {minimum}" if strict else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_COUNT = _number(int, 1)
+_SECONDS = _number(float, 0, strict=True)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="flinks-async", description=__doc__.split("\n")[0], allow_abbrev=False
+    p = _Parser(
+        prog="flinks-async",
+        description="flinks-async: pull Flinks data in bulk, try the client on the built-in "
+        "emulator, or serve the emulator for your own tests.",
     )
     p.add_argument("--version", action="version", version=f"flinks-async {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    d = sub.add_parser("demo", help="pull a batch from the built-in emulator", allow_abbrev=False)
-    d.add_argument("--logins", type=int, default=300, help="logins to pull (300)")
-    d.add_argument("--concurrency", type=int, default=100, help="logins in flight (100)")
-    d.add_argument("--pending", type=int, default=2, help="202 answers before data (2)")
-    d.add_argument("--payload-bytes", type=int, default=20_000, help="payload size (20000)")
-    d.add_argument("--poll-interval", type=float, default=0.05, help="seconds (0.05)")
-    d.add_argument("--no-faults", action="store_true", help="no injected faults")
-    d.add_argument("--seed", type=int, default=1)
-    d.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    d = sub.add_parser(
+        "demo",
+        help="pull a batch from the built-in emulator, with live progress",
+        description="Pull a batch of logins from the built-in Flinks emulator (started in "
+        "this process, on 127.0.0.1) with pending polls, retries and a few failing logins.",
+    )
+    d.add_argument("--logins", type=_COUNT, default=300, help="logins to pull")
+    d.add_argument("--concurrency", type=_COUNT, default=100, help="logins in flight")
+    d.add_argument("--pending", type=_number(int, 0), default=2, help="202 answers before data")
+    d.add_argument("--payload-bytes", type=_COUNT, default=20_000, help="payload size")
+    d.add_argument("--poll-interval", type=_SECONDS, default=0.05, help="seconds between polls")
+    d.add_argument("--no-faults", action="store_true", help="inject no faults")
+    d.add_argument("--seed", type=int, default=1, help="seed of the login ids and faults")
+    d.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="live progress on stderr (auto: when stderr is a terminal)",
+    )
 
-    u = sub.add_parser("pull", help="bulk-pull logins into JSONL", allow_abbrev=False)
-    u.add_argument("--customer-id", help="else FLINKS_CUSTOMER_ID")
-    u.add_argument("--base-url", help="else FLINKS_BASE_URL, else the toolbox sandbox")
+    u = sub.add_parser(
+        "pull",
+        help="bulk-pull logins into JSONL",
+        description="Pull one endpoint for every login id into JSONL, one line per login as "
+        "results arrive. Exit status: 0 all ok, 1 some logins failed (their lines say why), "
+        "2 usage or input error (nothing written), 130 interrupted.",
+    )
+    u.add_argument("--customer-id", help="your Flinks customer id (else FLINKS_CUSTOMER_ID)")
+    u.add_argument(
+        "--base-url", help="the Flinks instance (else FLINKS_BASE_URL, else the toolbox sandbox)"
+    )
     u.add_argument("--api-key-file", help="file holding the API key (else FLINKS_API_KEY)")
     u.add_argument("--secret-key-file", help="file holding the secret key (else FLINKS_SECRET_KEY)")
-    u.add_argument("--login-ids", required=True, help="file with one loginId a line, or -")
-    u.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="investments")
-    u.add_argument("--out", default="-", help="JSONL output file (mode 0600), or - (stdout)")
     u.add_argument(
+        "--login-ids", required=True, help="file with one loginId a line, or - for stdin"
+    )
+    u.add_argument(
+        "--endpoint", choices=sorted(ENDPOINTS), default="investments", help="what to pull"
+    )
+    u.add_argument("--out", default="-", help="JSONL output file (mode 0600), or - for stdout")
+    mode = u.add_mutually_exclusive_group()
+    mode.add_argument(
         "--resume",
         action="store_true",
-        help="skip logins already in --out (repairs a torn last line)",
+        help="continue --out: skip logins already ok in it, pull again those whose last line "
+        "is a failure, cut a torn last line (refuses a file that is not ours)",
     )
-    u.add_argument("--concurrency", type=int, default=50, help="logins in flight (50)")
+    mode.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty --out (else refused)"
+    )
+    u.add_argument(
+        "--skip-failed",
+        action="store_true",
+        help="with --resume: do not pull again logins whose last line is a failure",
+    )
+    u.add_argument("--concurrency", type=_COUNT, default=50, help="logins in flight")
     u.add_argument(
         "--rate-limit",
-        type=float,
-        help="at most N requests arrive at Flinks in any --rate-limit-window (default: no limit)",
+        type=_number(float, 0, strict=True),
+        help="at most N requests arrive at Flinks in any --rate-limit-window (a whole "
+        "number, or below 1: one request per window/N); default no limit",
     )
     u.add_argument(
         "--rate-limit-window",
-        type=float,
+        type=_SECONDS,
         default=1.0,
-        help="seconds the rate limit counts in (1.0)",
+        help="seconds the rate limit counts in",
     )
-    u.add_argument("--poll-interval", type=float, default=10.0, help="seconds (10)")
-    u.add_argument("--poll-timeout", type=float, default=1800.0, help="seconds (1800)")
-    u.add_argument("--investments-url", help="full URL of /Investments (wealth host)")
-    u.add_argument("--progress", choices=["auto", "on", "off"], default="auto")
+    u.add_argument("--poll-interval", type=_SECONDS, default=10.0, help="seconds between polls")
+    u.add_argument(
+        "--poll-timeout", type=_SECONDS, default=1800.0, help="seconds one login may take"
+    )
+    u.add_argument(
+        "--unreachable-after",
+        type=_number(int, 0),
+        default=20,
+        help="stop the pull (exit 2) when this many connection attempts in a row fail "
+        "before Flinks ever answered (a wrong --base-url); 0 turns it off",
+    )
+    u.add_argument("--investments-url", help="full URL of /Investments (e.g. the wealth host)")
+    u.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="live progress on stderr (auto: when stderr is a terminal)",
+    )
 
-    e = sub.add_parser("serve-emulator", help="run the Flinks emulator", allow_abbrev=False)
-    e.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    e.add_argument("--port", type=int, default=8080)
-    e.add_argument("--pending", type=int, default=2)
-    e.add_argument("--payload-bytes", type=int, default=20_000)
-    e.add_argument("--latency", type=float, default=0.0)
+    e = sub.add_parser(
+        "serve-emulator",
+        help="run the Flinks emulator as a server",
+        description="Serve the Flinks emulator for integration tests. It accepts any "
+        "customer id and any loginId that is a GUID (36 characters); each login answers "
+        "--pending 202s, then a deterministic payload. Keys come from the files given or "
+        "from FLINKS_EMULATOR_API_KEY / FLINKS_EMULATOR_SECRET_KEY; when set, they are "
+        "demanded (x-api-key on data endpoints, the secret key at GenerateAuthorizeToken).",
+    )
+    e.add_argument("--host", default="127.0.0.1", help="address to bind")
+    e.add_argument("--port", type=_number(int, 0), default=8080, help="port (0: a free one)")
+    e.add_argument("--pending", type=_number(int, 0), default=2, help="202 answers before data")
+    e.add_argument("--payload-bytes", type=_COUNT, default=20_000, help="payload size")
+    e.add_argument(
+        "--latency", type=_number(float, 0), default=0.0, help="seconds added to each answer"
+    )
     e.add_argument(
         "--fault-rate",
         action="append",
         default=[],
         metavar="SPEC=P",
-        help="draw fault SPEC for each login with probability P (repeatable)",
+        help="draw fault SPEC for each login with probability P (repeatable; specs in "
+        "docs/testing.md)",
     )
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--api-key-file", help="demand this API key")
-    e.add_argument("--secret-key-file", help="demand this secret key")
-    e.add_argument("--record", type=int, default=0, help="requests to keep for inspection")
+    e.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    e.add_argument(
+        "--api-key-file", help="demand this API key (else FLINKS_EMULATOR_API_KEY, else none)"
+    )
+    e.add_argument(
+        "--secret-key-file",
+        help="demand this secret key (else FLINKS_EMULATOR_SECRET_KEY, else none)",
+    )
+    e.add_argument(
+        "--record", type=_number(int, 0), default=0, help="requests to keep for inspection"
+    )
     return p
 
 
@@ -122,10 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return anyio.run(_interruptible, _demo, args)
         if args.command == "pull":
-            return anyio.run(_interruptible, _pull, args)
+            job = _prepare_pull(args)
+            return anyio.run(_interruptible, functools.partial(_pull, job=job), args)
         return anyio.run(_interruptible, _serve, args)
-    except (FlinksError, ValueError, OSError) as exc:
-        print(f"flinks-async: error: {exc}", file=sys.stderr)
+    except (FlinksError, ValueError, OSError) as exc:  # NotOurs, UsageError, IdSourceError...
+        message = (
+            str(exc)
+            if not isinstance(exc, OSError) or not exc.filename
+            else (f"{exc.filename}: {exc.strerror}")
+        )
+        print(f"flinks-async: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -230,12 +342,6 @@ async def _demo(args: argparse.Namespace) -> int:
 
 # --- pull ------------------------------------------------------------------------------
 
-_LOGIN_PREFIX = re.compile(rb'\{"login_id":"([^"]{1,64})"')
-
-
-class _Line(msgspec.Struct):
-    login_id: str
-
 
 def _read_secret(path: str | None, env: str) -> str | None:
     if path:
@@ -244,184 +350,124 @@ def _read_secret(path: str | None, env: str) -> str | None:
     return os.environ.get(env) or None
 
 
-def _done_login_ids(path: str) -> set[str]:
-    """Login ids already in a JSONL output file; a torn last line is cut off (repaired).
+@dataclasses.dataclass
+class _PullJob:
+    """What ``pull`` opened once every input was checked (before the event loop starts)."""
 
-    Streams the file line by line (memory: the ids, not the payloads). Every line but the
-    last was followed by another write, so it is whole; the last one is checked in full.
-    """
-    done: set[str] = set()
+    client: FlinksClient
+    ids: BinaryIO
+    out: Output
+    state: ResumeState
+    endpoint: str
+
+
+def _prepare_pull(args: argparse.Namespace) -> _PullJob:
+    """Check every argument and file, then open them: any error here is a usage error and
+    leaves the output file as it was (not even created)."""
+    endpoint = ENDPOINTS[args.endpoint].name
+    if args.resume and args.out == "-":
+        raise UsageError("--resume needs --out FILE (it reads what is already there)")
+    if args.skip_failed and not args.resume:
+        raise UsageError("--skip-failed goes with --resume")
+    api_key = _read_secret(args.api_key_file, "FLINKS_API_KEY")
+    secret_key = _read_secret(args.secret_key_file, "FLINKS_SECRET_KEY")
+    ids = open_ids(args.login_ids)
     try:
-        f = open(path, "r+b")  # noqa: SIM115 - closed below, after the truncate
-    except FileNotFoundError:
-        return done
-    with f:
-        good = 0  # bytes of complete, valid lines
-        previous: bytes | None = None
-        for number, line in enumerate(f):
-            if previous is not None:  # not the last line: whole by construction
-                m = _LOGIN_PREFIX.match(previous)
-                if m is None:
-                    raise ValueError(
-                        f"{path}: line {number} is not a flinks-async result line; not "
-                        "resuming, the file is left as it is"
-                    )
-                done.add(m[1].decode().lower())
-                good += len(previous)
-            previous = line
-        if previous is not None and _whole_line(previous):
-            m = _LOGIN_PREFIX.match(previous)
-            assert m is not None
-            done.add(m[1].decode().lower())
-            good += len(previous)
-        size = f.seek(0, os.SEEK_END)
-        if good < size:
-            print(
-                f"flinks-async: repaired {path}: removed {size - good} bytes after the last "
-                "complete line",
-                file=sys.stderr,
-            )
-            f.truncate(good)
-    return done
+        state = ResumeState()
+        if args.out != "-":
+            if args.resume:
+                state = scan(args.out, endpoint)
+            elif not args.overwrite and os.path.isfile(args.out) and os.path.getsize(args.out):
+                raise UsageError(
+                    f"{args.out} is not empty: pass --resume to continue it or --overwrite "
+                    "to replace it"
+                )
+        client = FlinksClient(
+            args.customer_id,
+            base_url=args.base_url,
+            api_key=api_key,
+            secret_key=secret_key,
+            poll_interval=args.poll_interval,
+            poll_timeout=args.poll_timeout,
+            rate_limit=args.rate_limit,
+            rate_limit_window=args.rate_limit_window,
+            investments_url=args.investments_url,
+            max_connections=args.concurrency,
+            unreachable_after=args.unreachable_after or None,
+        )
+        out = Output(args.out, truncate=args.overwrite)
+    except BaseException:
+        if ids is not sys.stdin.buffer:
+            ids.close()
+        raise
+    cut_torn_tail(args.out, state)
+    return _PullJob(client, ids, out, state, endpoint)
 
 
-def _whole_line(line: bytes) -> bool:
-    """True when ``line`` is one complete JSONL record of ours."""
-    if not line.endswith(b"\n") or _LOGIN_PREFIX.match(line) is None:
-        return False
-    try:
-        msgspec.json.decode(line, type=_Line)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return False
-    return True
-
-
-async def _read_ids(source: str) -> AsyncIterator[str]:
-    """Login ids from a file or stdin, one a line (blank lines and # comments skipped)."""
-
-    def lines() -> Iterator[str]:
-        if source == "-":
-            yield from sys.stdin
-        else:
-            with open(source, encoding="utf-8") as f:
-                yield from f
-
-    for raw in lines():
-        text = raw.strip()
-        if text and not text.startswith("#"):
-            yield text
-
-
-def _error_line(login_id: str, endpoint: str, error: FlinksError) -> bytes:
-    err: dict[str, Any] = {
-        "type": type(error).__name__,
-        "message": str(error),
-        "request_id": error.request_id,
-    }
-    if isinstance(error, APIError):
-        err["flinks_code"] = error.flinks_code
-        err["http_status"] = error.http_status
-    return (
-        msgspec.json.encode({"login_id": login_id, "endpoint": endpoint, "ok": False, "error": err})
-        + b"\n"
-    )
-
-
-def _ok_line(login_id: str, endpoint: str, body: bytes) -> bytes:
-    # JSON text has no raw newline inside strings, so folding them keeps it valid and one line.
-    body = body.strip().replace(b"\r", b" ").replace(b"\n", b" ")
-    head = msgspec.json.encode({"login_id": login_id, "endpoint": endpoint, "ok": True})
-    return head[:-1] + b',"data":' + body + b"}\n"
-
-
-class _Output:
-    """Appends whole lines with one write each: a crash can only tear the last line."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        if path == "-":
-            self._fd = sys.stdout.fileno()
-            self._stream: BinaryIO | None = sys.stdout.buffer
-        else:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._stream = None
-
-    def write(self, line: bytes) -> None:
-        if self._stream is not None:
-            self._stream.write(line)
-            self._stream.flush()
-            return
-        view = memoryview(line)
-        while view:
-            view = view[os.write(self._fd, view) :]
-
-    def close(self) -> None:
-        if self._stream is None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-
-
-async def _pull(args: argparse.Namespace) -> int:
-    done = _done_login_ids(args.out) if args.resume and args.out != "-" else set()
-    skipped = 0
+async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
+    client, ids, out, state, endpoint = job.client, job.ids, job.out, job.state, job.endpoint
+    skipped = skipped_failed = retried = 0
 
     async def todo() -> AsyncIterator[str]:
-        nonlocal skipped
-        async for login_id in _read_ids(args.login_ids):
-            if login_id.lower() in done:
+        nonlocal skipped, skipped_failed, retried
+        async for login_id in read_ids(ids, args.login_ids):
+            key = login_id.lower()
+            if key in state.ok:
                 skipped += 1
+            elif key in state.failed and args.skip_failed:
+                skipped_failed += 1
             else:
+                retried += key in state.failed
                 yield login_id
 
-    client = FlinksClient(
-        args.customer_id,
-        base_url=args.base_url,
-        api_key=_read_secret(args.api_key_file, "FLINKS_API_KEY"),
-        secret_key=_read_secret(args.secret_key_file, "FLINKS_SECRET_KEY"),
-        poll_interval=args.poll_interval,
-        poll_timeout=args.poll_timeout,
-        rate_limit=args.rate_limit,
-        rate_limit_window=args.rate_limit_window,
-        investments_url=args.investments_url,
-        max_connections=max(args.concurrency, 1),
-    )
-    endpoint = ENDPOINTS[args.endpoint].name
     progress = _progress(args.progress, None)
-    out = _Output(args.out)
     started = time.monotonic()
     failures: collections.Counter[str] = collections.Counter()
+    stopped: Exception | None = None  # raised bare after the task group, not in a group
     try:
         async with client, anyio.create_task_group() as tg:
             tg.start_soon(progress.run)
-            async with client.many(
-                args.endpoint,
-                todo(),
-                concurrency=args.concurrency,
-                on_event=progress.hook,
-                raw=True,
-            ) as results:
-                async for r in results:
-                    if r.error is None:
-                        assert isinstance(r.value, bytes)
-                        out.write(_ok_line(r.login_id, endpoint, r.value))
-                    else:
-                        failures[
-                            getattr(r.error, "flinks_code", None) or type(r.error).__name__
-                        ] += 1
-                        out.write(_error_line(r.login_id, endpoint, r.error))
+            try:
+                async with client.many(
+                    args.endpoint,
+                    todo(),
+                    concurrency=args.concurrency,
+                    on_event=progress.hook,
+                    raw=True,
+                ) as results:
+                    async for r in results:
+                        if r.error is None:
+                            assert isinstance(r.value, bytes)
+                            out.write(ok_line(r.login_id, endpoint, r.value))
+                        else:
+                            failures[
+                                getattr(r.error, "flinks_code", None) or type(r.error).__name__
+                            ] += 1
+                            out.write(error_line(r.login_id, endpoint, r.error))
+            except Exception as exc:  # a bad id line, the circuit breaker: usage errors
+                stopped = exc
             tg.cancel_scope.cancel()
+        if stopped is not None:
+            raise stopped
     finally:
         out.close()
         elapsed = time.monotonic() - started
+        also = f", {retried} of them failed before" if retried else ""
         print(
-            f"flinks-async pull: {progress.ok} ok, {progress.failed} failed, {skipped} "
-            f"skipped (already in {args.out}), {client.requests_sent} requests, "
-            f"{elapsed:.1f}s",
+            f"flinks-async pull: {progress.ok} ok, {progress.failed} failed{also}; "
+            f"{skipped} skipped (already ok in {args.out})"
+            + (
+                f", {skipped_failed} failed before and skipped (--skip-failed)"
+                if skipped_failed
+                else ""
+            )
+            + f"; {client.requests_sent} requests, {elapsed:.1f}s",
             file=sys.stderr,
         )
         for reason, n in failures.most_common():
             print(f"  failed: {reason}: {n}", file=sys.stderr)
-    return EXIT_FAILED_LOGINS if progress.failed else 0
+    # the exit status is the file's final state: a failure skipped with --skip-failed stays one
+    return EXIT_FAILED_LOGINS if progress.failed or skipped_failed else 0
 
 
 # --- serve-emulator ----------------------------------------------------------------------

@@ -129,6 +129,13 @@ class FlinksClient:
         event_hooks: callables receiving every :class:`Event` (see :mod:`flinks_async._events`).
         tracing: OpenTelemetry spans for every data call and HTTP attempt (needs
             ``opentelemetry-api``: the ``otel`` extra). Off by default.
+        unreachable_after: a circuit breaker, off by default (``None``). When that many
+            connection attempts in a row fail (refused, unknown host, connect timeout)
+            before the server has ever answered, every call fails at once with
+            :class:`ServerUnreachableError` instead of retrying (a wrong ``base_url``
+            would otherwise churn through retries for every login). ``flinks-async pull``
+            uses 20. Leave it off for long-lived apps that must survive Flinks being
+            down at start-up.
     """
 
     def __init__(
@@ -160,6 +167,7 @@ class FlinksClient:
         log_bodies: bool = False,
         event_hooks: Iterable[EventHook] = (),
         tracing: bool = False,
+        unreachable_after: int | None = None,
     ) -> None:
         self.settings = Settings.build(
             customer_id=customer_id,
@@ -186,6 +194,7 @@ class FlinksClient:
             trust_env=trust_env,
             redact_login_ids=redact_login_ids,
             log_bodies=log_bodies,
+            unreachable_after=unreachable_after,
         )
         s = self.settings
         self._tracer = _otel.get_tracer() if tracing else None

@@ -52,6 +52,7 @@ class Settings:
     trust_env: bool = False
     redact_login_ids: bool = True
     log_bodies: bool = False
+    unreachable_after: int | None = None
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **given: object) -> Settings:
@@ -90,6 +91,8 @@ class Settings:
             raise ConfigurationError(
                 "need max_retries >= 0, max_connections >= 1, max_response_bytes >= 1"
             )
+        if self.unreachable_after is not None and self.unreachable_after < 1:
+            raise ConfigurationError("unreachable_after must be >= 1 (or None: off)")
         if self.rate_limit is not None:
             try:
                 capacity_and_window(self.rate_limit, self.rate_limit_window)

@@ -8,7 +8,8 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
      ├── ClientClosedError           also a RuntimeError: the client was closed before or
      │                               during the call (or used from another event loop)
      ├── TransportError              network failure after the retries: connect, reset, timeout
-     │    └── ResponseTooLargeError  a body over ``max_response_bytes`` (read stops there)
+     │    ├── ResponseTooLargeError  a body over ``max_response_bytes`` (read stops there)
+     │    └── ServerUnreachableError ``unreachable_after`` connection failures and no answer ever
      ├── DecodeError                 a body that is not the expected JSON (HTML, truncated, shape)
      ├── PollTimeoutError            also a TimeoutError: still 202 after ``poll_timeout``
      └── APIError                    Flinks answered with an error (.flinks_code, .http_status)
@@ -47,6 +48,7 @@ __all__ = [
     "PollTimeoutError",
     "RateLimitError",
     "ResponseTooLargeError",
+    "ServerUnreachableError",
     "SessionExpiredError",
     "TransientAPIError",
     "TransportError",
@@ -132,6 +134,13 @@ class TransportError(FlinksError):
 
 class ResponseTooLargeError(TransportError):
     """A response body exceeded ``max_response_bytes``; reading stopped at the limit."""
+
+
+class ServerUnreachableError(TransportError):
+    """The circuit breaker (``unreachable_after``): that many connection attempts failed in a
+    row (refused, unknown host, connect timeout) before the server ever answered, so the
+    base URL is most likely wrong or the host down. Every call of this client now fails at
+    once with this error instead of retrying; a fan-out stops with it."""
 
 
 class DecodeError(FlinksError):

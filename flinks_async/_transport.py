@@ -40,6 +40,7 @@ from ._errors import (
     InvalidRequestError,
     RateLimitError,
     ResponseTooLargeError,
+    ServerUnreachableError,
     TransientAPIError,
     TransportError,
     api_error_for,
@@ -50,6 +51,9 @@ from ._ratelimit import RateLimiter, capacity_and_window
 from ._retry import RETRY_AFTER_JITTER, parse_retry_after, retry_delay
 
 __all__ = ["Call", "Reply", "Transport"]
+
+#: Failures to reach the server at all (refused, unknown host, connect timeout).
+_CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 log = logging.getLogger("flinks_async")
 _ERROR_DECODER = decoder_for(ErrorBody)
@@ -102,6 +106,10 @@ class Transport:
         # A 429 / TOO_MANY_REQUESTS pauses every new request of the client until then.
         self._paused_until = 0.0
         self._pause_length = 0.0
+        # circuit breaker: connection failures in a row while the server never answered
+        self._answered = False
+        self._connect_failures = 0
+        self._unreachable: ServerUnreachableError | None = None
         self._rng = random.Random()
         self._timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout,
@@ -185,6 +193,8 @@ class Transport:
                     request_id=call.request_id,
                     endpoint=call.endpoint,
                 )
+            if self._unreachable is not None:
+                raise self._unreachable
             if self._paused_until:
                 await self._wait_out_pause()
             if call.fresh_headers is not None:
@@ -215,6 +225,7 @@ class Transport:
                         if held:  # the answer began: the request has arrived
                             held = False
                             limiter.release()  # type: ignore[union-attr]
+                        self._answered = True
                         status = resp.status
                         try:
                             length = resp.content_length
@@ -246,6 +257,8 @@ class Transport:
                     )
                     raise failure from exc
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    if not self._answered and isinstance(exc, _CONNECT_ERRORS):
+                        self._count_connect_failure(call, exc)
                     failure = TransportError(
                         f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         login_id=call.login_id,
@@ -332,6 +345,28 @@ class Transport:
                 )
             with anyio.move_on_after(delay):  # or until the client closes: then raise at once
                 await self._closing.wait()
+            if self._unreachable is not None:
+                raise self._unreachable
+
+    def _count_connect_failure(self, call: Call, exc: BaseException) -> None:
+        """Trip the breaker after ``unreachable_after`` connection failures in a row with no
+        answer ever received: the base URL is wrong or the host down; stop retrying."""
+        limit = self.settings.unreachable_after
+        self._connect_failures += 1
+        if limit is None or self._connect_failures < limit or self._unreachable is not None:
+            return
+        host = URL(call.url).host or "the server"
+        self._unreachable = ServerUnreachableError(
+            f"{host} never answered: {self._connect_failures} connection attempts in a row "
+            f"failed ({type(exc).__name__}: {exc}); check base_url (unreachable_after="
+            f"{limit})",
+            endpoint=call.endpoint,
+        )
+        self._unreachable.__cause__ = exc
+        log.error("%s", self._unreachable)
+        if self._session is not None:
+            self._closing.set()  # wake the calls sleeping before a retry: they raise it now
+        raise self._unreachable
 
     def _pause(self, call: Call, retry_after: float | None) -> None:
         """Flinks said "too many requests": hold every new request of this client for

@@ -45,6 +45,7 @@ EXPECTED = {
     "ResponseTooLargeError",
     "Result",
     "Security",
+    "ServerUnreachableError",
     "SessionExpiredError",
     "Statement",
     "Statements",
