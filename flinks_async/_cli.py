@@ -87,6 +87,15 @@ _COUNT = _number(int, 1)
 _SECONDS = _number(float, 0, strict=True)
 
 
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="live progress on stderr (auto: when stderr is a terminal)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="flinks-async",
@@ -109,12 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--poll-interval", type=_SECONDS, default=0.05, help="seconds between polls")
     d.add_argument("--no-faults", action="store_true", help="inject no faults")
     d.add_argument("--seed", type=int, default=1, help="seed of the login ids and faults")
-    d.add_argument(
-        "--progress",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="live progress on stderr (auto: when stderr is a terminal)",
-    )
+    _add_progress(d)
 
     u = sub.add_parser(
         "pull",
@@ -176,12 +180,7 @@ def _parser() -> argparse.ArgumentParser:
         "before Flinks ever answered (a wrong --base-url); 0 turns it off",
     )
     u.add_argument("--investments-url", help="full URL of /Investments (e.g. the wealth host)")
-    u.add_argument(
-        "--progress",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="live progress on stderr (auto: when stderr is a terminal)",
-    )
+    _add_progress(u)
 
     e = sub.add_parser(
         "serve-emulator",
@@ -424,6 +423,7 @@ async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
     started = time.monotonic()
     failures: collections.Counter[str] = collections.Counter()
     stopped: Exception | None = None  # raised bare after the task group, not in a group
+    written_ok = written_failed = 0  # what the file says (the summary and exit status too)
     try:
         async with client, anyio.create_task_group() as tg:
             tg.start_soon(progress.run)
@@ -439,11 +439,13 @@ async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
                         if r.error is None:
                             assert isinstance(r.value, bytes)
                             out.write(ok_line(r.login_id, endpoint, r.value))
+                            written_ok += 1
                         else:
                             failures[
                                 getattr(r.error, "flinks_code", None) or type(r.error).__name__
                             ] += 1
                             out.write(error_line(r.login_id, endpoint, r.error))
+                            written_failed += 1
             except Exception as exc:  # a bad id line, the circuit breaker: usage errors
                 stopped = exc
             tg.cancel_scope.cancel()
@@ -454,7 +456,7 @@ async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
         elapsed = time.monotonic() - started
         also = f", {retried} of them failed before" if retried else ""
         print(
-            f"flinks-async pull: {progress.ok} ok, {progress.failed} failed{also}; "
+            f"flinks-async pull: {written_ok} ok, {written_failed} failed{also}; "
             f"{skipped} skipped (already ok in {args.out})"
             + (
                 f", {skipped_failed} failed before and skipped (--skip-failed)"
@@ -467,7 +469,7 @@ async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
         for reason, n in failures.most_common():
             print(f"  failed: {reason}: {n}", file=sys.stderr)
     # the exit status is the file's final state: a failure skipped with --skip-failed stays one
-    return EXIT_FAILED_LOGINS if progress.failed or skipped_failed else 0
+    return EXIT_FAILED_LOGINS if written_failed or skipped_failed else 0
 
 
 # --- serve-emulator ----------------------------------------------------------------------

@@ -97,6 +97,7 @@ class Transport:
         self.requests_sent = 0
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: anyio.Event  # set by aclose() or the breaker; made with the session
         self._closed = False
         self._limiter = (
             RateLimiter(*capacity_and_window(settings.rate_limit, settings.rate_limit_window))
@@ -363,7 +364,6 @@ class Transport:
             endpoint=call.endpoint,
         )
         self._unreachable.__cause__ = exc
-        log.error("%s", self._unreachable)
         if self._session is not None:
             self._closing.set()  # wake the calls sleeping before a retry: they raise it now
         raise self._unreachable
