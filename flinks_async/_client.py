@@ -63,8 +63,16 @@ def _token_of(body: bytes) -> str:
     return token
 
 
+#: What ``/GetAccountsDetail`` accepts as ``DaysOfTransactions``.
+DaysOfTransactions = Literal["Days90", "Days365"]
+_DAYS = ("Days90", "Days365")
+
+
 def check_login_id(login_id: object) -> str:
-    """Return ``login_id`` if it is a GUID string, else raise :class:`InvalidLoginIdError`."""
+    """Return ``login_id`` (surrounding white space stripped, as the CLI does) if it is a
+    GUID string, else raise :class:`InvalidLoginIdError`."""
+    if isinstance(login_id, str):
+        login_id = login_id.strip()
     if not is_guid(login_id):
         shown = (
             f"a {type(login_id).__name__} of {len(login_id)} characters"
@@ -429,7 +437,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[False] = ...,
-        days_of_transactions: str | None = ...,
+        days_of_transactions: DaysOfTransactions | None = ...,
         with_transactions: bool | None = ...,
         with_balance: bool | None = ...,
         with_account_identity: bool | None = ...,
@@ -446,7 +454,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[True],
-        days_of_transactions: str | None = ...,
+        days_of_transactions: DaysOfTransactions | None = ...,
         with_transactions: bool | None = ...,
         with_balance: bool | None = ...,
         with_account_identity: bool | None = ...,
@@ -462,7 +470,7 @@ class FlinksClient:
         *,
         request_id: str | None = None,
         raw: bool = False,
-        days_of_transactions: str | None = None,
+        days_of_transactions: DaysOfTransactions | None = None,
         with_transactions: bool | None = None,
         with_balance: bool | None = None,
         with_account_identity: bool | None = None,
@@ -672,7 +680,7 @@ class ManyOptions(TypedDict, total=False):
 class AccountsDetailManyOptions(ManyOptions, total=False):
     """:class:`ManyOptions` plus those of :meth:`FlinksClient.accounts_detail`."""
 
-    days_of_transactions: str | None
+    days_of_transactions: DaysOfTransactions | None
     with_transactions: bool | None
     with_balance: bool | None
     with_account_identity: bool | None
@@ -714,5 +722,11 @@ def _wire_params(spec: Endpoint, params: dict[str, Any]) -> dict[str, Any]:
         takes = ", ".join(spec.options) or "no options"
         raise ConfigurationError(
             f"{spec.key} does not take {', '.join(map(repr, unknown))} (it takes: {takes})"
+        )
+    days = params.get("days_of_transactions")
+    if days is not None and days not in _DAYS:
+        raise ConfigurationError(
+            f"days_of_transactions must be one of {', '.join(_DAYS)} (what Flinks accepts), "
+            f"got {days!r}"
         )
     return {_PARAM_NAMES[k]: v for k, v in params.items() if v is not None}

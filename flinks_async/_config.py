@@ -76,10 +76,16 @@ class Settings:
             raise ConfigurationError("customer_id must be the customer GUID Flinks issued")
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigurationError("base_url must start with http:// or https://")
-        for name in ("poll_interval", "backoff_initial", "backoff_max", "max_retry_after"):
+        for name in ("backoff_initial", "backoff_max", "max_retry_after"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0")
-        for name in ("poll_timeout", "connect_timeout", "read_timeout", "request_timeout"):
+        for name in (
+            "poll_interval",  # 0 would poll Flinks in a busy loop
+            "poll_timeout",
+            "connect_timeout",
+            "read_timeout",
+            "request_timeout",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"{name} must be > 0")

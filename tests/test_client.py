@@ -125,7 +125,7 @@ async def test_delete_card(client: FlinksClient, emu: Emulator, login: str) -> N
         "not-a-guid",
         "5e115eac-1209-4f19-641c-08d6d484e2f",
         "5e115eac12094f19641c08d6d484e2fe",
-        " 5e115eac-1209-4f19-641c-08d6d484e2fe",
+        "5e115eac-1209-4f19-641c-08d6d484e2fe-x",
     ],
 )
 async def test_malformed_login_id_raises_value_error_before_sending(
@@ -235,3 +235,21 @@ def test_a_client_used_from_another_event_loop_says_so(login: str) -> None:
     finally:
         first.run_until_complete(client.aclose())
         first.close()
+
+
+async def test_login_ids_are_stripped_like_the_cli_does(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    inv = await client.investments(f"  {login}\n")
+    assert inv.accounts
+    assert {r.login_id for r in emu.requests if r.login_id} == {login}  # sent without spaces
+
+
+async def test_what_flinks_would_reject_is_refused_before_sending(
+    client: FlinksClient, emu: Emulator, login: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="Days90, Days365"):
+        await client.accounts_detail(login, days_of_transactions="Days30")  # type: ignore[call-overload]
+    assert emu.requests_total == 0
+    with pytest.raises(ConfigurationError, match="poll_interval must be > 0"):
+        FlinksClient(CUSTOMER, poll_interval=0)
