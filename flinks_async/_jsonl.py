@@ -28,7 +28,7 @@ import msgspec
 
 from ._errors import APIError, FlinksError
 
-__all__ = ["Output", "ResumeState", "error_line", "ok_line", "scan"]
+__all__ = ["NotOurs", "Output", "ResumeState", "cut_torn_tail", "error_line", "ok_line", "scan"]
 
 _HEAD = b'{"login_id":'
 
@@ -66,7 +66,6 @@ def scan(path: str, endpoint: str) -> ResumeState:
     except FileNotFoundError:
         return state
     with f:
-        good = 0
         for number, line in enumerate(f, 1):
             if not line.endswith(b"\n"):  # the last line, torn
                 if state.lines == 0 or not line.startswith(_HEAD):
@@ -90,7 +89,6 @@ def scan(path: str, endpoint: str) -> ResumeState:
                 )
             status[record.login_id.lower()] = record.ok
             state.lines += 1
-            good += len(line)
     for login_id, ok in status.items():
         (state.ok if ok else state.failed).add(login_id)
     return state
