@@ -50,13 +50,14 @@ from ._events import EventHook, scoped_hooks
 __all__ = ["Result", "check_many_options", "many"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 #: Errors that no other login can escape: raised once from the ``async for``.
 _ENDS_THE_FAN_OUT = (ClientClosedError, ServerUnreachableError)
 log = logging.getLogger("flinks_async")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Result(Generic[T]):
+class Result(Generic[T_co]):
     """The outcome of one login in a fan-out.
 
     Attributes:
@@ -67,7 +68,7 @@ class Result(Generic[T]):
     """
 
     login_id: str
-    value: T | None = None
+    value: T_co | None = None
     error: FlinksError | None = None
     elapsed: float = 0.0
 

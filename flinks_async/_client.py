@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import ssl as _ssl
 import time
 from collections.abc import AsyncIterable, Iterable
@@ -216,6 +218,38 @@ class FlinksClient:
         }
         self._data_headers = {**base, **({"x-api-key": s.api_key} if s.api_key else {})}
         self._auth_headers = dict(base)
+        self._call_options = tuple(getattr(s, name) for name in CallOptions.__annotations__)
+
+    def with_options(self, **options: Unpack[CallOptions]) -> Self:
+        """A view of this client with other per-call options (``poll_timeout``,
+        ``poll_interval``, ``poll_jitter``, ``max_retries``, ``backoff_initial``,
+        ``backoff_max``, ``max_retry_after``), as the openai / anthropic clients do::
+
+            web = client.with_options(poll_timeout=25, max_retries=1)
+            inv = await web.investments(login_id)  # PollTimeoutError after 25 s
+
+        The view shares the client's connection pool, single-flight table, rate limiter
+        and circuit breaker: it is cheap (make one per request if you like) and is not a
+        client of its own. Closing it closes the client. Calls through views with
+        different options never share a poll, so a 25 s handler never waits on (or cuts
+        short) a 30-minute nightly run for the same login. Raises
+        :class:`ConfigurationError` for an unknown option or a bad value.
+        """
+        unknown = sorted(set(options) - set(CallOptions.__annotations__))
+        if unknown:
+            raise ConfigurationError(
+                f"with_options takes {', '.join(CallOptions.__annotations__)}; "
+                f"not {', '.join(map(repr, unknown))}"
+            )
+        try:
+            settings = dataclasses.replace(self.settings, **options)
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+        settings._validate()
+        view = copy.copy(self)
+        view.settings = settings
+        view._call_options = tuple(getattr(settings, n) for n in CallOptions.__annotations__)
+        return view
 
     def __repr__(self) -> str:
         state = "closed" if self._transport.closed else "open"
@@ -283,6 +317,7 @@ class FlinksClient:
             None,
             decode,
             fresh_headers=self._authorize_token if s.secret_key else None,
+            settings=s,
         )
         reply = await self._transport.send(call)
         if reply.status != 200 or not reply.value.request_id:
@@ -310,6 +345,7 @@ class FlinksClient:
             None,
             None,
             _token_of,
+            settings=s,
         )
         reply = await self._transport.send(call)
         return {"flinks-auth-key": reply.value}
@@ -326,6 +362,7 @@ class FlinksClient:
         *,
         request_id: str | None = None,
         raw: bool = False,
+        poll_timeout: float | None = None,
         **params: Any,
     ) -> Any:
         """Authorize (unless ``request_id``), call ``endpoint`` and poll until its 200.
@@ -334,7 +371,11 @@ class FlinksClient:
         ``"statements"``; ``params`` are that method's keyword options. Concurrent calls for
         the same login, endpoint and options share one Authorize and one polling chain.
         Prefer the typed methods (:meth:`investments`, ...); this one serves :meth:`many`.
+        ``poll_timeout`` overrides the client's for this call (see :meth:`with_options`).
         """
+        if poll_timeout is not None:
+            view = self.with_options(poll_timeout=poll_timeout)
+            return await view.fetch(endpoint, login_id, request_id=request_id, raw=raw, **params)
         hooks = self._transport.hooks or scoped_hooks.get()
         tracer = self._tracer
         if not hooks and tracer is None:  # the fast path: nothing listens
@@ -389,7 +430,14 @@ class FlinksClient:
         spec = _endpoint(endpoint)
         login_id = check_login_id(login_id)
         body = _wire_params(spec, params)
-        key = (spec.key, login_id.lower(), request_id, raw, msgspec.json.encode(body))
+        key = (
+            spec.key,
+            login_id.lower(),
+            request_id,
+            raw,
+            msgspec.json.encode(body),
+            self._call_options,  # a 25 s view never joins a 30 min run
+        )
         s = self.settings
         url = (
             s.investments_endpoint_url
@@ -408,25 +456,41 @@ class FlinksClient:
                 raw=raw,
                 authorize=self._request_id,
                 headers=self._data_headers,
+                settings=s,
             ),
         )
 
     @overload
     async def investments(
-        self, login_id: str, *, request_id: str | None = ..., raw: Literal[False] = ...
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[False] = ...,
+        poll_timeout: float | None = ...,
     ) -> Investments: ...
     @overload
     async def investments(
-        self, login_id: str, *, request_id: str | None = ..., raw: Literal[True]
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = ...,
+        raw: Literal[True],
+        poll_timeout: float | None = ...,
     ) -> bytes: ...
     async def investments(
-        self, login_id: str, *, request_id: str | None = None, raw: bool = False
+        self,
+        login_id: str,
+        *,
+        request_id: str | None = None,
+        raw: bool = False,
+        poll_timeout: float | None = None,
     ) -> Investments | bytes:
         """The login's investment accounts, positions and transactions (``POST /Investments``,
         polled by re-POSTing). ``raw=True`` returns the 200 body's bytes, checked to be a JSON
         object, for archiving."""
         result: Investments | bytes = await self.fetch(
-            "investments", login_id, request_id=request_id, raw=raw
+            "investments", login_id, request_id=request_id, raw=raw, poll_timeout=poll_timeout
         )
         return result
 
@@ -437,6 +501,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[False] = ...,
+        poll_timeout: float | None = ...,
         days_of_transactions: DaysOfTransactions | None = ...,
         with_transactions: bool | None = ...,
         with_balance: bool | None = ...,
@@ -454,6 +519,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[True],
+        poll_timeout: float | None = ...,
         days_of_transactions: DaysOfTransactions | None = ...,
         with_transactions: bool | None = ...,
         with_balance: bool | None = ...,
@@ -470,6 +536,7 @@ class FlinksClient:
         *,
         request_id: str | None = None,
         raw: bool = False,
+        poll_timeout: float | None = None,
         days_of_transactions: DaysOfTransactions | None = None,
         with_transactions: bool | None = None,
         with_balance: bool | None = None,
@@ -488,6 +555,7 @@ class FlinksClient:
             login_id,
             request_id=request_id,
             raw=raw,
+            poll_timeout=poll_timeout,
             days_of_transactions=days_of_transactions,
             with_transactions=with_transactions,
             with_balance=with_balance,
@@ -507,6 +575,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[False] = ...,
+        poll_timeout: float | None = ...,
         with_balance: bool | None = ...,
         with_account_identity: bool | None = ...,
     ) -> AccountsSummary: ...
@@ -517,6 +586,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[True],
+        poll_timeout: float | None = ...,
         with_balance: bool | None = ...,
         with_account_identity: bool | None = ...,
     ) -> bytes: ...
@@ -526,6 +596,7 @@ class FlinksClient:
         *,
         request_id: str | None = None,
         raw: bool = False,
+        poll_timeout: float | None = None,
         with_balance: bool | None = None,
         with_account_identity: bool | None = None,
     ) -> AccountsSummary | bytes:
@@ -536,6 +607,7 @@ class FlinksClient:
             login_id,
             request_id=request_id,
             raw=raw,
+            poll_timeout=poll_timeout,
             with_balance=with_balance,
             with_account_identity=with_account_identity,
         )
@@ -548,6 +620,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[False] = ...,
+        poll_timeout: float | None = ...,
         number_of_statements: str | None = ...,
         accounts_filter: list[str] | None = ...,
     ) -> Statements: ...
@@ -558,6 +631,7 @@ class FlinksClient:
         *,
         request_id: str | None = ...,
         raw: Literal[True],
+        poll_timeout: float | None = ...,
         number_of_statements: str | None = ...,
         accounts_filter: list[str] | None = ...,
     ) -> bytes: ...
@@ -567,6 +641,7 @@ class FlinksClient:
         *,
         request_id: str | None = None,
         raw: bool = False,
+        poll_timeout: float | None = None,
         number_of_statements: str | None = None,
         accounts_filter: list[str] | None = None,
     ) -> Statements | bytes:
@@ -578,6 +653,7 @@ class FlinksClient:
             login_id,
             request_id=request_id,
             raw=raw,
+            poll_timeout=poll_timeout,
             number_of_statements=number_of_statements,
             accounts_filter=accounts_filter,
         )
@@ -594,6 +670,7 @@ class FlinksClient:
             self._data_headers,
             None,
             login_id,
+            settings=s,
         )
         await self._transport.send(call)
 
@@ -636,35 +713,157 @@ class FlinksClient:
             endpoint=name,
         )
 
+    @overload
     def investments_many(
-        self, login_ids: Iterable[str] | AsyncIterable[str], **options: Unpack[ManyOptions]
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[False] = ...,
+        **options: Unpack[ManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Investments]]]: ...
+    @overload
+    def investments_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[True],
+        **options: Unpack[ManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[bytes]]]: ...
+    @overload
+    def investments_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool,
+        **options: Unpack[ManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]: ...
+    def investments_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool = False,
+        **options: Unpack[ManyOptions],
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
-        """:meth:`many` for ``/Investments`` (values: :class:`Investments`, or bytes)."""
-        return self.many("investments", login_ids, **options)
+        """:meth:`many` for ``/Investments``: ``Result[Investments]``, or ``Result[bytes]`` with
+        ``raw=True``."""
+        return self.many("investments", login_ids, raw=raw, **options)
 
+    @overload
     def accounts_detail_many(
         self,
         login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[False] = ...,
+        **options: Unpack[AccountsDetailManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[AccountsDetail]]]: ...
+    @overload
+    def accounts_detail_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[True],
+        **options: Unpack[AccountsDetailManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[bytes]]]: ...
+    @overload
+    def accounts_detail_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool,
+        **options: Unpack[AccountsDetailManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]: ...
+    def accounts_detail_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool = False,
         **options: Unpack[AccountsDetailManyOptions],
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
-        """:meth:`many` for ``/GetAccountsDetail`` (options as :meth:`accounts_detail`)."""
-        return self.many("accounts-detail", login_ids, **options)
+        """:meth:`many` for ``/GetAccountsDetail`` (options as :meth:`accounts_detail`):
+        ``Result[AccountsDetail]``, or ``Result[bytes]`` with ``raw=True``."""
+        return self.many("accounts-detail", login_ids, raw=raw, **options)
 
+    @overload
     def accounts_summary_many(
         self,
         login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[False] = ...,
+        **options: Unpack[AccountsSummaryManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[AccountsSummary]]]: ...
+    @overload
+    def accounts_summary_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[True],
+        **options: Unpack[AccountsSummaryManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[bytes]]]: ...
+    @overload
+    def accounts_summary_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool,
+        **options: Unpack[AccountsSummaryManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]: ...
+    def accounts_summary_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool = False,
         **options: Unpack[AccountsSummaryManyOptions],
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
-        """:meth:`many` for ``/GetAccountsSummary`` (options as :meth:`accounts_summary`)."""
-        return self.many("accounts-summary", login_ids, **options)
+        """:meth:`many` for ``/GetAccountsSummary`` (options as :meth:`accounts_summary`):
+        ``Result[AccountsSummary]``, or ``Result[bytes]`` with ``raw=True``."""
+        return self.many("accounts-summary", login_ids, raw=raw, **options)
 
+    @overload
     def statements_many(
         self,
         login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[False] = ...,
+        **options: Unpack[StatementsManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Statements]]]: ...
+    @overload
+    def statements_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: Literal[True],
+        **options: Unpack[StatementsManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[bytes]]]: ...
+    @overload
+    def statements_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool,
+        **options: Unpack[StatementsManyOptions],
+    ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]: ...
+    def statements_many(
+        self,
+        login_ids: Iterable[str] | AsyncIterable[str],
+        *,
+        raw: bool = False,
         **options: Unpack[StatementsManyOptions],
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]:
-        """:meth:`many` for ``/GetStatements`` (options as :meth:`statements`)."""
-        return self.many("statements", login_ids, **options)
+        """:meth:`many` for ``/GetStatements`` (options as :meth:`statements`):
+        ``Result[Statements]``, or ``Result[bytes]`` with ``raw=True``."""
+        return self.many("statements", login_ids, raw=raw, **options)
+
+
+class CallOptions(TypedDict, total=False):
+    """The options :meth:`FlinksClient.with_options` can change (see the constructor)."""
+
+    poll_interval: float
+    poll_jitter: float
+    poll_timeout: float
+    max_retries: int
+    backoff_initial: float
+    backoff_max: float
+    max_retry_after: float
 
 
 class ManyOptions(TypedDict, total=False):
@@ -674,7 +873,6 @@ class ManyOptions(TypedDict, total=False):
     fail_fast: bool
     dedupe: bool | Literal["in-flight"]
     on_event: EventHook | None
-    raw: bool
 
 
 class AccountsDetailManyOptions(ManyOptions, total=False):

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from ._config import Settings
 from ._errors import DecodeError, PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
 from ._models import (
@@ -134,6 +135,7 @@ def _calls(
     params: dict[str, Any],
     headers: dict[str, str],
     decode: Callable[[bytes], Any],
+    settings: Settings,
 ) -> tuple[Call, Call]:
     """The first request of a session and the poll that repeats it (built once, reused)."""
     if endpoint.poll_by_get:
@@ -141,12 +143,28 @@ def _calls(
     else:  # /Investments: polled by re-sending the same request
         body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
     post = Call(
-        "POST", url, endpoint.name, headers, msgspec.json.encode(body), login_id, rid, decode
+        "POST",
+        url,
+        endpoint.name,
+        headers,
+        msgspec.json.encode(body),
+        login_id,
+        rid,
+        decode,
+        settings=settings,
     )
     if not endpoint.poll_by_get:
         return post, post
     poll = Call(
-        "GET", f"{url}Async/{rid}", f"{endpoint.name}Async", headers, None, login_id, rid, decode
+        "GET",
+        f"{url}Async/{rid}",
+        f"{endpoint.name}Async",
+        headers,
+        None,
+        login_id,
+        rid,
+        decode,
+        settings=settings,
     )
     return post, poll
 
@@ -162,9 +180,11 @@ async def fetch(
     raw: bool,
     authorize: Callable[[str], Awaitable[str]],
     headers: dict[str, str],
+    settings: Settings | None = None,
 ) -> Any:
-    """Run the polling rule for one login (see the module docstring); return the 200 value."""
-    s = transport.settings
+    """Run the polling rule for one login (see the module docstring); return the 200 value.
+    ``settings``: those of a :meth:`FlinksClient.with_options` view (default the client's)."""
+    s = settings or transport.settings
     started = time.monotonic()
     polls = 0
     decode = make_decoder(endpoint.model, raw=raw)
@@ -172,7 +192,7 @@ async def fetch(
     with anyio.move_on_after(s.poll_timeout):
         reauthorized = False
         rid = rid or await authorize(login_id)
-        post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode)
+        post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode, s)
         call = post
         while True:
             try:
@@ -182,7 +202,7 @@ async def fetch(
                     raise
                 reauthorized = True
                 rid = await authorize(login_id)
-                post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode)
+                post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode, s)
                 call = post
                 continue
             if reply.status == 200:

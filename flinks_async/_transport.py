@@ -73,6 +73,8 @@ class Call:
     decode: Callable[[bytes], Any] | None = None
     #: called before every attempt for headers that must be fresh (a single-use token)
     fresh_headers: Callable[[], Awaitable[dict[str, str]]] | None = None
+    #: the settings of a :meth:`FlinksClient.with_options` view (retries, backoff), if any
+    settings: Settings | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -178,7 +180,7 @@ class Transport:
         One flat coroutine on purpose: every await of a request resumes through each
         coroutine frame above it, so the hot path keeps its nesting shallow.
         """
-        s = self.settings
+        s = call.settings or self.settings
         session = self.session()
         hooks = self.hooks or _events.scoped_hooks.get()
         debug = log.isEnabledFor(logging.DEBUG)
@@ -371,7 +373,7 @@ class Transport:
     def _pause(self, call: Call, retry_after: float | None) -> None:
         """Flinks said "too many requests": hold every new request of this client for
         ``min(Retry-After, max_retry_after)`` (``backoff_initial`` without the header)."""
-        s = self.settings
+        s = call.settings or self.settings
         length = s.backoff_initial if retry_after is None else min(retry_after, s.max_retry_after)
         now = time.monotonic()
         if length <= 0 or now + length <= self._paused_until:

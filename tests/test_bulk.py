@@ -40,7 +40,7 @@ def client_side_tasks() -> int:
 
 async def collect(client: FlinksClient, ids: object, **options: object) -> list[Result[object]]:
     out: list[Result[object]] = []
-    async with client.investments_many(ids, **options) as results:  # type: ignore[arg-type]
+    async with client.investments_many(ids, **options) as results:  # type: ignore[call-overload]
         async for r in results:
             out.append(r)
     return out

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from flinks_async import LoginError, PollTimeoutError, Result
+from flinks_async import Investments, LoginError, PollTimeoutError, Result
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import fast_client, wait_until
@@ -59,7 +59,7 @@ def _rss() -> int:
 
 async def _campaign(seed: int) -> dict[str, object]:
     ids = demo_login_ids(LOGINS, seed=seed)
-    results: dict[str, list[Result[object]]] = collections.defaultdict(list)
+    results: dict[str, list[Result[Investments]]] = collections.defaultdict(list)
     async with Emulator(
         pending=1, payload_bytes=3_000, fault_rates=RATES, seed=seed, record=0
     ) as emu:
