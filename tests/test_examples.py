@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import runpy
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
@@ -16,7 +18,9 @@ from examples import aiohttp_app, fastapi_app
 from flinks_async import FlinksClient
 from flinks_async.testing import Emulator
 
-from .conftest import assert_polling_stopped, fast_client, wait_until
+from .conftest import API_KEY, CUSTOMER, SECRET, assert_polling_stopped, fast_client, wait_until
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +106,28 @@ async def test_client_hanging_up_cancels_the_poll(
     await wait_until(lambda: flinks.active_polls == 0)
     assert flinks.in_flight_requests == 0
     await assert_polling_stopped(emu)
+
+
+async def test_the_readme_web_app_serves_accounts(
+    emu: Emulator, login: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLINKS_CUSTOMER_ID", CUSTOMER)
+    monkeypatch.setenv("FLINKS_BASE_URL", emu.url)
+    monkeypatch.setenv("FLINKS_API_KEY", API_KEY)
+    monkeypatch.setenv("FLINKS_SECRET_KEY", SECRET)
+    module = runpy.run_path(str(ROOT / "docs" / "examples" / "web_app.py"))
+    serve = _serve_fastapi(module["app"])
+    url = await serve.__anext__()
+    try:
+        emu.set_login(login, pending=1)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/accounts/{login}") as resp:
+                assert resp.status == 200
+                assert (await resp.json())["accounts"]
+            emu.set_login(login, faults=["INVALID_LOGIN@data"])
+            async with http.get(f"{url}/accounts/{login}") as resp:
+                assert resp.status == 409 and await resp.json() == {"error": "INVALID_LOGIN"}
+        client = module["app"].state.flinks
+    finally:
+        await serve.aclose()
+    assert client.closed  # the lifespan closed it at shutdown
