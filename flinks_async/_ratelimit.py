@@ -34,11 +34,10 @@ right after its single-use token was minted, so the token never waits behind the
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import math
 import time
-
-import anyio
 
 __all__ = ["RateLimiter", "capacity_and_window"]
 
@@ -63,6 +62,12 @@ class RateLimiter:
     Use: ``await limiter.acquire()`` before sending, then exactly one
     ``limiter.release()`` when the answer's headers arrive, the request fails, or it is
     cancelled after :meth:`acquire` returned.
+
+    Built like :class:`asyncio.Semaphore`: one queue of waiting futures (first come, first
+    served; ``priority`` callers go to its front) and one :meth:`_dispatch` that grants
+    slots while they are free. It runs after every change (a release, a cancellation, a
+    new waiter) and from one timer set for when the oldest answer leaves the window, so
+    no wake-up can be lost.
     """
 
     def __init__(self, capacity: int, window: float) -> None:
@@ -73,9 +78,8 @@ class RateLimiter:
         self.in_flight = 0
         #: when the answers of finished requests began, oldest first (monotonic clock)
         self._finished: collections.deque[float] = collections.deque()
-        self._queue = anyio.Lock()  # FIFO
-        self._priority = 0  # priority callers waiting: the queue's head yields to them
-        self._changed = anyio.Event()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     def occupying(self, now: float | None = None) -> int:
         """Requests holding a slot now: in flight, or answered less than ``window`` ago."""
@@ -87,40 +91,46 @@ class RateLimiter:
 
     async def acquire(self, *, priority: bool = False) -> None:
         """Wait for a slot (first come, first served unless ``priority``)."""
-        if not self._queue.locked() and not self._priority and self._free():
+        if not self._waiters and self.occupying() < self.capacity:
             self.in_flight += 1  # fast path: a slot is free and nobody waits
             return
+        granted = asyncio.get_running_loop().create_future()
         if priority:
-            self._priority += 1
-            try:
-                await self._wait(priority=True)
-            finally:
-                self._priority -= 1
-                self._notify()
+            self._waiters.appendleft(granted)
         else:
-            async with self._queue:
-                await self._wait(priority=False)
-        self.in_flight += 1
+            self._waiters.append(granted)
+        self._dispatch()
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.in_flight -= 1  # granted, then cancelled before use: hand it back
+            else:
+                granted.cancel()  # _dispatch drops it
+            self._dispatch()
+            raise
 
     def release(self) -> None:
         """The request's answer began to arrive, or it failed or was cancelled."""
         self.in_flight -= 1
         self._finished.append(time.monotonic())
-        self._notify()
+        self._dispatch()
 
-    def _free(self) -> bool:
-        return self.occupying() < self.capacity
-
-    async def _wait(self, *, priority: bool) -> None:
-        while not (self._free() and (priority or not self._priority)):
-            changed = self._changed
-            if self._finished and self.occupying() >= self.capacity:
-                timeout = self._finished[0] + self.window - time.monotonic()
-            else:  # all slots in flight (or yielding to a priority caller)
-                timeout = math.inf
-            with anyio.move_on_after(max(timeout, 0.0)):
-                await changed.wait()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+    def _dispatch(self) -> None:
+        """Grant free slots to the waiters in order; set the timer for the next one."""
+        waiters = self._waiters
+        while waiters:
+            if waiters[0].done():  # cancelled while waiting
+                waiters.popleft()
+                continue
+            if self.occupying() >= self.capacity:
+                break
+            self.in_flight += 1
+            waiters.popleft().set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if waiters and self._finished:  # a slot frees when the oldest answer ages out
+            delay = self._finished[0] + self.window - time.monotonic()
+            self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._dispatch)
+        # else: every slot is in flight, and the next release() dispatches

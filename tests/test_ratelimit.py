@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import random
 import sys
 import textwrap
@@ -22,11 +23,14 @@ pytestmark = pytest.mark.anyio
 
 
 async def pull_all(client: FlinksClient, ids: list[str], concurrency: int = 500) -> int:
-    ok = 0
+    """How many logins succeeded; a failure names the errors."""
+    errors: collections.Counter[str] = collections.Counter()
     async with client.investments_many(ids, concurrency=concurrency) as results:
         async for r in results:
-            ok += r.ok
-    return ok
+            if r.error is not None:
+                errors[f"{type(r.error).__name__}: {r.error}"[:160]] += 1
+    assert not errors, errors.most_common(3)
+    return len(ids)
 
 
 @pytest.mark.parametrize(
@@ -177,4 +181,76 @@ def test_property_arrivals_never_exceed_capacity(
 
     anyio.run(main)
     assert len(arrivals) == len(latencies)
+    assert busiest_window(arrivals, window) <= capacity
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    capacity=st.integers(1, 4),
+    plan=st.lists(
+        st.tuples(
+            st.floats(0.0, 0.01),  # latency
+            st.floats(0.0, 0.003),  # gap before the next request starts
+            st.booleans(),  # priority
+            st.sampled_from([None, 0.0, 0.002, 0.02]),  # cancelled after this long, if any
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_priority_and_cancellation_never_stall_or_overrun(
+    capacity: int, plan: list[tuple[float, float, bool, float | None]], seed: int
+) -> None:
+    """Priority callers and cancellations at random points: every request that was not
+    cancelled is sent (no lost wake-up: a stall fails the deadline), arrivals stay within
+    the capacity, and the limiter ends empty."""
+    window = 0.01
+    rng = random.Random(seed)
+    arrivals: list[float] = []
+    sent = 0
+
+    async def request(latency: float, priority: bool, limiter: RateLimiter) -> None:
+        nonlocal sent
+        await limiter.acquire(priority=priority)
+        try:
+            split = rng.random()
+            await anyio.sleep(latency * split)
+            arrivals.append(time.monotonic())
+            sent += 1
+            await anyio.sleep(latency * (1 - split))
+        finally:
+            limiter.release()
+
+    async def main() -> None:
+        limiter = RateLimiter(capacity, window)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for latency, gap, priority, cancel_after in plan:
+                    scope = anyio.CancelScope()
+
+                    async def one(
+                        scope: anyio.CancelScope = scope,
+                        latency: float = latency,
+                        priority: bool = priority,
+                    ) -> None:
+                        with scope:
+                            await request(latency, priority, limiter)
+
+                    tg.start_soon(one)
+                    if cancel_after is not None:
+
+                        async def cancel_later(
+                            scope: anyio.CancelScope = scope, after: float = cancel_after
+                        ) -> None:
+                            await anyio.sleep(after)
+                            scope.cancel()
+
+                        tg.start_soon(cancel_later)
+                    await anyio.sleep(gap)
+        assert limiter.in_flight == 0 and not limiter._waiters
+
+    anyio.run(main)
+    uncancelled = sum(1 for *_, c in plan if c is None)
+    assert sent >= uncancelled
     assert busiest_window(arrivals, window) <= capacity
