@@ -1,4 +1,5 @@
-"""The contenders' models: pydantic v2 and stdlib dataclasses equivalent to ours.
+"""The contenders' models: pydantic v2 and stdlib dataclasses equivalent to ours, and the
+float-money twins of ours (v0.1).
 
 Same fields, all optional, PascalCase on the wire, unknown fields ignored.
 """
@@ -6,8 +7,14 @@ Same fields, all optional, PascalCase on the wire, unknown fields ignored.
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import functools
+import operator
+import types
+import typing
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
@@ -247,3 +254,37 @@ def accounts_dataclasses(obj: dict[str, Any]) -> list[DAccount]:
         )
         for a in obj.get("Accounts") or ()
     ]
+
+
+# --- v0.1's float money, for the cost of exact Decimal money --------------------------
+
+_TWINS: dict[type[Any], type[Any]] = {}
+
+
+def float_twin(model: type[Any]) -> type[Any]:
+    """A copy of msgspec ``model`` (nested models too) with every ``Decimal`` a ``float``:
+    the models as v0.1 had them, derived from today's so the two cannot drift apart."""
+    if model in _TWINS:
+        return _TWINS[model]
+    fields = [
+        (f.name, _float_type(f.type), msgspec.field(default=f.default, name=f.encode_name))
+        for f in msgspec.structs.fields(model)
+    ]
+    twin = msgspec.defstruct(
+        f"Float{model.__name__}", fields, kw_only=True, omit_defaults=True, gc=False
+    )
+    _TWINS[model] = twin
+    return twin
+
+
+def _float_type(tp: Any) -> Any:
+    if tp is decimal.Decimal:
+        return float
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return float_twin(tp)
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return functools.reduce(operator.or_, [_float_type(a) for a in args])
+    if typing.get_origin(tp) is list:
+        return list[_float_type(args[0])]  # type: ignore[misc]
+    return tp

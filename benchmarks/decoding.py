@@ -6,6 +6,8 @@ Contenders, alternated within each round on the same bytes:
   shared ``msgspec.json.Decoder`` of the model, plus our error mapping);
 * ``bare msgspec``: ``msgspec.json.decode(body, type=Model)`` into the same Structs
   (the floor: any gap is overhead of ours);
+* ``msgspec, float money (v0.1)``: the same models with ``float`` where ours have
+  ``Decimal`` (what exact money costs);
 * ``json.loads`` (dicts), ``orjson.loads`` (dicts), ``json.loads`` + dataclasses,
   and pydantic v2 ``model_validate_json`` into equivalent models.
 
@@ -41,9 +43,11 @@ def contenders(kind: str) -> dict[str, Callable[[bytes], Any]]:
     pmodel: Any = alt.PInvestments if kind == "Investments" else alt.PAccountsDetail
     to_dc = alt.investments_dataclasses if kind == "Investments" else alt.accounts_dataclasses
     ours = make_decoder(model, raw=False)
+    floats = msgspec.json.Decoder(alt.float_twin(model), strict=False)
     return {
         "flinks-async": ours,
         "bare msgspec": lambda b: msgspec.json.decode(b, type=model),
+        "msgspec, float money (v0.1)": floats.decode,
         "json.loads": json.loads,
         "orjson.loads": orjson.loads,
         "json + dataclasses": lambda b: to_dc(json.loads(b)),

@@ -5,6 +5,10 @@ Conventions, the same on every model:
 * attributes are snake_case, mapped from Flinks' PascalCase (``RequestId`` -> ``request_id``);
 * every field is optional: ``None`` when Flinks omits it or sends null (lists too);
 * unknown fields are ignored, so a new Flinks field never breaks decoding;
+* money and quantities are :class:`decimal.Decimal`, decoded exactly from the digits
+  Flinks sent (a JSON number or a numeric string): ``0.1 + 0.2`` never reaches a ledger.
+  Only ratios that are not money (``eft_eligible_ratio``...) are ``float``; the docs'
+  Models page lists every numeric field and its type;
 * numbers sent as strings are accepted (decoders run with ``strict=False``);
 * dates are kept as the string Flinks sent (formats vary: ``2019/05/09``,
   ``2019-05-09T13:47:46.5227901``), so decoding never fails on a date; the ``*_at`` /
@@ -17,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
@@ -179,10 +184,10 @@ class Security(_Model):
 class Position(_Model):
     """A holding in an investment account."""
 
-    quantity: float | None = None
-    market_value: float | None = None
-    book_value: float | None = None
-    average_cost: float | None = None
+    quantity: Decimal | None = None
+    market_value: Decimal | None = None
+    book_value: Decimal | None = None
+    average_cost: Decimal | None = None
     currency: str | None = None
     security: Security | None = None
 
@@ -195,9 +200,9 @@ class InvestmentTransaction(_Model):
     settlement_date: str | None = None
     type: str | None = None
     description: str | None = None
-    quantity: float | None = None
-    price: float | None = None
-    net_amount: float | None = None
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    net_amount: Decimal | None = None
     currency: str | None = None
     security: Security | None = None
 
@@ -217,9 +222,9 @@ class InvestmentAccount(_Model):
     type: str | None = None
     registered: bool | None = None
     currency: str | None = None
-    cash: float | None = None
-    account_value: float | None = None
-    currency_value: float | None = None
+    cash: Decimal | None = None
+    account_value: Decimal | None = None
+    currency_value: Decimal | None = None
     positions: list[Position] | None = None
     transactions: list[InvestmentTransaction] | None = None
 
@@ -249,9 +254,9 @@ class Investments(_Model):
 class Balance(_Model):
     """An account balance."""
 
-    available: float | None = None
-    current: float | None = None
-    limit: float | None = None
+    available: Decimal | None = None
+    current: Decimal | None = None
+    limit: Decimal | None = None
 
 
 class Address(_Model):
@@ -281,9 +286,9 @@ class Transaction(_Model):
     date: str | None = None
     code: str | None = None
     description: str | None = None
-    debit: float | None = None
-    credit: float | None = None
-    balance: float | None = None
+    debit: Decimal | None = None
+    credit: Decimal | None = None
+    balance: Decimal | None = None
 
     @property
     def parsed_date(self) -> dt.date | None:
@@ -300,7 +305,7 @@ class Account(_Model):
     last_four_digits: str | None = None
     transit_number: str | None = None
     institution_number: str | None = None
-    overdraft_limit: float | None = None
+    overdraft_limit: Decimal | None = None
     balance: Balance | None = None
     category: str | None = None
     type: str | None = None

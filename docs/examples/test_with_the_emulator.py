@@ -1,5 +1,7 @@
 """How a user tests their own code with the shipped fixtures (run by our test suite)."""
 
+from decimal import Decimal
+
 import pytest
 
 from flinks_async import FlinksClient, LoginError
@@ -8,10 +10,10 @@ from flinks_async.testing import Emulator, demo_login_ids
 LOGIN = demo_login_ids(1)[0]
 
 
-async def total_value(client: FlinksClient, login_id: str) -> float:
-    """The user's own code under test."""
+async def total_value(client: FlinksClient, login_id: str) -> Decimal:
+    """The user's own code under test (money is exact: Decimal)."""
     inv = await client.investments(login_id)
-    return sum(a.account_value or 0.0 for a in inv.accounts)
+    return sum((a.account_value or Decimal(0) for a in inv.accounts), Decimal(0))
 
 
 @pytest.fixture

@@ -140,6 +140,9 @@ class LoginScenario:
     payload_bytes: int = 20_000
     faults: list[Fault] = dataclasses.field(default_factory=list)
     never_ready: bool = False
+    #: the 200 body to send verbatim, by endpoint family (``"Investments"``,
+    #: ``"GetAccountsDetail"``...), instead of a generated payload
+    payloads: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def make(
@@ -316,13 +319,21 @@ class Emulator:
         pending: int | None = None,
         payload_bytes: int | None = None,
         faults: Iterable[str | Fault] = (),
+        payloads: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Give one login its own scenario (resets what the emulator knew of it)."""
-        self.scenarios[login_id.lower()] = LoginScenario.make(
+        """Give one login its own scenario (resets what the emulator knew of it).
+
+        ``payloads`` maps an endpoint (``"Investments"``, ``"GetAccountsDetail"``,
+        ``"GetAccountsSummary"``, ``"GetStatements"``) to the exact 200 body to answer
+        with, e.g. a response sample of your own; other endpoints get generated data.
+        """
+        scenario = LoginScenario.make(
             self.pending if pending is None else pending,
             self.payload_bytes if payload_bytes is None else payload_bytes,
             faults,
         )
+        scenario.payloads = dict(payloads or {})
+        self.scenarios[login_id.lower()] = scenario
         self._logins.pop(login_id.lower(), None)
 
     def scenario(self, login_id: str) -> LoginScenario:
@@ -508,6 +519,8 @@ class Emulator:
                     },
                     202,
                 )
+            if family in sc.payloads:
+                return web.Response(body=sc.payloads[family], content_type="application/json")
             variant = int(login_id[:2], 16) % 4
             if family == "Investments":
                 payload = investments_payload(sc.payload_bytes, variant)
