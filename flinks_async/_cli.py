@@ -291,8 +291,8 @@ async def _demo(args: argparse.Namespace) -> int:
         record=0,
     ) as emu:
         print(
-            f"flinks-async demo: {len(ids)} logins from the built-in emulator at {emu.url} "
-            f"(concurrency {args.concurrency}, poll interval {args.poll_interval}s)",
+            f"flinks-async demo: {len(ids)} logins from the emulator at {emu.url}\n"
+            f"concurrency {args.concurrency}, poll interval {args.poll_interval}s",
             file=sys.stderr,
         )
         async with (

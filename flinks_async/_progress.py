@@ -1,11 +1,26 @@
-"""Progress of a fan-out: counters fed by events, and a one-line live display on stderr."""
+"""Progress of a fan-out: counters fed by events, and one live line on stderr that fits.
+
+The line is built to the terminal's width at every refresh (:meth:`Progress.line`),
+fields dropped by priority, lowest first::
+
+    done/total  ETA  ok  failed  | bar | in flight  polls  retries  req/s  elapsed
+
+so an 80-column terminal (or a 60-column split, or a window resized mid-run) shows one
+line updated in place, never a stack of wrapped ones. The drawing itself, in place and
+across resizes, is rich's (``pip install 'flinks-async[cli]'``: :class:`rich.live.Live`).
+Without rich, a plain ``\\r`` line cut to the current width. When the terminal shrinks,
+the rows the old line was reflowed onto are erased before the redraw. When stderr is not a
+terminal there is no live line; ``enabled=True`` (``--progress on``) then prints a plain
+line every ``log_every`` seconds instead, for logs.
+"""
 
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
@@ -14,11 +29,23 @@ from ._events import Event
 __all__ = ["Progress"]
 
 
-class Progress:
-    """Counts what a fan-out does; :meth:`hook` is an event hook, :meth:`run` draws a bar.
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 3600:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
-    The bar is drawn only when ``stream`` is a terminal (or ``force=True``), at most
-    ``fps`` times a second, on one line rewritten with ``\\r``.
+
+class Progress:
+    """Counts what a fan-out does; :meth:`hook` is an event hook, :meth:`run` draws it.
+
+    Args:
+        total: logins expected, when known (for the bar and the ETA).
+        stream: where to draw (stderr).
+        enabled: ``None`` (default): a live line only when ``stream`` is a terminal;
+            ``True``: always (plain lines when it is not a terminal); ``False``: never.
+        fps: live refreshes per second (8).
+        log_every: seconds between plain lines when ``stream`` is not a terminal (10).
     """
 
     def __init__(
@@ -28,11 +55,14 @@ class Progress:
         stream: TextIO | None = None,
         enabled: bool | None = None,
         fps: float = 8.0,
+        log_every: float = 10.0,
     ) -> None:
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.tty = self.stream.isatty()
+        self.enabled = self.tty if enabled is None else enabled
         self.interval = 1.0 / fps
+        self.log_every = log_every
         self.started_at = time.monotonic()
         self.started = 0
         self.ok = 0
@@ -44,6 +74,7 @@ class Progress:
         self._last_requests = 0
         self._last_time = self.started_at
         self._rate = 0.0
+        self._drawn = 0  # length of the line last drawn (for a shrinking terminal)
 
     @property
     def done(self) -> int:
@@ -71,35 +102,126 @@ class Progress:
                 self.failed += 1
                 self.errors[type(event.error).__name__] += 1
 
-    def line(self) -> str:
-        """The progress line: bar, done/failed/in flight, polls, retries, requests/s."""
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far (``None`` without a total or a first result)."""
+        if not self.total or not self.done:
+            return None
+        elapsed = time.monotonic() - self.started_at
+        return max(0.0, (self.total - self.done) * elapsed / self.done)
+
+    def line(self, width: int = 80) -> str:
+        """The progress line, at most ``width`` characters: fields by priority."""
         now = time.monotonic()
         if now - self._last_time >= 0.5:
             self._rate = (self.requests - self._last_requests) / (now - self._last_time)
             self._last_requests, self._last_time = self.requests, now
         elapsed = now - self.started_at
         rate = self._rate or (self.requests / elapsed if elapsed > 0 else 0.0)
-        if self.total:
-            width = 24
-            filled = int(width * self.done / self.total)
-            head = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-        else:
-            head = f"{self.done} done"
-        return (
-            f"{head}  ok {self.ok}  failed {self.failed}  in flight {self.in_flight}  "
-            f"pending polls {self.polls}  retries {self.retries}  {rate:,.0f} req/s  "
-            f"{elapsed:5.1f}s"
-        )
+        eta = self.eta()
+        count = f"{self.done}/{self.total}" if self.total else f"{self.done} done"
+        # (priority, position, text): the lowest priority goes first when space runs out
+        fields = [
+            (9, 0, count),
+            (8, 1, f"ETA {_duration(eta)}" if eta is not None else ""),
+            (7, 2, f"ok {self.ok}"),
+            (6, 3, f"failed {self.failed}"),
+            (5, 5, f"in flight {self.in_flight}"),
+            (3, 6, f"polls {self.polls}"),
+            (2, 7, f"retries {self.retries}"),
+            (1, 8, f"{rate:,.0f} req/s"),
+            (0, 9, _duration(elapsed)),
+        ]
+        kept = [f for f in fields if f[2]]
+        while True:
+            text = "  ".join(t for _, _, t in sorted(kept, key=lambda f: f[1]))
+            room = width - len(text) - 2
+            if room >= 0 or len(kept) == 1:
+                break
+            kept.remove(min(kept, key=lambda f: f[0]))
+        if self.total and room >= 12:  # a bar in what is left, after the counts
+            bar_width = min(30, room - 4)
+            filled = int(bar_width * self.done / self.total)
+            bar = f"[{'#' * filled}{'.' * (bar_width - filled)}]"
+            head = [t for _, pos, t in sorted(kept, key=lambda f: f[1]) if pos < 5]
+            tail = [t for _, pos, t in sorted(kept, key=lambda f: f[1]) if pos >= 5]
+            text = "  ".join([*head, bar, *tail])
+        return text[:width]
+
+    def width(self, fallback: int = 80) -> int:
+        """Columns of the terminal ``stream`` is on, read now (it follows resizes). Not
+        ``COLUMNS``: an exported value goes stale when the window is resized."""
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return fallback
 
     async def run(self) -> None:
-        """Redraw until cancelled (then draw the final line and end it)."""
+        """Draw until cancelled, then draw the final line."""
         if not self.enabled:
             await anyio.sleep_forever()
+        if not self.tty:
+            await self._run_plain()
+        try:
+            from rich.console import Console
+        except ImportError:
+            await self._run_carriage_return()
+        else:
+            await self._run_rich(Console(file=self.stream))
+
+    def _stale_rows(self, width: int) -> int:
+        """Rows, above the cursor, that the last line now spans after the terminal shrank.
+
+        Terminals that reflow on resize (tmux, VTE, iTerm2, kitty, Windows Terminal...)
+        wrap the line drawn at the old width onto several rows, and an in-place redraw only
+        rewrites the last of them: the rest would stay as a stack of old lines. (A terminal
+        that truncates instead, like xterm, loses one line above the bar on a shrink.)"""
+        drawn, self._drawn = self._drawn, 0
+        return max(0, -(-drawn // max(width, 1)) - 1)
+
+    async def _run_rich(self, console: Any) -> None:
+        from rich.control import Control
+        from rich.live import Live
+        from rich.segment import ControlType
+        from rich.text import Text
+
+        def render() -> Text:
+            width = self.width(console.width)
+            stale = self._stale_rows(width)
+            if stale:
+                erase_up = [Control((ControlType.ERASE_IN_LINE, 2)), Control.move(0, -1)]
+                console.control(*(erase_up * stale))
+            text = self.line(width - 1)  # the last column would wrap on some terminals
+            self._drawn = len(text)
+            return Text(text, no_wrap=True, overflow="ellipsis")
+
+        with Live(render(), console=console, auto_refresh=False, transient=False) as live:
+            try:
+                while True:
+                    live.update(render(), refresh=True)  # the width is read at each refresh
+                    await anyio.sleep(self.interval)
+            finally:
+                live.update(render(), refresh=True)
+
+    async def _run_carriage_return(self) -> None:
+        def draw(end: str = "") -> None:
+            width = self.width()
+            stale = self._stale_rows(width)
+            text = self.line(width - 1)  # writing the last column would wrap
+            self._drawn = len(text)
+            self.stream.write("\x1b[2K\x1b[1A" * stale + "\r\x1b[2K" + text + end)
+            self.stream.flush()
+
         try:
             while True:
-                self.stream.write("\r" + self.line() + "\x1b[K")
-                self.stream.flush()
+                draw()
                 await anyio.sleep(self.interval)
         finally:
-            self.stream.write("\r" + self.line() + "\x1b[K\n")
-            self.stream.flush()
+            draw("\n")
+
+    async def _run_plain(self) -> None:
+        try:
+            while True:
+                await anyio.sleep(self.log_every)
+                print(self.line(120), file=self.stream, flush=True)
+        finally:
+            print(self.line(120), file=self.stream, flush=True)
