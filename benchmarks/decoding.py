@@ -4,6 +4,9 @@ Contenders, alternated within each round on the same bytes:
 
 * ``flinks-async``: exactly what the client runs on a 200 body (``make_decoder``: the
   shared ``msgspec.json.Decoder`` of the model, plus our error mapping);
+* ``flinks-async, keep_extra=True``: the same, plus the generic second read that keeps
+  unknown keys on ``.extra`` and checks for schema drift (also what ``strict_schema=True``
+  and the first 20 answers per model cost);
 * ``bare msgspec``: ``msgspec.json.decode(body, type=Model)`` into the same Structs
   (the floor: any gap is overhead of ours);
 * ``msgspec, float money (v0.1)``: the same models with ``float`` where ours have
@@ -29,6 +32,7 @@ import orjson
 
 from flinks_async import AccountsDetail, Investments
 from flinks_async._polling import make_decoder
+from flinks_async._schema import SchemaCheck
 from flinks_async.testing import accounts_payload, investments_payload
 
 from . import _alt_models as alt
@@ -44,8 +48,10 @@ def contenders(kind: str) -> dict[str, Callable[[bytes], Any]]:
     to_dc = alt.investments_dataclasses if kind == "Investments" else alt.accounts_dataclasses
     ours = make_decoder(model, raw=False)
     floats = msgspec.json.Decoder(alt.float_twin(model), strict=False)
+    extra = SchemaCheck(strict=False, keep_extra=True, hooks=()).wrap(ours, model, kind, None)
     return {
         "flinks-async": ours,
+        "flinks-async, keep_extra=True": extra,
         "bare msgspec": lambda b: msgspec.json.decode(b, type=model),
         "msgspec, float money (v0.1)": floats.decode,
         "json.loads": json.loads,

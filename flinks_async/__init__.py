@@ -28,6 +28,7 @@ from ._errors import (
     PollTimeoutError,
     RateLimitError,
     ResponseTooLargeError,
+    SchemaDriftError,
     ServerUnreachableError,
     SessionExpiredError,
     TransientAPIError,
@@ -58,6 +59,7 @@ from ._models import (
     parse_date,
     parse_datetime,
 )
+from ._schema import dump
 from ._version import __version__
 
 __all__ = [
@@ -97,6 +99,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "Result",
+    "SchemaDriftError",
     "Security",
     "ServerUnreachableError",
     "SessionExpiredError",
@@ -106,6 +109,7 @@ __all__ = [
     "TransientAPIError",
     "TransportError",
     "__version__",
+    "dump",
     "parse_date",
     "parse_datetime",
 ]

@@ -28,6 +28,7 @@ from ._models import (
 )
 from ._polling import ENDPOINTS, Endpoint, fetch, make_decoder
 from ._redact import is_guid
+from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
 from ._transport import Call, Transport
 from ._version import __version__
@@ -146,6 +147,14 @@ class FlinksClient:
             would otherwise churn through retries for every login). ``flinks-async pull``
             uses 20. Leave it off for long-lived apps that must survive Flinks being
             down at start-up.
+        strict_schema: raise :class:`SchemaDriftError` for an answer holding a key or a
+            value type the models do not map, instead of logging it (for integrators' CI).
+            Checks every answer. Off by default: drift is then logged once per key and
+            counted in :attr:`schema_drift`, from the first 20 answers (up to 2 MB) of each
+            model.
+        keep_extra: keep what the models do not map on each model's ``.extra`` (a dict),
+            checking every answer; :func:`flinks_async.dump` re-encodes a value with it.
+            Off by default: it reads every answer a second time (see Performance).
     """
 
     def __init__(
@@ -178,6 +187,8 @@ class FlinksClient:
         event_hooks: Iterable[EventHook] = (),
         tracing: bool = False,
         unreachable_after: int | None = None,
+        strict_schema: bool = False,
+        keep_extra: bool = False,
     ) -> None:
         self.settings = Settings.build(
             customer_id=customer_id,
@@ -205,10 +216,15 @@ class FlinksClient:
             redact_login_ids=redact_login_ids,
             log_bodies=log_bodies,
             unreachable_after=unreachable_after,
+            strict_schema=strict_schema,
+            keep_extra=keep_extra,
         )
         s = self.settings
         self._tracer = _otel.get_tracer() if tracing else None
         self._transport = Transport(s, tuple(event_hooks), self._tracer)
+        self._schema = SchemaCheck(
+            strict=s.strict_schema, keep_extra=s.keep_extra, hooks=tuple(event_hooks)
+        )
         self._flights = SingleFlight()
         # Merged once here rather than by aiohttp on every request.
         base = {
@@ -277,6 +293,13 @@ class FlinksClient:
         """True once :meth:`aclose` has been called (calls then raise
         :class:`ClientClosedError`)."""
         return self._transport.closed
+
+    @property
+    def schema_drift(self) -> dict[str, dict[str, int]]:
+        """What the answers held that the models do not map, and how often:
+        ``{"Position": {"'NewField'": 3, "'Quantity' (str)": 1}}`` (keys, never values;
+        see :mod:`flinks_async._schema`). Empty when nothing drifted."""
+        return self._schema.summary()
 
     @property
     def in_flight_requests(self) -> int:
@@ -457,6 +480,7 @@ class FlinksClient:
                 authorize=self._request_id,
                 headers=self._data_headers,
                 settings=s,
+                schema=self._schema,
             ),
         )
 

@@ -53,6 +53,8 @@ class Settings:
     redact_login_ids: bool = True
     log_bodies: bool = False
     unreachable_after: int | None = None
+    strict_schema: bool = False
+    keep_extra: bool = False
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **given: object) -> Settings:

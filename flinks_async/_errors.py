@@ -11,6 +11,7 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
      │    ├── ResponseTooLargeError  a body over ``max_response_bytes`` (read stops there)
      │    └── ServerUnreachableError ``unreachable_after`` connection failures and no answer ever
      ├── DecodeError                 a body that is not the expected JSON (HTML, truncated, shape)
+ │    └── SchemaDriftError       strict_schema=True: a key or type the models do not map (.drift)
      ├── PollTimeoutError            also a TimeoutError: still 202 after ``poll_timeout``
      └── APIError                    Flinks answered with an error (.flinks_code, .http_status)
           ├── TransientAPIError      retryable answer, retries used up (5xx, RETRY_LATER, ...)
@@ -48,6 +49,7 @@ __all__ = [
     "PollTimeoutError",
     "RateLimitError",
     "ResponseTooLargeError",
+    "SchemaDriftError",
     "ServerUnreachableError",
     "SessionExpiredError",
     "TransientAPIError",
@@ -164,6 +166,28 @@ class DecodeError(FlinksError):
         super().__init__(message, login_id=login_id, request_id=request_id, endpoint=endpoint)
         self.http_status = http_status
         self.content_type = content_type
+
+
+class SchemaDriftError(DecodeError):
+    """``strict_schema=True``: the answer has a key or a value type the models do not map
+    (see :mod:`flinks_async._schema`). Never retried: the same bytes would fail again.
+
+    Attributes:
+        drift: ``[(model, key), ...]`` found in this answer (``("Position", "'NewField'")``,
+            ``("Balance", "'Current' (str)")``); keys only, never values.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        drift: list[tuple[str, str]] | None = None,
+        login_id: str | None = None,
+        request_id: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        super().__init__(message, login_id=login_id, request_id=request_id, endpoint=endpoint)
+        self.drift = drift or []
 
 
 class PollTimeoutError(FlinksError, TimeoutError):

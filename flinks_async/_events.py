@@ -16,7 +16,7 @@ from typing import Literal
 
 __all__ = ["Event", "EventHook", "EventKind"]
 
-EventKind = Literal["request", "response", "retry", "pending", "started", "done"]
+EventKind = Literal["request", "response", "retry", "pending", "started", "done", "schema_drift"]
 
 log = logging.getLogger("flinks_async")
 
@@ -31,7 +31,9 @@ class Event:
       ``retry``: a transient failure, the next attempt in ``delay`` seconds (``error``);
       ``pending``: a 202, the next poll in ``delay`` seconds (``attempt`` = polls so far);
       ``started`` / ``done``: a data call (one login, one endpoint) starts / ends, single
-      calls and fan-outs alike (``done`` has ``elapsed``, and ``error`` when it failed).
+      calls and fan-outs alike (``done`` has ``elapsed``, and ``error`` when it failed);
+      ``schema_drift``: an answer held a key or type the models do not map (``detail``:
+      ``"Model.'Key'"``; see :mod:`flinks_async._schema`).
     """
 
     kind: EventKind
@@ -43,6 +45,7 @@ class Event:
     elapsed: float | None = None
     delay: float | None = None
     error: BaseException | None = None
+    detail: str | None = None
 
 
 EventHook = Callable[[Event], None]

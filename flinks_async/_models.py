@@ -114,6 +114,10 @@ class _Model(
 ):
     """Base of every model: PascalCase on the wire, all fields optional."""
 
+    #: the keys of this object the model does not map, with their values, when the client
+    #: has ``keep_extra=True`` (else ``None``); see :mod:`flinks_async._schema`
+    extra: dict[str, Any] | None = msgspec.field(default=None, name="__flinks_extra__")
+
 
 class Link(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """A hypermedia link in a Flinks answer (lower-case keys on the wire)."""
@@ -284,7 +288,7 @@ class Transaction(_Model):
 
     id: str | None = None
     date: str | None = None
-    code: str | None = None
+    code: int | str | None = None  # a number (or null) per Flinks' data types; text kept
     description: str | None = None
     debit: Decimal | None = None
     credit: Decimal | None = None
@@ -351,9 +355,14 @@ class AccountStatements(_Model):
 
 
 class Statements(_Model):
-    """The ``200`` answer of ``/GetStatements``."""
+    """The ``200`` answer of ``/GetStatements``: the Flinks API reference's example, the
+    node-flinks and C# SDK models agree on ``StatementsByAccount``, ``Login``,
+    ``Institution`` (a string) and ``RequestId``."""
 
     statements_by_account: list[AccountStatements] | None = None
+    login: Login | None = None
+    institution: str | Institution | None = None
+    links: list[Link] | None = None
     request_id: str | None = None
     http_status_code: int | None = None
 

@@ -40,6 +40,7 @@ from ._models import (
     Statements,
     decoder_for,
 )
+from ._schema import SchemaCheck
 from ._transport import Call, Transport
 
 __all__ = ["ENDPOINTS", "Endpoint", "fetch", "make_decoder"]
@@ -181,6 +182,7 @@ async def fetch(
     authorize: Callable[[str], Awaitable[str]],
     headers: dict[str, str],
     settings: Settings | None = None,
+    schema: SchemaCheck | None = None,
 ) -> Any:
     """Run the polling rule for one login (see the module docstring); return the 200 value.
     ``settings``: those of a :meth:`FlinksClient.with_options` view (default the client's)."""
@@ -188,6 +190,8 @@ async def fetch(
     started = time.monotonic()
     polls = 0
     decode = make_decoder(endpoint.model, raw=raw)
+    if schema is not None and not raw:
+        decode = schema.wrap(decode, endpoint.model, endpoint.name, login_id)
     rid = request_id
     with anyio.move_on_after(s.poll_timeout):
         reauthorized = False

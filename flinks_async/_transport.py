@@ -40,6 +40,7 @@ from ._errors import (
     InvalidRequestError,
     RateLimitError,
     ResponseTooLargeError,
+    SchemaDriftError,
     ServerUnreachableError,
     TransientAPIError,
     TransportError,
@@ -301,6 +302,8 @@ class Transport:
                             exc.http_status = status
                             exc.content_type = headers.get("Content-Type", "")
                             failure = exc
+                            if isinstance(exc, SchemaDriftError):
+                                raise  # the same bytes would drift again: not retried
                     elif status == 202:
                         return Reply(status, body)
                     else:

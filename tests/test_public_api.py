@@ -44,6 +44,7 @@ EXPECTED = {
     "RateLimitError",
     "ResponseTooLargeError",
     "Result",
+    "SchemaDriftError",
     "Security",
     "ServerUnreachableError",
     "SessionExpiredError",
@@ -53,6 +54,7 @@ EXPECTED = {
     "TransientAPIError",
     "TransportError",
     "__version__",
+    "dump",
     "parse_date",
     "parse_datetime",
 }
