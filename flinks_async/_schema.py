@@ -43,7 +43,7 @@ from typing import Any
 import msgspec
 
 from ._errors import DecodeError, SchemaDriftError
-from ._events import Event, EventHook, dispatch
+from ._events import Event, EventHook, dispatch, scoped_hooks
 
 __all__ = ["SAMPLE", "SAMPLE_MAX_BYTES", "SchemaCheck", "dump"]
 
@@ -188,8 +188,11 @@ class SchemaCheck:
         drift: list[tuple[str, str]] = []
         if isinstance(generic, dict):
             self._walk(generic, model, value, drift)
-        for model_name, key in drift:
-            self.found[model_name][key] += 1
+        hooked = bool(self.hooks or scoped_hooks.get())
+        # one log line and one event per distinct key and answer: a key renamed in every
+        # position of a big answer is one finding, counted as often as it occurs
+        for (model_name, key), times in collections.Counter(drift).items():
+            self.found[model_name][key] += times
             with _WARNED_LOCK:
                 first = (model_name, key) not in _WARNED
                 _WARNED.add((model_name, key))
@@ -201,7 +204,7 @@ class SchemaCheck:
                     key,
                     extra={"flinks_endpoint": endpoint, "flinks_drift": f"{model_name}.{key}"},
                 )
-            if self.hooks:
+            if hooked:
                 dispatch(
                     self.hooks,
                     Event("schema_drift", endpoint, login_id, detail=f"{model_name}.{key}"),

@@ -13,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flinks_async import AccountsDetail, DecodeError, Event, SchemaDriftError, _schema, dump
+from flinks_async import (
+    AccountsDetail,
+    DecodeError,
+    Event,
+    FlinksClient,
+    SchemaDriftError,
+    _schema,
+    dump,
+)
 from flinks_async._polling import make_decoder
 from flinks_async._schema import SchemaCheck
 from flinks_async.testing import (
@@ -259,3 +267,18 @@ async def test_big_answers_are_not_sampled_by_default(
     async with fast_client(emu, strict_schema=True) as client:
         with pytest.raises(SchemaDriftError):
             await client.accounts_detail(login)
+
+
+async def test_a_fan_outs_own_hook_gets_one_event_per_key_and_answer(
+    client: FlinksClient, emu: Emulator, login_ids: list[str]
+) -> None:
+    # a key renamed in both accounts of one answer: counted twice, one event
+    body = msgspec.json.encode(
+        {"Accounts": [{"Id": "a", "Tittle": "x"}, {"Id": "b", "Tittle": "y"}]}
+    )
+    emu.set_login(login_ids[0], pending=0, payloads={"GetAccountsDetail": body})
+    events: list[Event] = []
+    async with client.accounts_detail_many(login_ids[:1], on_event=events.append) as results:
+        assert all([r.ok async for r in results])
+    assert [e.detail for e in events if e.kind == "schema_drift"] == ["Account.'Tittle'"]
+    assert client.schema_drift == {"Account": {"'Tittle'": 2}}
