@@ -24,35 +24,41 @@ class _P(BaseModel):
 
 
 class PSecurity(_P):
-    symbol: str | None = None
+    id: str | None = None
     name: str | None = None
+    symbol: str | None = None
     type: str | None = None
+    price: float | None = None
+    date: str | None = None
+    aliases: list[str] | None = None
     currency: str | None = None
-    exchange: str | None = None
-    isin: str | None = Field(default=None, alias="ISIN")
     cusip: str | None = Field(default=None, alias="CUSIP")
+    isin: str | None = Field(default=None, alias="ISIN")
 
 
 class PPosition(_P):
+    id: str | None = None
+    category: str | None = None
+    class_: str | None = Field(default=None, alias="Class")
+    book_value: float | None = None
     quantity: float | None = None
     market_value: float | None = None
-    book_value: float | None = None
-    average_cost: float | None = None
+    gain_amount: float | None = None
+    gain_currency_amount: float | None = None
+    gain_percent: float | None = None
     currency: str | None = None
-    security: PSecurity | None = None
+    security_id: str | None = None
 
 
 class PInvTx(_P):
     id: str | None = None
     date: str | None = None
-    settlement_date: str | None = None
     type: str | None = None
     description: str | None = None
     quantity: float | None = None
-    price: float | None = None
-    net_amount: float | None = None
-    currency: str | None = None
-    security: PSecurity | None = None
+    fee: float | None = None
+    amount: float | None = None
+    security_id: str | None = None
 
 
 class PInvAccount(_P):
@@ -73,12 +79,14 @@ class PInvAccount(_P):
 class PInstitution(_P):
     id: int | str | None = None
     name: str | None = None
-    accounts: list[PInvAccount] | None = None
 
 
 class PInvestments(_P):
-    investments: list[PInstitution] | None = None
-    message: str | None = None
+    accounts: list[PInvAccount] | None = None
+    securities: list[PSecurity] | None = None
+    value: float | None = None
+    cash: float | None = None
+    institution: PInstitution | str | None = None
     request_id: str | None = None
     http_status_code: int | None = None
 
@@ -146,8 +154,10 @@ class PAccountsDetail(_P):
 
 @dataclasses.dataclass(slots=True)
 class DSecurity:
+    id: str | None
     symbol: str | None
     name: str | None
+    price: float | None
     isin: str | None
 
 
@@ -155,6 +165,7 @@ class DSecurity:
 class DPosition:
     quantity: float | None
     market_value: float | None
+    book_value: float | None
     security: DSecurity | None
 
 
@@ -165,8 +176,8 @@ class DInvTx:
     type: str | None
     description: str | None
     quantity: float | None
-    price: float | None
-    net_amount: float | None
+    fee: float | None
+    amount: float | None
     security: DSecurity | None
 
 
@@ -198,39 +209,45 @@ class DAccount:
     transactions: list[DTransaction]
 
 
-def _sec(d: dict[str, Any] | None) -> DSecurity | None:
-    return None if d is None else DSecurity(d.get("Symbol"), d.get("Name"), d.get("ISIN"))
-
-
 def investments_dataclasses(obj: dict[str, Any]) -> list[DInvAccount]:
+    securities = {
+        d.get("Id"): DSecurity(
+            d.get("Id"), d.get("Symbol"), d.get("Name"), d.get("Price"), d.get("ISIN")
+        )
+        for d in obj.get("Securities") or ()
+    }
     out = []
-    for inst in obj.get("Investments") or ():
-        for a in inst.get("Accounts") or ():
-            out.append(
-                DInvAccount(
-                    a.get("Id"),
-                    a.get("Name"),
-                    a.get("Type"),
-                    a.get("AccountValue"),
-                    [
-                        DPosition(p.get("Quantity"), p.get("MarketValue"), _sec(p.get("Security")))
-                        for p in a.get("Positions") or ()
-                    ],
-                    [
-                        DInvTx(
-                            t.get("Id"),
-                            t.get("Date"),
-                            t.get("Type"),
-                            t.get("Description"),
-                            t.get("Quantity"),
-                            t.get("Price"),
-                            t.get("NetAmount"),
-                            _sec(t.get("Security")),
-                        )
-                        for t in a.get("Transactions") or ()
-                    ],
-                )
+    for a in obj.get("Accounts") or ():
+        out.append(
+            DInvAccount(
+                a.get("Id"),
+                a.get("Name"),
+                a.get("Type"),
+                a.get("AccountValue"),
+                [
+                    DPosition(
+                        p.get("Quantity"),
+                        p.get("MarketValue"),
+                        p.get("BookValue"),
+                        securities.get(p.get("SecurityId")),
+                    )
+                    for p in a.get("Positions") or ()
+                ],
+                [
+                    DInvTx(
+                        t.get("Id"),
+                        t.get("Date"),
+                        t.get("Type"),
+                        t.get("Description"),
+                        t.get("Quantity"),
+                        t.get("Fee"),
+                        t.get("Amount"),
+                        securities.get(t.get("SecurityId")),
+                    )
+                    for t in a.get("Transactions") or ()
+                ],
             )
+        )
     return out
 
 
@@ -270,8 +287,18 @@ def float_twin(model: type[Any]) -> type[Any]:
         (f.name, _float_type(f.type), msgspec.field(default=f.default, name=f.encode_name))
         for f in msgspec.structs.fields(model)
     ]
+    # the same methods (an /Investments answer resolves its securities on decoding): the
+    # comparison measures Decimal against float, nothing else
+    namespace = {
+        k: v for k, v in vars(model).items() if k in ("__post_init__", "resolve_securities")
+    }
     twin = msgspec.defstruct(
-        f"Float{model.__name__}", fields, kw_only=True, omit_defaults=True, gc=False
+        f"Float{model.__name__}",
+        fields,
+        kw_only=True,
+        omit_defaults=True,
+        gc=False,
+        namespace=namespace,
     )
     _TWINS[model] = twin
     return twin

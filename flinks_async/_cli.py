@@ -312,7 +312,7 @@ async def _demo(args: argparse.Namespace) -> int:
             ) as results:
                 async for r in results:
                     if r.ok and r.value is not None:
-                        for acct in r.value.accounts:
+                        for acct in r.value.accounts or ():
                             accounts += 1
                             positions += len(acct.positions or ())
                             transactions += len(acct.transactions or ())

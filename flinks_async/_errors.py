@@ -10,18 +10,23 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
      ├── TransportError              network failure after the retries: connect, reset, timeout
      │    ├── ResponseTooLargeError  a body over ``max_response_bytes`` (read stops there)
      │    └── ServerUnreachableError ``unreachable_after`` connection failures and no answer ever
-     ├── DecodeError                 a body that is not the expected JSON (HTML, truncated, shape)
- │    └── SchemaDriftError       strict_schema=True: a key or type the models do not map (.drift)
+     ├── DecodeError                 a body that is not the expected JSON (HTML page, shape)
+     │    └── SchemaDriftError       nothing the model knows in a 200, or (strict_schema=True)
+     │                               a key or type the models do not map (.drift)
      ├── PollTimeoutError            also a TimeoutError: still 202 after ``poll_timeout``
      └── APIError                    Flinks answered with an error (.flinks_code, .http_status)
           ├── TransientAPIError      retryable answer, retries used up (5xx, RETRY_LATER, ...)
           │    └── RateLimitError    TOO_MANY_REQUESTS / HTTP 429: .retry_after
           ├── SessionExpiredError    SESSION_NONEXISTENT / SESSION_EXPIRED after one re-authorize
-          ├── LoginError             INVALID_LOGIN, DISABLED_LOGIN, NEW_ACCOUNT
-          ├── AccessDeniedError      UNAUTHORIZED, ACCESS_DENIED
-          ├── InvalidRequestError    INVALID_REQUEST, an unexpected redirect or status
+          ├── LoginError             INVALID_LOGIN, DISABLED_LOGIN, NEW_ACCOUNT,
+          │                          INVALID_USERNAME, INVALID_PASSWORD
+          ├── AccessDeniedError      UNAUTHORIZED, ACCESS_DENIED (Flinks' message says why)
+          ├── InvalidRequestError    INVALID_REQUEST, ALREADY_AUTHORIZED, a redirect, odd status
           ├── NotAvailableError      DISABLED_INSTITUTION, METHOD_NOT_AVAILABLE
-          └── MFARequiredError       HTTP 203: the institution asks for MFA (live mode only)
+          ├── NoTransactionsError    NO_TRANSACTION: too few transactions for the request
+          └── MFAError               INVALID_SECURITY_RESPONSE, QUESTION_NOT_FOUND,
+               │                     UNKNOWN_CHALLENGE_KEY, SECURITYRESPONSES_INCOMPLETE
+               └── MFARequiredError  HTTP 203: the institution asks MFA questions (.challenges)
 
 Exception messages never contain API keys, secret keys or authorize tokens, and
 show login ids shortened (``5e115eac…``); the full id is on ``.login_id``.
@@ -29,7 +34,12 @@ show login ids shortened (``5e115eac…``); the full id is on ``.login_id``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._redact import short_id
+
+if TYPE_CHECKING:
+    from ._models import SecurityChallenge
 
 __all__ = [
     "FATAL_CODES",
@@ -44,7 +54,9 @@ __all__ = [
     "InvalidLoginIdError",
     "InvalidRequestError",
     "LoginError",
+    "MFAError",
     "MFARequiredError",
+    "NoTransactionsError",
     "NotAvailableError",
     "PollTimeoutError",
     "RateLimitError",
@@ -146,11 +158,18 @@ class ServerUnreachableError(TransportError):
 
 
 class DecodeError(FlinksError):
-    """A response body was not the JSON the endpoint promises (HTML page, truncated, wrong shape).
+    """A response body was not the JSON the endpoint promises (an HTML page, JSON that is not
+    an object or cannot be read as the model), or a statement that is not base64.
+
+    A complete ``200`` that is JSON but does not decode is **not** re-sent: the same bytes
+    would fail again. Only a body that is not JSON at all (an HTML or empty page, as a
+    proxy serves during maintenance) is retried, like a torn body (a
+    :class:`TransportError`).
 
     Attributes:
         http_status: the HTTP status of the response.
         content_type: its Content-Type header.
+        retryable: whether the client retried it (see above).
     """
 
     def __init__(
@@ -159,6 +178,7 @@ class DecodeError(FlinksError):
         *,
         http_status: int | None = None,
         content_type: str | None = None,
+        retryable: bool = False,
         login_id: str | None = None,
         request_id: str | None = None,
         endpoint: str | None = None,
@@ -166,11 +186,18 @@ class DecodeError(FlinksError):
         super().__init__(message, login_id=login_id, request_id=request_id, endpoint=endpoint)
         self.http_status = http_status
         self.content_type = content_type
+        self.retryable = retryable
 
 
 class SchemaDriftError(DecodeError):
-    """``strict_schema=True``: the answer has a key or a value type the models do not map
-    (see :mod:`flinks_async._schema`). Never retried: the same bytes would fail again.
+    """The answer does not have the shape the models know (see :mod:`flinks_async._schema`):
+
+    * always: a ``200`` holding none of the endpoint's data keys (for ``/Investments``:
+      ``Accounts``, ``Securities``, ``Value``, ``Cash``), so that "no data" and "a shape
+      the client does not understand" never look the same;
+    * with ``strict_schema=True``: any key or value type the models do not map.
+
+    Never retried: the same bytes would fail again.
 
     Attributes:
         drift: ``[(model, key), ...]`` found in this answer (``("Position", "'NewField'")``,
@@ -256,23 +283,68 @@ class SessionExpiredError(APIError):
 
 
 class LoginError(APIError):
-    """INVALID_LOGIN, DISABLED_LOGIN or NEW_ACCOUNT: the person must reconnect the account."""
+    """INVALID_LOGIN, DISABLED_LOGIN, NEW_ACCOUNT, INVALID_USERNAME or INVALID_PASSWORD: the
+    person must reconnect the account through Flinks Connect."""
 
 
 class AccessDeniedError(APIError):
-    """UNAUTHORIZED or ACCESS_DENIED: check the API key, secret key and customer id."""
+    """UNAUTHORIZED or ACCESS_DENIED. Flinks uses UNAUTHORIZED both for credentials it
+    refuses (API key, secret key, authorize token, customer id) and for a card the
+    institution did not authorize; the exception keeps Flinks' ``Message``, which says
+    which. Without a FlinksCode, a 401/403 lands here too."""
 
 
 class InvalidRequestError(APIError):
-    """INVALID_REQUEST, or an answer the protocol does not allow (redirect, odd status)."""
+    """INVALID_REQUEST, ALREADY_AUTHORIZED, or an answer the protocol does not allow
+    (redirect, odd status)."""
 
 
 class NotAvailableError(APIError):
     """DISABLED_INSTITUTION or METHOD_NOT_AVAILABLE: not possible on this instance now."""
 
 
-class MFARequiredError(APIError):
-    """HTTP 203: the institution asks for MFA, which cached-mode calls should never see."""
+class NoTransactionsError(APIError):
+    """NO_TRANSACTION: the account has no transactions, or fewer than the request needs
+    (Flinks documents a minimum of 25 for some products)."""
+
+
+class MFAError(APIError):
+    """The institution's security questions stand in the way: INVALID_SECURITY_RESPONSE,
+    QUESTION_NOT_FOUND (no stored answer for the question asked), UNKNOWN_CHALLENGE_KEY,
+    SECURITYRESPONSES_INCOMPLETE. The person must go through Flinks Connect again."""
+
+
+class MFARequiredError(MFAError):
+    """HTTP 203 from ``/Authorize``: the institution asks MFA questions. Cached-mode calls
+    (what this client makes) should not see it; when they do, the questions are here so an
+    app can show them.
+
+    Attributes:
+        challenges: the ``SecurityChallenges`` of the answer, as
+            :class:`~flinks_async.SecurityChallenge` (``type``, ``prompt``, ``iterables``).
+        request_id: the ``RequestId`` the answers would be sent with.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        challenges: list[SecurityChallenge] | None = None,
+        flinks_code: str | None = None,
+        http_status: int | None = None,
+        login_id: str | None = None,
+        request_id: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            flinks_code=flinks_code,
+            http_status=http_status,
+            login_id=login_id,
+            request_id=request_id,
+            endpoint=endpoint,
+        )
+        self.challenges: list[SecurityChallenge] = list(challenges or ())
 
 
 _CODE_CLASSES: dict[str, type[APIError]] = {
@@ -286,6 +358,14 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
     "INVALID_LOGIN": LoginError,
     "DISABLED_LOGIN": LoginError,
     "NEW_ACCOUNT": LoginError,
+    "INVALID_USERNAME": LoginError,
+    "INVALID_PASSWORD": LoginError,
+    "ALREADY_AUTHORIZED": InvalidRequestError,
+    "NO_TRANSACTION": NoTransactionsError,
+    "INVALID_SECURITY_RESPONSE": MFAError,
+    "QUESTION_NOT_FOUND": MFAError,
+    "UNKNOWN_CHALLENGE_KEY": MFAError,
+    "SECURITYRESPONSES_INCOMPLETE": MFAError,
     "UNAUTHORIZED": AccessDeniedError,
     "ACCESS_DENIED": AccessDeniedError,
     "INVALID_REQUEST": InvalidRequestError,

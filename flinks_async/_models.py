@@ -19,12 +19,15 @@ Conventions, the same on every model:
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import re
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
+
+from ._errors import DecodeError
 
 __all__ = [
     "Account",
@@ -37,13 +40,13 @@ __all__ = [
     "Holder",
     "Institution",
     "InvestmentAccount",
-    "InvestmentInstitution",
     "InvestmentTransaction",
     "Investments",
     "Link",
     "Login",
     "Position",
     "Security",
+    "SecurityChallenge",
     "Statement",
     "Statements",
     "Transaction",
@@ -125,6 +128,8 @@ class Link(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     rel: str | None = None
     href: str | None = None
     example: str | None = None
+    #: as on every model (see :class:`_Model`)
+    extra: dict[str, Any] | None = msgspec.field(default=None, name="__flinks_extra__")
 
 
 class Login(_Model):
@@ -138,8 +143,13 @@ class Login(_Model):
 
     @property
     def last_refresh_at(self) -> dt.datetime | None:
-        """``last_refresh`` parsed leniently (naive: Flinks gives no zone)."""
-        return parse_datetime(self.last_refresh)
+        """``last_refresh`` parsed leniently, as an aware UTC datetime: Flinks documents
+        ``LastRefresh`` as UTC and sends it without an offset (an offset, when sent, is
+        honoured and converted)."""
+        when = parse_datetime(self.last_refresh)
+        if when is None:
+            return None
+        return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
 class Institution(_Model):
@@ -149,66 +159,67 @@ class Institution(_Model):
     name: str | None = None
 
 
-class Authorization(_Model):
-    """The answer of ``/Authorize``: the session's ``request_id`` and who logged in.
+class Security(_Model):
+    """A security, listed once in an ``/Investments`` answer's ``Securities``; positions and
+    transactions refer to it by ``SecurityId`` (and reach it as ``.security``)."""
 
-    ``institution`` is a string in most Flinks examples and an :class:`Institution`
-    object in others; both are accepted. ``login_id`` is the id that was authorized.
-    """
-
-    request_id: str | None = None
-    login_id: str | None = None
-    login: Login | None = None
-    institution: str | Institution | None = None
-    institution_name: str | None = None
-    institution_id: int | str | None = None
-    http_status_code: int | None = None
-    links: list[Link] | None = None
+    id: str | None = None
+    name: str | None = None
+    symbol: str | None = None
+    type: str | None = None
+    price: Decimal | None = None
+    date: str | None = None
+    aliases: list[str] | None = None
+    currency: str | None = None
+    cusip: str | None = msgspec.field(default=None, name="CUSIP")
+    isin: str | None = msgspec.field(default=None, name="ISIN")
 
     @property
-    def institution_display_name(self) -> str | None:
-        """The institution's name, whichever form Flinks used."""
-        if isinstance(self.institution, Institution):
-            return self.institution.name
-        return self.institution_name or self.institution
+    def parsed_date(self) -> dt.date | None:
+        """``date`` (the date of ``price``) parsed leniently."""
+        return parse_date(self.date)
 
 
-class Security(_Model):
-    """A security held or traded in an investment account."""
-
-    symbol: str | None = None
-    name: str | None = None
-    type: str | None = None
-    currency: str | None = None
-    exchange: str | None = None
-    isin: str | None = msgspec.field(default=None, name="ISIN")
-    cusip: str | None = msgspec.field(default=None, name="CUSIP")
+#: the wire name of the resolved ``.security`` of a position or transaction: never sent by
+#: Flinks, filled from the answer's ``Securities`` when the answer is decoded
+_RESOLVED = "__flinks_security__"
 
 
 class Position(_Model):
-    """A holding in an investment account."""
+    """A holding in an investment account.
 
+    ``security`` is the :class:`Security` whose ``id`` is ``security_id``, resolved from the
+    answer's top-level ``Securities`` when the answer is decoded (``None`` when Flinks sent
+    no such security: the client then reports it as schema drift).
+    """
+
+    id: str | None = None
+    category: str | None = None
+    class_: str | None = msgspec.field(default=None, name="Class")
+    book_value: Decimal | None = None
     quantity: Decimal | None = None
     market_value: Decimal | None = None
-    book_value: Decimal | None = None
-    average_cost: Decimal | None = None
+    gain_amount: Decimal | None = None
+    gain_currency_amount: Decimal | None = None
+    gain_percent: float | None = None
     currency: str | None = None
-    security: Security | None = None
+    security_id: str | None = None
+    security: Security | None = msgspec.field(default=None, name=_RESOLVED)
 
 
 class InvestmentTransaction(_Model):
-    """A trade, deposit, dividend, fee... in an investment account."""
+    """A trade, deposit, dividend, fee... in an investment account (``security`` as on
+    :class:`Position`; ``None`` for a movement of cash)."""
 
     id: str | None = None
     date: str | None = None
-    settlement_date: str | None = None
     type: str | None = None
     description: str | None = None
     quantity: Decimal | None = None
-    price: Decimal | None = None
-    net_amount: Decimal | None = None
-    currency: str | None = None
-    security: Security | None = None
+    fee: Decimal | None = None
+    amount: Decimal | None = None
+    security_id: str | None = None
+    security: Security | None = msgspec.field(default=None, name=_RESOLVED)
 
     @property
     def parsed_date(self) -> dt.date | None:
@@ -233,26 +244,87 @@ class InvestmentAccount(_Model):
     transactions: list[InvestmentTransaction] | None = None
 
 
-class InvestmentInstitution(_Model):
-    """One institution of an ``/Investments`` answer with its accounts."""
+class _Answer(_Model):
+    """What every 200 data answer carries besides its data."""
 
-    id: int | str | None = None
-    name: str | None = None
-    accounts: list[InvestmentAccount] | None = None
+    #: the attributes of which a 200 must hold at least one (else: schema drift)
+    __data_fields__: ClassVar[tuple[str, ...]] = ()
 
-
-class Investments(_Model):
-    """The ``200`` answer of ``/Investments``."""
-
-    investments: list[InvestmentInstitution] | None = None
-    message: str | None = None
+    login: Login | None = None
+    institution: str | Institution | None = None
+    institution_name: str | None = None
+    institution_id: int | str | None = None
+    links: list[Link] | None = None
+    tag: str | None = None
     request_id: str | None = None
     http_status_code: int | None = None
 
     @property
-    def accounts(self) -> list[InvestmentAccount]:
-        """Every account of every institution, in order."""
-        return [a for inst in self.investments or () for a in inst.accounts or ()]
+    def institution_display_name(self) -> str | None:
+        """The institution's name, whichever form Flinks used."""
+        if isinstance(self.institution, Institution):
+            return self.institution.name
+        return self.institution_name or self.institution
+
+
+class Authorization(_Answer):
+    """The answer of ``/Authorize``: the session's ``request_id`` and who logged in.
+
+    ``institution`` is a string in most Flinks examples and an :class:`Institution`
+    object in others; both are accepted. ``login_id`` is the id that was authorized.
+    """
+
+    login_id: str | None = None
+
+
+class Investments(_Answer):
+    """The ``200`` answer of ``/Investments``: accounts with their positions and
+    transactions, and the securities they refer to (listed once, by ``Id``).
+
+    Shape taken from the only real answer found (a 2020 sandbox answer kept in the
+    ``flinkshahs/flinks-training-demo`` repository) and the docs' response fields table:
+    ``Accounts``, ``Securities``, ``Value``, ``Cash``, ``Login``, ``Institution``
+    (``{"Id", "Name"}``). Each position's and transaction's ``.security`` is resolved from
+    ``securities`` once, through an index, when the answer is decoded.
+    """
+
+    __data_fields__ = ("accounts", "securities", "value", "cash")
+
+    accounts: list[InvestmentAccount] | None = None
+    securities: list[Security] | None = None
+    value: Decimal | None = None
+    cash: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        self.resolve_securities()
+
+    def resolve_securities(self) -> int:
+        """Set ``.security`` on every position and transaction from ``securities``, through
+        an index built once; return how many refer to an id that is not listed (their
+        ``.security`` is ``None``). Runs on decoding; call it again after editing
+        ``securities``."""
+        index = {s.id: s for s in self.securities or () if s.id is not None}
+        dangling = 0
+        for account in self.accounts or ():
+            for items in (account.positions, account.transactions):
+                for item in items or ():
+                    ref = item.security_id
+                    if ref is not None:
+                        item.security = found = index.get(ref)
+                        if found is None:
+                            dangling += 1
+        return dangling
+
+    def dangling_security_ids(self) -> list[str]:
+        """The ``SecurityId`` values of positions and transactions that name no listed
+        security, in order, without repeats."""
+        seen: dict[str, None] = {}
+        for account in self.accounts or ():
+            for items in (account.positions, account.transactions):
+                for item in items or ():
+                    if item.security_id is not None and item.security is None:
+                        seen[item.security_id] = None
+        return list(seen)
 
 
 class Balance(_Model):
@@ -321,14 +393,12 @@ class Account(_Model):
     transactions: list[Transaction] | None = None
 
 
-class AccountsDetail(_Model):
+class AccountsDetail(_Answer):
     """The ``200`` answer of ``/GetAccountsDetail`` (and of its ``...Async`` poll)."""
 
+    __data_fields__ = ("accounts",)
+
     accounts: list[Account] | None = None
-    login: Login | None = None
-    institution: str | Institution | None = None
-    request_id: str | None = None
-    http_status_code: int | None = None
 
 
 class AccountsSummary(AccountsDetail):
@@ -343,8 +413,21 @@ class Statement(_Model):
     base64_bytes: str | None = None
 
     def content(self) -> bytes:
-        """The statement file's bytes (empty when Flinks sent none)."""
-        return base64.b64decode(self.base64_bytes) if self.base64_bytes else b""
+        """The statement file's bytes (empty when Flinks sent none).
+
+        Raises:
+            DecodeError: ``base64_bytes`` is not valid base64 (the message says where it
+                breaks, never the content).
+        """
+        if not self.base64_bytes:
+            return b""
+        try:
+            return base64.b64decode(self.base64_bytes, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise DecodeError(
+                f"statement {self.unique_id or '(no UniqueId)'}: Base64Bytes is not valid "
+                f"base64 ({len(self.base64_bytes)} characters): {exc}"
+            ) from None
 
 
 class AccountStatements(_Model):
@@ -354,17 +437,24 @@ class AccountStatements(_Model):
     statements: list[Statement] | None = None
 
 
-class Statements(_Model):
+class Statements(_Answer):
     """The ``200`` answer of ``/GetStatements``: the Flinks API reference's example, the
     node-flinks and C# SDK models agree on ``StatementsByAccount``, ``Login``,
     ``Institution`` (a string) and ``RequestId``."""
 
+    __data_fields__ = ("statements_by_account",)
+
     statements_by_account: list[AccountStatements] | None = None
-    login: Login | None = None
-    institution: str | Institution | None = None
-    links: list[Link] | None = None
-    request_id: str | None = None
-    http_status_code: int | None = None
+
+
+class SecurityChallenge(_Model):
+    """One MFA question of a ``203`` answer from ``/Authorize`` (see
+    :class:`~flinks_async.MFARequiredError`): ``type`` is ``QuestionAndAnswer``,
+    ``MultipleChoice``, ``ImageSelection``...; ``iterables`` holds the choices offered."""
+
+    type: str | None = None
+    prompt: str | None = None
+    iterables: list[str] | None = None
 
 
 class ErrorBody(_Model):
@@ -374,6 +464,7 @@ class ErrorBody(_Model):
     message: str | None = None
     flinks_code: str | None = None
     request_id: str | None = None
+    security_challenges: list[SecurityChallenge] | None = None
 
 
 class AnyObject(msgspec.Struct):

@@ -40,7 +40,7 @@ from ._models import (
     Statements,
     decoder_for,
 )
-from ._schema import SchemaCheck
+from ._schema import SchemaCheck, Unfit, data_probe, no_data, probe_has_data
 from ._transport import Call, Transport
 
 __all__ = ["ENDPOINTS", "Endpoint", "fetch", "make_decoder"]
@@ -102,7 +102,13 @@ _DECODE_FNS: dict[tuple[type[Any], bool], Callable[[bytes], Any]] = {}
 
 def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
     """The function turning a 200 body into ``model`` (or, ``raw``, checking that it is one
-    JSON object and returning the bytes); anything else raises :class:`DecodeError`.
+    JSON object and returning the bytes); anything else raises :class:`DecodeError`:
+
+    * not JSON at all (an HTML or empty page): ``retryable=True``, the transport retries;
+    * JSON that does not fit the model: :class:`~flinks_async._schema.Unfit` (not retried;
+      :class:`~flinks_async._schema.SchemaCheck` repairs what it safely can);
+    * none of the model's data keys (``model.__data_fields__``):
+      :class:`~flinks_async.SchemaDriftError`, raw or not.
 
     One per (model, raw), shared: the transport adds the login, request and endpoint to a
     :class:`DecodeError` it catches.
@@ -110,19 +116,34 @@ def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
     fn = _DECODE_FNS.get((model, raw))
     if fn is not None:
         return fn
-    decoder = decoder_for(AnyObject if raw else model)
+    fields: tuple[str, ...] = getattr(model, "__data_fields__", ())
+    probe = data_probe(model) if raw and fields else AnyObject
+    decoder = decoder_for(probe if raw else model)
     what_model = "a JSON object" if raw else model.__name__
 
     def decode(body: bytes) -> Any:
         try:
             value = decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            head = body[:16].lstrip().lower()
-            what = "an HTML page" if head.startswith((b"<!doctype", b"<html")) else "not valid"
-            raise DecodeError(
-                f"the answer is {what} as {what_model} ({len(body)} bytes): {exc}"
+        except msgspec.ValidationError as exc:
+            raise Unfit(
+                f"the answer does not fit {what_model} ({len(body)} bytes): {exc}"
             ) from None
-        return body if raw else value
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            head = body[:16].lstrip()
+            page = not head.startswith((b"{", b"[", b'"')) and not head[:1].isdigit()
+            low = head.lower()
+            what = "an HTML page" if low.startswith((b"<!doctype", b"<html")) else "not valid"
+            raise DecodeError(
+                f"the answer is {what} as {what_model} ({len(body)} bytes): {exc}",
+                retryable=page,
+            ) from None
+        if raw:
+            if fields and not probe_has_data(value):
+                raise no_data(model, body)
+            return body
+        if fields and all(getattr(value, n) is None for n in fields):
+            raise no_data(model, body)
+        return value
 
     _DECODE_FNS[model, raw] = decode
     return decode

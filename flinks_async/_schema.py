@@ -18,6 +18,24 @@ emitted as a ``schema_drift`` :class:`~flinks_async.Event`, and counted in
 :class:`~flinks_async.SchemaDriftError` instead (never retried: the same bytes would fail
 again), for integrators' CI.
 
+Leniency (``strict_schema=False``, the default): one odd value must not cost the whole
+answer, and a complete ``200`` is never re-sent for its shape (the same bytes would fail
+again). When the typed decode fails on a value (a ``Holder`` sent as a string, a
+``Balance`` of ``"N/A"``), the answer is read generically once more and every value that
+does not fit its field is moved out of the way: a key's value goes to the ``.extra`` dict
+of the object holding it (``account.extra["Holder"] == "Jane"``), a list item that does
+not fit goes to ``.extra[key]`` as a list of such items, and the field reads ``None`` /
+loses that item. The rest of the answer decodes as usual, each moved value is reported as
+drift (``"Account", "'Holder' (str)"``), and nothing Flinks sent is dropped. With
+``strict_schema=True`` such an answer raises :class:`~flinks_async.SchemaDriftError`.
+
+Always, raw or not: a ``200`` holding none of the endpoint's data keys (a model's
+``__data_fields__``: ``Accounts``/``Securities``/``Value``/``Cash`` for ``/Investments``)
+raises :class:`~flinks_async.SchemaDriftError` (:func:`no_data`) instead of passing for an
+empty success. An ``/Investments`` position or transaction whose ``SecurityId`` names no
+listed security is reported as drift (``"Position", "'SecurityId' (not in Securities)"``)
+and its ``.security`` is ``None``; never an exception, even when strict.
+
 Cost and when it runs: the generic read and the walk cost 5-9x the typed decode
 (``benchmarks/decoding.py``). So by default only the first :data:`SAMPLE` answers of each
 model per client are checked, and only those up to :data:`SAMPLE_MAX_BYTES` (drift is a
@@ -34,6 +52,7 @@ import collections
 import dataclasses
 import decimal
 import logging
+import re
 import threading
 import types
 import typing
@@ -45,7 +64,16 @@ import msgspec
 from ._errors import DecodeError, SchemaDriftError
 from ._events import Event, EventHook, dispatch, scoped_hooks
 
-__all__ = ["SAMPLE", "SAMPLE_MAX_BYTES", "SchemaCheck", "dump"]
+__all__ = [
+    "SAMPLE",
+    "SAMPLE_MAX_BYTES",
+    "SchemaCheck",
+    "Unfit",
+    "data_probe",
+    "dump",
+    "no_data",
+    "probe_has_data",
+]
 
 log = logging.getLogger("flinks_async")
 
@@ -54,6 +82,64 @@ SAMPLE = 20
 #: ...of at most this many bytes: the second read of a 50 MB answer would hold the event
 #: loop for about a second (5-9x a typed decode), and a small answer shows the same schema.
 SAMPLE_MAX_BYTES = 2 * 1024 * 1024
+
+#: at most this many path-by-path repairs of one answer after the field walk (values the
+#: walk cannot judge, e.g. a number where ``str | Institution`` is expected)
+MAX_REPAIRS = 50
+#: where the moved values go in the generic object: the wire name of ``_Model.extra``
+_EXTRA = "__flinks_extra__"
+
+# generic reads keep every number exact (money in ``.extra`` too)
+_GENERIC = msgspec.json.Decoder(float_hook=decimal.Decimal)
+_PATH = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+class Unfit(DecodeError):
+    """A complete JSON answer that the typed decode refused (a value of the wrong type);
+    :meth:`SchemaCheck.wrap` repairs it unless strict. Not retried."""
+
+
+def data_probe(model: type[Any]) -> type[msgspec.Struct]:
+    """A struct of ``model``'s data keys only, each kept as ``msgspec.Raw``: decoding it
+    checks a raw body holds at least one of them without building anything."""
+    probe = _PROBES.get(model)
+    if probe is None:
+        wire = {f.name: f.encode_name for f in msgspec.structs.fields(model)}
+        probe = _PROBES[model] = msgspec.defstruct(
+            f"{model.__name__}Keys",
+            [(wire[n], msgspec.Raw, _NULL) for n in model.__data_fields__],
+            kw_only=True,
+        )
+    return probe
+
+
+_PROBES: dict[type[Any], type[msgspec.Struct]] = {}
+_NULL = msgspec.Raw(b"null")
+
+
+def probe_has_data(probe: msgspec.Struct) -> bool:
+    """Whether a decoded :func:`data_probe` holds a non-null data key."""
+    return any(bytes(getattr(probe, f)) != b"null" for f in probe.__struct_fields__)
+
+
+def no_data(model: type[Any], body: bytes) -> SchemaDriftError:
+    """The error for a 200 holding none of ``model``'s data keys (null counts as absent)."""
+    wire = {f.name: f.encode_name for f in msgspec.structs.fields(model)}
+    expected = [wire[n] for n in model.__data_fields__]
+    try:
+        generic = _GENERIC.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        generic = None
+    known = set(_spec(model))
+    keys = [k for k in generic if k not in known] if isinstance(generic, dict) else []
+    found = ", ".join(repr(k) for k in keys[:10]) or "no other key"
+    return SchemaDriftError(
+        f"the answer holds none of {', '.join(expected)} ({found}): not an empty "
+        f"{model.__name__}, a shape this client does not know",
+        drift=[(model.__name__, repr(k)) for k in keys]
+        or [(model.__name__, f"none of {', '.join(expected)}")],
+    )
+
 
 _WARNED: set[tuple[str, str]] = set()  # (model, key): logged once per process
 _WARNED_LOCK = threading.Lock()
@@ -76,8 +162,8 @@ def _spec(model: type[Any]) -> dict[str, _Field]:
     if spec is None:
         spec = {}
         for f in msgspec.structs.fields(model):
-            if f.name == "extra":
-                continue
+            if f.encode_name.startswith("__flinks_"):
+                continue  # .extra, a resolved .security: never on the wire
             spec[f.encode_name] = _field(f.name, f.type)
         _SPECS[model] = spec
     return spec
@@ -114,15 +200,15 @@ def _fits(kind: str, value: Any) -> bool:
     if value is None or kind == "any":
         return True
     if kind in ("decimal", "float"):
-        return (isinstance(value, int | float) and not isinstance(value, bool)) or (
-            isinstance(value, str) and _lossless_number(value)
-        )
+        return (
+            isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
+        ) or (isinstance(value, str) and _lossless_number(value))
     if kind == "int":
         return (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, str) and value.strip().lstrip("-").isdigit()
         )
-    if kind == "bool":
-        return isinstance(value, bool)
+    if kind == "bool":  # as msgspec reads them
+        return isinstance(value, bool) or value in ("true", "false", "True", "False", "1", "0")
     if kind == "str":
         return isinstance(value, str)
     return isinstance(value, dict)  # "model"
@@ -151,46 +237,98 @@ class SchemaCheck:
         endpoint: str,
         login_id: str | None,
     ) -> Callable[[bytes], Any]:
-        """``decode`` plus the check, when this answer is to be checked."""
+        """``decode`` plus the check (when this answer is to be checked), the repair of an
+        answer that does not fit, and the check of ``SecurityId`` references."""
 
         def checked(body: bytes) -> Any:
-            if not (
+            sampled = (
                 self.strict
                 or self.keep_extra
                 or (self._checked[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES)
-            ):
-                return decode(body)
+            )
             try:
                 value = decode(body)
+            except Unfit as exc:
+                drift = self._check(body, model, None, endpoint, login_id)
+                if self.strict:
+                    raise SchemaDriftError(
+                        f"{exc.message} (strict_schema=True)", drift=drift
+                    ) from None
+                value = self._repair(body, model, exc, endpoint, login_id)
+                self._references(value, endpoint, login_id)
+                return value
             except DecodeError:
                 self._check(body, model, None, endpoint, login_id)  # report why, then fail
                 raise
-            self._checked[model] += 1
-            drift = self._check(body, model, value, endpoint, login_id)
-            if drift and self.strict:
-                model_name, key = drift[0]
-                raise SchemaDriftError(
-                    f"{model_name} has {key}, which the client does not know "
-                    f"({len(drift)} finding(s) in this answer; strict_schema=True)",
-                    drift=drift,
-                )
+            if sampled:
+                self._checked[model] += 1
+                drift = self._check(body, model, value, endpoint, login_id)
+                if drift and self.strict:
+                    model_name, key = drift[0]
+                    raise SchemaDriftError(
+                        f"{model_name} has {key}, which the client does not know "
+                        f"({len(drift)} finding(s) in this answer; strict_schema=True)",
+                        drift=drift,
+                    )
+            self._references(value, endpoint, login_id)
             return value
 
         return checked
+
+    def _repair(
+        self, body: bytes, model: type[Any], unfit: Unfit, endpoint: str, login_id: str | None
+    ) -> Any:
+        """Decode an answer the typed decode refused, moving each value that does not fit
+        into its object's ``.extra`` (see the module docstring). Already reported by
+        ``_check``; raises ``unfit`` when the answer cannot be mended."""
+        generic = _GENERIC.decode(body)
+        if not isinstance(generic, dict):
+            raise unfit
+        self._walk(generic, model, None, [], fix=True)
+        for _ in range(MAX_REPAIRS):
+            try:
+                value = msgspec.convert(generic, model, strict=False)
+            except msgspec.ValidationError as exc:
+                moved = _move_at(generic, model, str(exc))
+                if moved is None:
+                    raise unfit from None
+                self._report([moved], endpoint, login_id)
+                continue
+            fields = getattr(model, "__data_fields__", ())
+            if fields and all(getattr(value, f) is None for f in fields):
+                raise no_data(model, body)
+            return value
+        raise unfit
+
+    def _references(self, value: Any, endpoint: str, login_id: str | None) -> None:
+        """Report ``SecurityId`` values naming no listed security (never raises)."""
+        dangling = getattr(value, "dangling_security_ids", None)
+        if dangling is not None:
+            ids = dangling()
+            if ids:
+                self._report(
+                    [("Investments", "'SecurityId' (not in Securities)")] * len(ids),
+                    endpoint,
+                    login_id,
+                )
 
     def _check(
         self, body: bytes, model: type[Any], value: Any, endpoint: str, login_id: str | None
     ) -> list[tuple[str, str]]:
         try:
-            generic = msgspec.json.decode(body)
+            generic = _GENERIC.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError):
             return []  # not JSON at all: the DecodeError says so
         drift: list[tuple[str, str]] = []
         if isinstance(generic, dict):
             self._walk(generic, model, value, drift)
+        self._report(drift, endpoint, login_id)
+        return drift
+
+    def _report(self, drift: list[tuple[str, str]], endpoint: str, login_id: str | None) -> None:
+        """Log, count and emit findings: one log line per process and one event per answer
+        for each distinct (model, key); counted as often as it occurs."""
         hooked = bool(self.hooks or scoped_hooks.get())
-        # one log line and one event per distinct key and answer: a key renamed in every
-        # position of a big answer is one finding, counted as often as it occurs
         for (model_name, key), times in collections.Counter(drift).items():
             self.found[model_name][key] += times
             with _WARNED_LOCK:
@@ -209,39 +347,98 @@ class SchemaCheck:
                     self.hooks,
                     Event("schema_drift", endpoint, login_id, detail=f"{model_name}.{key}"),
                 )
-        return drift
 
     def _walk(
-        self, obj: dict[str, Any], model: type[Any], value: Any, drift: list[tuple[str, str]]
+        self,
+        obj: dict[str, Any],
+        model: type[Any],
+        value: Any,
+        drift: list[tuple[str, str]],
+        *,
+        fix: bool = False,
     ) -> None:
+        """Compare ``obj`` (generic JSON) with ``model``, appending findings to ``drift``.
+        ``fix``: also move each value that does not fit into ``obj``'s extra dict (and, with
+        keep_extra, the unknown keys), for :meth:`_repair`."""
         spec = _spec(model)
         name = model.__name__
         extra: dict[str, Any] | None = None
-        for key, item in obj.items():
+        for key, item in list(obj.items()):
             field = spec.get(key)
             if field is None:
+                if key == _EXTRA:
+                    continue
                 drift.append((name, repr(key)))
                 if self.keep_extra:
-                    extra = extra if extra is not None else {}
-                    extra[key] = item
+                    if fix:
+                        obj.setdefault(_EXTRA, {})[key] = item
+                    else:
+                        extra = extra if extra is not None else {}
+                        extra[key] = item
                 continue
-            items = item if field.many and isinstance(item, list) else [item]
             if field.many and not isinstance(item, list) and item is not None:
                 drift.append((name, f"{key!r} (not a list)"))
+                if fix:
+                    obj.setdefault(_EXTRA, {})[key] = obj.pop(key)
                 continue
-            for one in items:
-                if not _fits(field.kind, one):
-                    drift.append((name, f"{key!r} ({type(one).__name__})"))
-                    break
+            items = (item or []) if field.many else [item]
+            misfits = [one for one in items if not _fits(field.kind, one)]
+            if misfits:
+                drift.append((name, f"{key!r} ({type(misfits[0]).__name__})"))
+                if fix:
+                    if field.many:
+                        items = obj[key] = [one for one in items if _fits(field.kind, one)]
+                        obj.setdefault(_EXTRA, {})[key] = misfits
+                    else:
+                        obj.setdefault(_EXTRA, {})[key] = obj.pop(key)
+                        continue
             if field.model is not None:
                 child = getattr(value, field.attr, None) if value is not None else None
                 children = child if field.many and isinstance(child, list) else [child]
                 for i, one in enumerate(items):
                     if isinstance(one, dict):
                         sub = children[i] if i < len(children) else None
-                        self._walk(one, field.model, sub, drift)
+                        self._walk(one, field.model, sub, drift, fix=fix)
         if extra is not None and isinstance(value, msgspec.Struct) and hasattr(value, "extra"):
-            value.extra = extra
+            value.extra = {**(value.extra or {}), **extra}
+
+
+def _move_at(generic: dict[str, Any], model: type[Any], message: str) -> tuple[str, str] | None:
+    """Move the value msgspec's error ``message`` points at (``... - at `$.A[0].B```) into
+    its object's extra dict; return the finding, or None when there is no such path."""
+    if "- at `$" not in message:
+        return None
+    at = message.rpartition("- at `$")[2].rstrip("`")
+    steps: list[str | int] = [k if k else int(i) for k, i in _PATH.findall(at)]
+    if not steps:
+        return None
+    node: Any = generic
+    owner: dict[str, Any] | None = None  # the object holding the list being walked
+    key: str | None = None
+    current, owner_model = model, model
+    for step in steps[:-1]:
+        if isinstance(step, str):
+            if not isinstance(node, dict) or step not in node:
+                return None
+            owner, key, node, owner_model = node, step, node[step], current
+            field = _spec(current).get(step)
+            current = field.model if field is not None and field.model is not None else current
+        else:
+            if not isinstance(node, list) or step >= len(node):
+                return None
+            node = node[step]
+    last = steps[-1]
+    if isinstance(last, str):
+        if not isinstance(node, dict) or last not in node:
+            return None
+        item = node.pop(last)
+        node.setdefault(_EXTRA, {})[last] = item
+        return current.__name__, f"{last!r} ({type(item).__name__})"
+    if not isinstance(node, list) or last >= len(node) or owner is None or key is None:
+        return None
+    item = node.pop(last)
+    owner.setdefault(_EXTRA, {}).setdefault(key, []).append(item)
+    return owner_model.__name__, f"{key!r} ({type(item).__name__})"
 
 
 def dump(value: Any) -> bytes:
@@ -259,8 +456,8 @@ def _plain(value: Any) -> Any:
         out: dict[str, Any] = {}
         for f in msgspec.structs.fields(value):
             item = getattr(value, f.name)
-            if f.name == "extra" or item is None:
-                continue
+            if item is None or f.encode_name.startswith("__flinks_"):
+                continue  # .extra is merged below; a resolved .security is not Flinks' key
             out[f.encode_name] = _plain(item)
         out.update(getattr(value, "extra", None) or {})
         return out

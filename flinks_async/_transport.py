@@ -38,9 +38,9 @@ from ._errors import (
     DecodeError,
     FlinksError,
     InvalidRequestError,
+    MFARequiredError,
     RateLimitError,
     ResponseTooLargeError,
-    SchemaDriftError,
     ServerUnreachableError,
     TransientAPIError,
     TransportError,
@@ -302,8 +302,8 @@ class Transport:
                             exc.http_status = status
                             exc.content_type = headers.get("Content-Type", "")
                             failure = exc
-                            if isinstance(exc, SchemaDriftError):
-                                raise  # the same bytes would drift again: not retried
+                            if not exc.retryable:
+                                raise  # a complete JSON answer: the same bytes would fail again
                     elif status == 202:
                         return Reply(status, body)
                     else:
@@ -458,6 +458,7 @@ class Transport:
         """The typed error for a non-200/202 answer (keyed on FlinksCode, then status)."""
         code: str | None = None
         request_id = call.request_id
+        challenges = None
         try:
             env = _ERROR_DECODER.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
@@ -467,7 +468,8 @@ class Transport:
             code = env.flinks_code.strip().upper() if env.flinks_code else None
             message = (env.message or "")[:500] or f"HTTP {status}"
             request_id = env.request_id or request_id
-        return api_error_for(code, status)(
+            challenges = env.security_challenges
+        error = api_error_for(code, status)(
             message,
             flinks_code=code,
             http_status=status,
@@ -475,6 +477,11 @@ class Transport:
             request_id=request_id,
             endpoint=call.endpoint,
         )
+        if isinstance(error, MFARequiredError):
+            error.challenges = list(challenges or ())
+            if error.message == f"HTTP {status}" and error.challenges:
+                error.message = f"the institution asks {len(error.challenges)} MFA question(s)"
+        return error
 
     def _extra(self, call: Call, **fields: object) -> dict[str, object]:
         login = self.settings.shown_login_id(call.login_id)

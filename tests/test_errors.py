@@ -93,3 +93,15 @@ def test_messages_shorten_login_ids_and_errors_pickle() -> None:
     assert (back.flinks_code, back.login_id, back.http_status) == ("INVALID_LOGIN", login, 401)
     timeout = PollTimeoutError("x", attempts=3, elapsed=1.5, login_id=login)
     assert pickle.loads(pickle.dumps(timeout)).attempts == 3
+
+
+def test_the_errors_page_draws_the_module_tree() -> None:
+    import pathlib
+    import textwrap
+
+    from flinks_async import _errors
+
+    assert _errors.__doc__ is not None
+    tree = textwrap.dedent(_errors.__doc__.split("::\n\n", 1)[1].split("\n\n", 1)[0])
+    page = (pathlib.Path(__file__).parent.parent / "docs" / "errors.md").read_text()
+    assert tree.replace("``", "") in page

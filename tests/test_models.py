@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
+from decimal import Decimal
 
 import msgspec
 import pytest
@@ -25,27 +26,56 @@ EXAMPLE = pathlib.Path(__file__).parent / "data" / "investments-example.json"
 
 def test_example_investments_payload_decodes() -> None:
     inv = decoder_for(Investments).decode(EXAMPLE.read_bytes())
-    assert inv.investments and inv.investments[0].name == "FlinksCapital"
+    assert isinstance(inv.institution, Institution) and inv.institution.name == "FlinksCapital"
+    assert inv.institution_display_name == "FlinksCapital"
+    assert inv.value == Decimal("25380.42") and inv.cash == Decimal("312.5")
+    assert inv.accounts and inv.securities
     acct = inv.accounts[0]
     assert acct.type == "tfsa" and acct.registered is True and acct.currency == "cad"
     assert acct.positions and acct.transactions
-    assert acct.positions[0].security is not None
-    assert acct.positions[0].security.isin == "CA46436D1087"
-    assert acct.transactions[0].parsed_date == dt.date(2025, 1, 2)
-    assert acct.transactions[0].security is None
+    position = acct.positions[0]
+    assert position.class_ == "etf" and position.gain_amount == Decimal("5067.92")
+    assert position.security is inv.securities[0]  # resolved, not copied
+    assert position.security.symbol == "XEQT" and position.security.cusip == "46436D108"
+    assert position.security.price == Decimal("35.8113")
+    assert acct.transactions[0].parsed_date == dt.date(2026, 1, 15)
+    assert acct.transactions[0].security is inv.securities[0]
+    assert acct.transactions[1].security is None and acct.transactions[1].security_id is None
+    assert inv.dangling_security_ids() == []
+
+
+def test_a_dangling_security_id_resolves_to_none() -> None:
+    inv = decoder_for(Investments).decode(
+        b'{"Accounts":[{"Positions":[{"SecurityId":"gone"},{"SecurityId":"s"}]}],'
+        b'"Securities":[{"Id":"s","Symbol":"AAPL"}]}'
+    )
+    assert inv.accounts and inv.accounts[0].positions
+    gone, there = inv.accounts[0].positions
+    assert gone.security is None and there.security is not None
+    assert inv.dangling_security_ids() == ["gone"]
 
 
 def test_unknown_fields_ignored_nulls_and_missing_fields_tolerated() -> None:
-    body = (
-        b'{"Investments":[{"Name":null,"Accounts":[{"Id":"a","NewField":{"x":1},'
-        b'"Positions":null}]}],"Surprise":[1,2]}'
-    )
+    body = b'{"Accounts":[{"Id":"a","NewField":{"x":1},"Positions":null}],"Surprise":[1,2]}'
     inv = decoder_for(Investments).decode(body)
-    assert inv.accounts[0].positions is None and inv.accounts[0].id == "a"
+    assert inv.accounts and inv.accounts[0].positions is None and inv.accounts[0].id == "a"
     assert inv.accounts[0].transactions is None  # absent
     assert decoder_for(Investments).decode(b"{}") == Investments()
     with pytest.raises(msgspec.ValidationError):
-        decoder_for(Investments).decode(b'{"Investments":"oops"}')
+        decoder_for(Investments).decode(b'{"Accounts":"oops"}')
+
+
+def test_last_refresh_is_utc() -> None:
+    auth = decoder_for(Authorization).decode(
+        b'{"Login":{"LastRefresh":"2019-05-09T13:47:46.5227901"}}'
+    )
+    assert auth.login is not None
+    assert auth.login.last_refresh_at == dt.datetime(2019, 5, 9, 13, 47, 46, 522790, dt.UTC)
+    offset = decoder_for(Authorization).decode(
+        b'{"Login":{"LastRefresh":"2019-05-09T08:47:46-05:00"}}'
+    )
+    assert offset.login is not None
+    assert offset.login.last_refresh_at == dt.datetime(2019, 5, 9, 13, 47, 46, tzinfo=dt.UTC)
 
 
 def test_numbers_sent_as_strings_are_accepted() -> None:

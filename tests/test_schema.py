@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from flinks_async import (
     AccountsDetail,
-    DecodeError,
     Event,
     FlinksClient,
     SchemaDriftError,
@@ -112,13 +111,28 @@ async def test_a_number_sent_as_a_string_is_accepted_when_lossless(
     assert result.accounts[0].transactions[0].code == 7  # a number, as Flinks documents
 
 
-async def test_a_type_change_that_would_lose_data_is_reported(emu: Emulator, login: str) -> None:
+async def test_a_value_of_the_wrong_type_is_set_aside_not_fatal(emu: Emulator, login: str) -> None:
+    """One odd value (a Debit of "N/A") does not cost the answer: the rest decodes, the
+    value is kept in its transaction's .extra, the drift is reported, nothing re-sent."""
     emu.set_login(login, pending=0, payloads={"GetAccountsDetail": detail(debit="N/A")})
-    async with fast_client(emu, max_retries=0) as client:
-        with pytest.raises(DecodeError) as info:
-            await client.accounts_detail(login)
+    async with fast_client(emu) as client:
+        result = await client.accounts_detail(login)
         assert client.schema_drift == {"Transaction": {"'Debit' (str)": 1}}
+    assert emu.counts["GetAccountsDetail"] == 1
+    assert result.accounts and result.accounts[0].transactions
+    odd = result.accounts[0].transactions[0]
+    assert odd.debit is None and odd.extra == {"Debit": "N/A"} and odd.code == 7
+    assert result.accounts[0].balance and result.accounts[0].balance.current == Decimal("1234.50")
+
+
+async def test_strict_schema_refuses_a_value_of_the_wrong_type(emu: Emulator, login: str) -> None:
+    emu.set_login(login, pending=0, payloads={"GetAccountsDetail": detail(debit="N/A")})
+    async with fast_client(emu, strict_schema=True) as client:
+        with pytest.raises(SchemaDriftError) as info:
+            await client.accounts_detail(login)
+    assert ("Transaction", "'Debit' (str)") in info.value.drift
     assert "Debit" in str(info.value)  # the path of the field that could not be read
+    assert emu.counts["GetAccountsDetail"] == 1
 
 
 async def test_null_where_a_list_is_expected_is_accepted_silently(

@@ -18,6 +18,7 @@ from flinks_async import (
     NotAvailableError,
     RateLimitError,
     ResponseTooLargeError,
+    SchemaDriftError,
     TransientAPIError,
     TransportError,
 )
@@ -179,22 +180,30 @@ async def test_mfa_answer_is_typed(client: FlinksClient, emu: Emulator, login: s
         await client.authorize(login)
 
 
-async def test_wrong_shape_200_is_a_decode_error(
+async def test_wrong_shape_200_is_reported_once_and_not_resent(
     client: FlinksClient, emu: Emulator, login: str
 ) -> None:
-    emu.set_login(login, pending=0, faults=["wrong_shape@data"] * 4)
-    with pytest.raises(DecodeError) as info:
+    """A complete 200 whose JSON holds nothing the model knows is schema drift, raised on
+    the first answer: re-sending would only fetch the same bytes again."""
+    emu.set_login(login, pending=0, faults=["wrong_shape@data"])
+    with pytest.raises(SchemaDriftError) as info:
         await client.investments(login)
     assert info.value.http_status == 200
-    assert "Investments" in str(info.value)
+    assert "none of Accounts, Securities, Value, Cash" in str(info.value)
+    assert ("Investments", "'Investments'") in info.value.drift
+    assert emu.counts["Investments"] == 1
 
 
-async def test_empty_200_object_decodes_to_an_empty_model(
+async def test_empty_200_object_is_not_an_empty_success(
     client: FlinksClient, emu: Emulator, login: str
 ) -> None:
     emu.set_login(login, pending=0, faults=["missing_fields@data"])
-    inv = await client.investments(login)
-    assert inv.investments is None and inv.accounts == []
+    with pytest.raises(SchemaDriftError, match="holds none of Accounts"):
+        await client.investments(login)
+    assert emu.counts["Investments"] == 1
+    emu.set_login(login, pending=0, faults=["missing_fields@data"])
+    with pytest.raises(SchemaDriftError):  # raw answers are checked too
+        await client.investments(login, raw=True)
 
 
 async def test_response_over_the_cap_is_refused(emu: Emulator, login: str) -> None:

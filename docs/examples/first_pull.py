@@ -15,7 +15,7 @@ async def main() -> None:
         ) as client:
             login_id = demo_login_ids(1)[0]
             inv = await client.investments(login_id)
-            for account in inv.accounts:
+            for account in inv.accounts or ():
                 print(account.name, account.type, account.account_value)
                 for position in account.positions or []:
                     if position.security is not None:

@@ -25,7 +25,7 @@ async def fetch_or_explain(client: FlinksClient, login_id: str) -> str:
         return f"try later ({exc.flinks_code or exc.http_status})"
     except FlinksError as exc:  # everything else the client raises
         return f"failed: {exc}"
-    return f"{len(inv.accounts)} accounts"
+    return f"{len(inv.accounts or ())} accounts"
 
 
 async def main() -> None:

@@ -11,7 +11,7 @@ async def main() -> None:
     login_ids = os.environ["LOGIN_IDS"].split(",")
     async with FlinksClient() as client:  # reads FLINKS_CUSTOMER_ID, FLINKS_API_KEY, ...
         inv = await client.investments(login_ids[0])  # Authorize, poll the 202s, decode
-        for account in inv.accounts:
+        for account in inv.accounts or ():
             print(account.name, account.type, account.account_value)
 
         async with client.investments_many(login_ids, concurrency=50) as results:

@@ -13,7 +13,7 @@ LOGIN = demo_login_ids(1)[0]
 async def total_value(client: FlinksClient, login_id: str) -> Decimal:
     """The user's own code under test (money is exact: Decimal)."""
     inv = await client.investments(login_id)
-    return sum((a.account_value or Decimal(0) for a in inv.accounts), Decimal(0))
+    return sum((a.account_value or Decimal(0) for a in inv.accounts or ()), Decimal(0))
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ default, any):
 ``reset``              abort the connection without answering
 ``truncate``           send half of the real body, then abort
 ``html``               a 200 whose body is an HTML page
-``wrong_shape``        a 200 whose JSON has the wrong types (``{"Investments": "oops"}``)
-``missing_fields``     a 200 whose JSON object is empty
+``wrong_shape``        a 200 whose JSON has the wrong types and no data key (``"Accounts": 7``)
+``missing_fields``     a 200 whose JSON object is empty (both: SchemaDriftError, not re-sent)
 ``slow:s``             wait ``s`` seconds, then answer normally
 ``silence``            send the headers, then nothing (until the client leaves)
 ``trickle``            send the body one byte every 50 ms, forever
@@ -77,6 +77,15 @@ _STATUS_OF_CODE = {
     "NEW_ACCOUNT": 400,
     "DISABLED_INSTITUTION": 405,
     "METHOD_NOT_AVAILABLE": 400,
+    # the statuses of these are not documented [U]: 400/401 as their kin
+    "INVALID_USERNAME": 401,
+    "INVALID_PASSWORD": 401,
+    "INVALID_SECURITY_RESPONSE": 401,
+    "QUESTION_NOT_FOUND": 400,
+    "UNKNOWN_CHALLENGE_KEY": 400,
+    "SECURITYRESPONSES_INCOMPLETE": 400,
+    "ALREADY_AUTHORIZED": 400,
+    "NO_TRANSACTION": 400,
 }
 _STICKY = {"never_ready", "huge"}
 _ENCODE = msgspec.json.encode
@@ -140,9 +149,10 @@ class LoginScenario:
     payload_bytes: int = 20_000
     faults: list[Fault] = dataclasses.field(default_factory=list)
     never_ready: bool = False
-    #: the 200 body to send verbatim, by endpoint family (``"Investments"``,
-    #: ``"GetAccountsDetail"``...), instead of a generated payload
-    payloads: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    #: the body to send verbatim, by endpoint family (``"Investments"``,
+    #: ``"GetAccountsDetail"``..., ``"Authorize"``), instead of a generated payload: the 200
+    #: body, or ``(status, body)`` for another status
+    payloads: dict[str, bytes | tuple[int, bytes]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def make(
@@ -319,13 +329,16 @@ class Emulator:
         pending: int | None = None,
         payload_bytes: int | None = None,
         faults: Iterable[str | Fault] = (),
-        payloads: Mapping[str, bytes] | None = None,
+        payloads: Mapping[str, bytes | tuple[int, bytes]] | None = None,
     ) -> None:
         """Give one login its own scenario (resets what the emulator knew of it).
 
         ``payloads`` maps an endpoint (``"Investments"``, ``"GetAccountsDetail"``,
-        ``"GetAccountsSummary"``, ``"GetStatements"``) to the exact 200 body to answer
-        with, e.g. a response sample of your own; other endpoints get generated data.
+        ``"GetAccountsSummary"``, ``"GetStatements"``, ``"Authorize"``) to the exact body to
+        answer with, e.g. a response sample of your own: a 200 body, or ``(status, body)``
+        (a ``203`` MFA answer, an error envelope). A data endpoint answers it after its
+        ``pending`` 202s; an ``Authorize`` 200 opens the session named by the body's
+        ``RequestId``. Other endpoints get generated data.
         """
         scenario = LoginScenario.make(
             self.pending if pending is None else pending,
@@ -468,6 +481,12 @@ class Emulator:
         rid = str(uuid.uuid4())
 
         def answer() -> web.StreamResponse:
+            given = state.scenario.payloads.get("Authorize")
+            if given is not None:
+                status, body = given if isinstance(given, tuple) else (200, given)
+                if status == 200:
+                    self._sessions[msgspec.json.decode(body)["RequestId"]] = login_id
+                return _verbatim(given)
             self._sessions[rid] = login_id
             return _json(
                 {
@@ -520,7 +539,7 @@ class Emulator:
                     202,
                 )
             if family in sc.payloads:
-                return web.Response(body=sc.payloads[family], content_type="application/json")
+                return _verbatim(sc.payloads[family])
             variant = int(login_id[:2], 16) % 4
             if family == "Investments":
                 payload = investments_payload(sc.payload_bytes, variant)
@@ -646,6 +665,11 @@ def _abort(request: web.Request) -> None:
 
 def _num(value: float) -> str:
     return str(int(value)) if value == int(value) else str(value)
+
+
+def _verbatim(given: bytes | tuple[int, bytes]) -> web.Response:
+    status, body = given if isinstance(given, tuple) else (200, given)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -63,36 +63,66 @@ def demo_login_ids(n: int, seed: int = 0) -> list[str]:
     return [_uuid(rng) for _ in range(n)]
 
 
-def _security(rng: random.Random) -> dict[str, Any]:
-    sym, name, kind, exch, isin = rng.choice(_SECURITIES)
+def _securities(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """The answer's ``Securities``: the known tickers first, then made-up ones."""
+    out: list[dict[str, Any]] = []
+    for i in range(count):
+        if i < len(_SECURITIES):
+            sym, name, kind, exch, isin = _SECURITIES[i]
+        else:
+            sym, name, kind, exch, isin = f"X{i:04d}", f"Fund {i}", "mutualfund", "", ""
+        out.append(
+            {
+                "Id": _uuid(rng),
+                "Name": name,
+                "Symbol": sym,
+                "Type": kind,
+                "Price": round(rng.uniform(5, 400), 4),
+                "Date": "2026-03-02T21:00:00.0000000Z",
+                "Aliases": [f"{sym}.TO" if exch == "TSX" else sym],
+                "Currency": "usd" if exch == "NASDAQ" else "cad",
+                "CUSIP": isin[2:11] or None,
+                "ISIN": isin or None,
+            }
+        )
+    return out
+
+
+def _position(rng: random.Random, security: dict[str, Any]) -> dict[str, Any]:
+    qty = rng.randrange(1, 500)
+    book = round(qty * rng.uniform(10, 300), 2)
+    market = round(book * rng.uniform(0.8, 1.4), 2)
+    gain = round(market - book, 2)
     return {
-        "Symbol": sym,
-        "Name": name,
-        "Type": kind,
-        "Currency": "cad",
-        "Exchange": exch,
-        "ISIN": isin,
-        "CUSIP": None,
+        "Id": _uuid(rng),
+        "Category": rng.choice(["Canadian Stocks", "US Stocks", "ETF", "Fixed Income"]),
+        "Class": security["Type"],
+        "BookValue": book,
+        "Quantity": qty,
+        "MarketValue": market,
+        "GainAmount": gain,
+        "GainCurrencyAmount": gain,
+        "GainPercent": round(gain / book, 4),
+        "Currency": security["Currency"],
+        "SecurityId": security["Id"],
     }
 
 
-def _inv_tx(rng: random.Random, day: dt.date) -> dict[str, Any]:
+def _inv_tx(rng: random.Random, day: dt.date, security: dict[str, Any]) -> dict[str, Any]:
     kind = rng.choice(_TX_TYPES)
     traded = kind in ("buy", "sell", "dividend")
-    qty = round(rng.uniform(1, 200), 0) if kind in ("buy", "sell") else None
-    price = round(rng.uniform(10, 300), 2) if qty else None
-    amount = round(-(qty or 0) * (price or 0) if kind == "buy" else rng.uniform(5, 5000), 2)
+    qty = rng.randrange(1, 200) if kind in ("buy", "sell") else 0
+    price = round(rng.uniform(10, 300), 2)
+    amount = round(-qty * price if kind == "buy" else qty * price or rng.uniform(5, 5000), 2)
     return {
         "Id": _uuid(rng),
         "Date": day.isoformat(),
-        "SettlementDate": (day + dt.timedelta(days=1)).isoformat(),
         "Type": kind,
-        "Description": f"{kind.upper()} {qty or ''} @ {price or ''}".strip(),
-        "Quantity": qty,
-        "Price": price,
-        "NetAmount": amount,
-        "Currency": "cad",
-        "Security": _security(rng) if traded else None,
+        "Description": f"{kind.upper()} {qty or ''} {security['Symbol'] if traded else ''}".strip(),
+        "Quantity": -qty if kind == "sell" else qty,
+        "Fee": 9.95 if kind in ("buy", "sell") else 0.0,
+        "Amount": amount,
+        "SecurityId": security["Id"] if traded else None,
     }
 
 
@@ -113,58 +143,62 @@ def _fill(target: int, base: dict[str, Any], lists: list[list[dict[str, Any]]], 
 
 @functools.lru_cache(maxsize=64)
 def investments_payload(size: int = 20_000, variant: int = 0) -> bytes:
-    """A 200 ``/Investments`` body of about ``size`` bytes (without ``RequestId``)."""
+    """A 200 ``/Investments`` body of about ``size`` bytes (without ``RequestId``), in the
+    shape of the real answer: top-level ``Accounts`` and ``Securities`` (listed once,
+    referred to by ``SecurityId``), ``Value``, ``Cash``, ``Login``, ``Institution``. A big
+    answer has more accounts (one more per 2 MB), positions and transactions, and a
+    longer securities list (one more per 100 kB, up to 500)."""
     rng = random.Random(f"inv-{variant}")
+    securities = _securities(rng, min(500, len(_SECURITIES) + size // 100_000))
+    kinds = [_ACCOUNT_TYPES[(variant + n) % len(_ACCOUNT_TYPES)] for n in range(99)]
     accounts: list[dict[str, Any]] = []
-    for n, (kind, registered) in enumerate(rng.sample(_ACCOUNT_TYPES, 2 + variant % 3)):
+    for n, (kind, registered) in enumerate(kinds[: 2 + variant % 3 + size // 2_000_000]):
         number = str(55500000 + rng.randrange(99999))
-        positions: list[dict[str, Any]] = []
-        for _ in range(rng.randrange(3, 9)):
-            qty = float(rng.randrange(1, 500))
-            avg = round(rng.uniform(10, 300), 2)
-            mkt = round(qty * avg * rng.uniform(0.8, 1.4), 2)
-            positions.append(
-                {
-                    "Quantity": qty,
-                    "MarketValue": mkt,
-                    "BookValue": round(qty * avg, 2),
-                    "AverageCost": avg,
-                    "Currency": "cad",
-                    "Security": _security(rng),
-                }
-            )
+        currency = "usd" if n % 4 == 3 else "cad"
+        positions = [_position(rng, rng.choice(securities)) for _ in range(rng.randrange(3, 9))]
         value = round(sum(float(p["MarketValue"]) for p in positions), 2)
+        cash = round(rng.uniform(0, 5000), 2)
         accounts.append(
             {
                 "Id": _uuid(rng),
-                "FullAccountId": f"{kind.upper()} Self-Directed - {number} - CAD",
+                "FullAccountId": f"{kind}-{number}:{kind}:{currency}",
                 "AccountId": number,
                 "Name": f"{kind.upper()} Self-Directed",
                 "Type": kind,
                 "Registered": registered,
-                "Currency": "cad",
-                "Cash": round(rng.uniform(0, 5000), 2),
-                "AccountValue": value,
-                "CurrencyValue": value,
+                "Currency": currency.upper(),
+                "Cash": cash,
+                "AccountValue": round(value + cash, 2),
+                "CurrencyValue": round(value + cash, 2),
                 "Positions": positions,
                 "Transactions": [],
-                "_n": n,
             }
         )
-    for a in accounts:
-        del a["_n"]
     base = {
+        "Accounts": accounts,
+        "Securities": securities,
+        "Value": round(sum(a["AccountValue"] for a in accounts), 2),
+        "Cash": round(sum(a["Cash"] for a in accounts), 2),
         "HttpStatusCode": 200,
-        "Investments": [{"Name": "FlinksCapital", "Id": "14", "Accounts": accounts}],
-        "Message": "",
+        "Login": {
+            "Username": "Investor",
+            "IsScheduledRefresh": False,
+            "LastRefresh": "2026-03-02T14:05:11.1234567",
+            "Type": None,
+            "Id": None,
+        },
+        "Institution": {"Id": 14, "Name": "FlinksCapital"},
     }
     start = dt.date(2025, 1, 2)
-    return _fill(
-        size,
-        base,
-        [a["Transactions"] for a in accounts],
-        lambda i: _inv_tx(rng, start + dt.timedelta(days=i % 700)),
-    )
+    lists = [x for a in accounts for x in (a["Transactions"], a["Transactions"], a["Positions"])]
+
+    def make(i: int) -> dict[str, Any]:
+        security = securities[abs(i) % len(securities)]
+        if i % 3 == 2:  # every third item is a position (see ``lists``)
+            return _position(rng, security)
+        return _inv_tx(rng, start + dt.timedelta(days=abs(i) % 700), security)
+
+    return _fill(size, base, lists, make)
 
 
 def _bank_tx(rng: random.Random, i: int) -> dict[str, Any]:
@@ -239,6 +273,8 @@ def accounts_payload(size: int = 20_000, variant: int = 0, transactions: bool = 
             "Id": None,
         },
         "Institution": "FlinksCapital",
+        "InstitutionName": "FlinksCapital",
+        "InstitutionId": 14,
     }
     if not transactions:
         return _ENCODE(base)
@@ -261,4 +297,12 @@ def statements_payload(size: int = 20_000, variant: int = 0) -> bytes:
         }
         for a in range(2)
     ]
-    return _ENCODE({"HttpStatusCode": 200, "StatementsByAccount": by_account})
+    return _ENCODE(
+        {
+            "HttpStatusCode": 200,
+            "StatementsByAccount": by_account,
+            "InstitutionName": "FlinksCapital",
+            "InstitutionId": 14,
+            "Institution": "FlinksCapital",
+        }
+    )
