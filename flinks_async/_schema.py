@@ -36,7 +36,7 @@ empty success. An ``/Investments`` position or transaction whose ``SecurityId`` 
 listed security is reported as drift (``"Position", "'SecurityId' (not in Securities)"``)
 and its ``.security`` is ``None``; never an exception, even when strict.
 
-Cost and when it runs: the generic read and the walk cost 5-9x the typed decode
+Cost and when it runs: the generic read and the walk cost 6-9x the typed decode
 (``benchmarks/decoding.py``). So by default only the first :data:`SAMPLE` answers of each
 model per client are checked, and only those up to :data:`SAMPLE_MAX_BYTES` (drift is a
 property of Flinks' schema, not of one answer, and a small answer shows it as well as a
@@ -80,7 +80,7 @@ log = logging.getLogger("flinks_async")
 #: Answers of each model checked per client when neither strict_schema nor keep_extra.
 SAMPLE = 20
 #: ...of at most this many bytes: the second read of a 50 MB answer would hold the event
-#: loop for about a second (5-9x a typed decode), and a small answer shows the same schema.
+#: loop for about a second (6-9x a typed decode), and a small answer shows the same schema.
 SAMPLE_MAX_BYTES = 2 * 1024 * 1024
 
 #: at most this many path-by-path repairs of one answer after the field walk (values the
