@@ -100,7 +100,9 @@ def _plot(
             xs = [j + i * width for j in range(len(tr))]
             ax.bar(xs, [r.rate[name].median for r in tr], width, label=name)
         ax.set_xticks(
-            [j + width for j in range(len(tr))], [f"concurrency {r.concurrency}" for r in tr]
+            [j + width for j in range(len(tr))],
+            [f"{r.loop}\nc={r.concurrency}" for r in tr],
+            fontsize=8,
         )
         ax.set(
             ylabel="logins/s (Authorize + 2 polls + data)",
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         dec = decoding.run(decoding.QUICK_SIZES[:2] if q else decoding.SIZES, 3 if q else 5)
         show("Decoding", decoding.markdown(dec))
     if "transport" in only:
-        tr = anyio.run(transport.run, (1, 64, 512), 200 if q else 1000, 2 if q else 7)
+        tr = transport.run_loops((1, 64, 512), 200 if q else 1000, 2 if q else 9)
         show("Transport overhead", transport.markdown(tr))
     if "fanout" in only:
         fo = anyio.run(fanout.run, 1000 if q else 10_000, 100 if q else 1000)

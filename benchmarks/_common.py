@@ -55,7 +55,8 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 @contextlib.asynccontextmanager
 async def emulator_process(*args: str) -> AsyncIterator[EmulatorProcess]:
-    """Run ``python -m flinks_async.testing`` on its own core (``taskset``)."""
+    """Run ``python -m flinks_async.testing`` on its own core (``taskset``), on uvloop when
+    it is installed (the CLI's ``--loop auto``)."""
     port = _free_port()
     cmd = [sys.executable, "-m", "flinks_async.testing", "--port", str(port), *args]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)  # noqa: ASYNC220

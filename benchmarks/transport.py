@@ -1,35 +1,45 @@
 """Transport overhead: the full Authorize + poll-until-200 loop for many logins.
 
-Three contenders, the same work, the same emulator process (on its own core):
+Four contenders, the same work, the same emulator process (on its own core), each
+decoding the 200 into the same ``Investments`` struct:
 
-* ``flinks-async``: ``client.investments_many(ids, concurrency=C, raw=True)``;
+* ``flinks-async many``: ``client.investments_many(ids, concurrency=C)``;
+* ``flinks-async direct``: ``client.investments(id)`` per login from an anyio task group
+  behind a ``CapacityLimiter(C)`` (what a web app's handlers amount to);
 * ``bare aiohttp``: the floor, a hand-written loop with one ``aiohttp.ClientSession``
-  (POST Authorize, POST Investments until 200, sleep between, read the body); no retries,
-  no error mapping, no validation;
+  (POST Authorize, POST Investments until 200, then decode); no retries, no error
+  mapping, no validation, no single-flight, no deadline;
 * ``httpx``: the same loop with ``httpx.AsyncClient`` (what most SDKs use).
 
+Each runs on the standard asyncio loop and on uvloop (``loop`` below), the emulator on
+uvloop when it is installed.
+
 Each round pulls fresh logins (the emulator remembers logins), small payloads (2 KB),
-``pending=2``, ``poll_interval=1e-6`` (the client requires > 0; the bare loops poll back to
-back, so the timer is counted against flinks-async). Reports logins/s and client CPU µs per
-HTTP request.
+``pending=2``, a poll every 1 ms (``poll_interval=0.001, poll_jitter=0``; the
+hand-written loops sleep 1 ms too: with the default 10% jitter half the sleeps would be
+just over 1 ms, which epoll rounds up to 2 ms). Reports logins/s, client CPU µs per HTTP request, and the wall time of each
+contender over bare aiohttp's, paired round by round (the contenders take turns, in a
+rotating order).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 import anyio
-import anyio.lowlevel
+import msgspec
 
-from flinks_async import FlinksClient
+from flinks_async import FlinksClient, Investments
 from flinks_async.testing import demo_login_ids
 
 from ._common import CUSTOMER, EmulatorProcess, Stat, cpu_seconds, emulator_process, table
 
 PENDING = 2
+POLL = 0.001  # seconds between polls, for every contender
 REQUESTS_PER_LOGIN = 2 + PENDING  # Authorize, then PENDING x 202 and one 200
 
 
@@ -62,9 +72,10 @@ async def bare_aiohttp(url: str, ids: list[str], concurrency: int) -> None:
                 ) as r:
                     body = await r.read()
                     if r.status == 200:
+                        _DECODE(body)
                         return
                 del body
-                await anyio.lowlevel.checkpoint()
+                await asyncio.sleep(POLL)
 
         await _fan(ids, concurrency, one)
 
@@ -87,87 +98,142 @@ async def httpx_loop(url: str, ids: list[str], concurrency: int) -> None:
                     json={"LoginId": login_id, "RequestId": rid, "MostRecentCached": True},
                 )
                 if r.status_code == 200:
+                    _DECODE(r.content)
                     return
-                await anyio.lowlevel.checkpoint()
+                await asyncio.sleep(POLL)
 
         await _fan(ids, concurrency, one)
 
 
-async def flinks_async(url: str, ids: list[str], concurrency: int) -> None:
+async def flinks_many(url: str, ids: list[str], concurrency: int) -> None:
     async with FlinksClient(
-        CUSTOMER, base_url=url, poll_interval=1e-6, max_connections=concurrency
+        CUSTOMER, base_url=url, poll_interval=POLL, poll_jitter=0.0, max_connections=concurrency
     ) as client:
-        async with client.investments_many(ids, concurrency=concurrency, raw=True) as results:
+        async with client.investments_many(ids, concurrency=concurrency) as results:
             async for r in results:
                 if not r.ok:
                     raise RuntimeError(f"unexpected failure: {r.error}")
 
 
-CONTENDERS = {"flinks-async": flinks_async, "bare aiohttp": bare_aiohttp, "httpx": httpx_loop}
+async def flinks_direct(url: str, ids: list[str], concurrency: int) -> None:
+    async with FlinksClient(
+        CUSTOMER, base_url=url, poll_interval=POLL, poll_jitter=0.0, max_connections=concurrency
+    ) as client:
+
+        async def one(login_id: str) -> None:
+            await client.investments(login_id)
+
+        await _fan(ids, concurrency, one)
+
+
+_DECODE = msgspec.json.Decoder(Investments, strict=False).decode
+
+CONTENDERS = {
+    "flinks-async many": flinks_many,
+    "flinks-async direct": flinks_direct,
+    "bare aiohttp": bare_aiohttp,
+    "httpx": httpx_loop,
+}
+OURS = ("flinks-async many", "flinks-async direct")
+LOOPS = ("asyncio", "uvloop")
 
 
 @dataclasses.dataclass
 class TransportResult:
+    loop: str
     concurrency: int
     logins: int
     rate: dict[str, Stat]  # logins per second
     cpu_per_request: dict[str, Stat]  # client CPU seconds per HTTP request
+    vs_bare: dict[str, Stat]  # wall time / bare aiohttp's wall time, paired per round
 
 
 async def measure(
-    emu: EmulatorProcess, concurrency: int, logins: int, rounds: int, seed: int
+    emu: EmulatorProcess, loop: str, concurrency: int, logins: int, rounds: int, seed: int
 ) -> TransportResult:
-    rate: dict[str, list[float]] = {k: [] for k in CONTENDERS}
+    walls: dict[str, list[float]] = {k: [] for k in CONTENDERS}
     cpu: dict[str, list[float]] = {k: [] for k in CONTENDERS}
+    names = list(CONTENDERS)
     for rnd in range(rounds + 1):  # round 0 warms up
-        for n, (name, fn) in enumerate(CONTENDERS.items()):
+        # the order rotates each round: no contender always runs first or last
+        for n, name in enumerate(names[rnd % len(names) :] + names[: rnd % len(names)]):
             ids = demo_login_ids(logins, seed=seed * 1000 + rnd * 10 + n)
             c0, t0 = cpu_seconds(), time.perf_counter()
-            await fn(emu.url, ids, concurrency)
+            await CONTENDERS[name](emu.url, ids, concurrency)
             wall, used = time.perf_counter() - t0, cpu_seconds() - c0
             if rnd:
-                rate[name].append(logins / wall)
+                walls[name].append(wall)
                 cpu[name].append(used / (logins * REQUESTS_PER_LOGIN))
+    bare = walls["bare aiohttp"]
     return TransportResult(
+        loop,
         concurrency,
         logins,
-        {k: Stat(v) for k, v in rate.items()},
+        {k: Stat([logins / w for w in v]) for k, v in walls.items()},
         {k: Stat(v) for k, v in cpu.items()},
+        {k: Stat([w / b for w, b in zip(v, bare, strict=True)]) for k, v in walls.items()},
     )
 
 
 async def run(
-    concurrencies: tuple[int, ...] = (1, 64, 512), logins: int = 2000, rounds: int = 5
+    concurrencies: tuple[int, ...] = (1, 64, 512),
+    logins: int = 2000,
+    rounds: int = 5,
+    loop: str = "asyncio",
 ) -> list[TransportResult]:
     out = []
     async with emulator_process("--pending", str(PENDING), "--payload-bytes", "2000") as emu:
         for i, c in enumerate(concurrencies):
-            n = max(50, logins // 10) if c == 1 else logins
-            out.append(await measure(emu, c, n, rounds, seed=i + 1))
+            n = max(100, logins // 10) if c == 1 else logins
+            out.append(await measure(emu, loop, c, n, rounds, seed=i + 1))
     return out
+
+
+def run_loops(
+    concurrencies: tuple[int, ...] = (1, 64, 512), logins: int = 2000, rounds: int = 5
+) -> list[TransportResult]:
+    """:func:`run` on asyncio, then on uvloop when it is installed."""
+    out = anyio.run(run, concurrencies, logins, rounds, "asyncio")
+    if _has_uvloop():
+        out += anyio.run(
+            run, concurrencies, logins, rounds, "uvloop", backend_options={"use_uvloop": True}
+        )
+    return out
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def markdown(results: list[TransportResult]) -> str:
     rows = []
     for r in results:
-        ours = r.rate["flinks-async"].median
         for name in CONTENDERS:
+            ratio = r.vs_bare[name]
             rows.append(
                 (
+                    r.loop,
                     r.concurrency,
                     name,
                     f"{r.rate[name].median:,.0f} ({r.rate[name].min:,.0f}–{r.rate[name].max:,.0f})",
                     f"{r.cpu_per_request[name].median * 1e6:.0f}",
-                    "1.00" if name == "flinks-async" else f"{ours / r.rate[name].median:.2f}x",
+                    "1.00"
+                    if name == "bare aiohttp"
+                    else f"{ratio.median:.2f}x ({ratio.min:.2f}–{ratio.max:.2f})",
                 )
             )
     return table(
         [
+            "loop",
             "concurrency",
             "contender",
             "logins/s median (min–max)",
             "client CPU µs/request",
-            "flinks-async vs this",
+            "wall time vs bare aiohttp, median of paired rounds (min–max)",
         ],
         rows,
     )

@@ -4,8 +4,9 @@ Rules of :func:`many` (and so of ``client.many`` / ``client.investments_many`` .
 
 * ``login_ids`` may be any iterable or async iterable; it is read lazily, one id per free
   slot, so millions of ids are never held in memory at once.
-* At most ``concurrency`` logins are in flight (an :class:`anyio.CapacityLimiter`); a login
-  keeps its slot until its result has been handed to the results stream.
+* At most ``concurrency`` logins are in flight (an :class:`asyncio.Semaphore`: the
+  client runs on asyncio, and it costs less than anyio's limiter); a login keeps its slot
+  until its result has been handed to the results stream.
 * Results arrive in completion order through a memory object stream buffering at most
   ``concurrency`` results: a slow consumer stops new logins from starting (back-pressure)
   instead of growing memory.
@@ -33,6 +34,7 @@ Rules of :func:`many` (and so of ``client.many`` / ``client.investments_many`` .
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -95,7 +97,10 @@ class _Results(Generic[T]):
 
     async def __anext__(self) -> Result[T]:
         try:
-            result = await self._receive.receive()
+            try:
+                result = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                result = await self._receive.receive()
         except anyio.EndOfStream:
             if self.feed_error is not None:
                 error, self.feed_error = self.feed_error, None
@@ -141,7 +146,7 @@ async def many(
     """Run ``one(login_id)`` for every login id (see the module docstring for the rules)."""
     check_many_options(concurrency, dedupe)
     send, receive = anyio.create_memory_object_stream[Result[T]](concurrency)
-    limiter = anyio.CapacityLimiter(concurrency)
+    slots = asyncio.Semaphore(concurrency)
     hooks: tuple[EventHook, ...] = (on_event,) if on_event else ()
 
     # Workers share `send`; it closes (ending the consumer's iteration) once the feed is
@@ -157,7 +162,7 @@ async def many(
 
     in_flight: set[object] | None = set() if dedupe == "in-flight" else None
 
-    async def worker(login_id: str, slot: object, key: object) -> None:
+    async def worker(login_id: str, key: object) -> None:
         try:
             if hooks:  # the client emits started/done/...; this task's context only
                 scoped_hooks.set(hooks)
@@ -177,11 +182,16 @@ async def many(
                 )
                 error.__cause__ = exc
                 result = Result(login_id, error=error, elapsed=time.monotonic() - started)
-            await send.send(result)
+            try:
+                send.send_nowait(result)  # the buffer holds `concurrency`: room, but for a
+            except anyio.WouldBlock:  # consumer that stopped reading
+                await send.send(result)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return  # the block was left: nobody reads results any more (we are cancelled)
         finally:
             if in_flight is not None:
                 in_flight.discard(key)
-            limiter.release_on_behalf_of(slot)
+            slots.release()
             worker_done()
 
     async def feed(tg: TaskGroup, results: _Results[T]) -> None:
@@ -203,10 +213,9 @@ async def many(
                     if key in seen:
                         continue
                     seen.add(key)
-                slot = object()
-                await limiter.acquire_on_behalf_of(slot)
+                await slots.acquire()
                 active += 1
-                tg.start_soon(worker, login_id, slot, key)
+                tg.start_soon(worker, login_id, key)
         finally:
             fed = True
             if active == 0:

@@ -13,6 +13,7 @@ data to stdout or ``--out``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import dataclasses
 import functools
@@ -96,6 +97,39 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_loop(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop (auto: uvloop when installed, from flinks-async[speed]; about 20%% "
+        "less CPU per request)",
+    )
+
+
+def _loop_options(choice: str) -> dict[str, Any]:
+    """anyio.run's backend_options for ``--loop`` (a usage error when uvloop is asked for
+    and missing)."""
+    if choice == "asyncio":
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if choice == "uvloop":
+            raise UsageError(
+                "--loop uvloop: uvloop is not installed (pip install 'flinks-async[speed]')"
+            ) from None
+        return {}
+    return {"use_uvloop": True}
+
+
+def _loop_name() -> str:
+    """``uvloop`` or ``asyncio``: the running event loop's kind."""
+    return (
+        "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="flinks-async",
@@ -119,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-faults", action="store_true", help="inject no faults")
     d.add_argument("--seed", type=int, default=1, help="seed of the login ids and faults")
     _add_progress(d)
+    _add_loop(d)
 
     u = sub.add_parser(
         "pull",
@@ -181,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     u.add_argument("--investments-url", help="full URL of /Investments (e.g. the wealth host)")
     _add_progress(u)
+    _add_loop(u)
 
     e = sub.add_parser(
         "serve-emulator",
@@ -217,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--record", type=_number(int, 0), default=0, help="requests to keep for inspection"
     )
+    _add_loop(e)
     return p
 
 
@@ -224,12 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        loop = _loop_options(args.loop)
         if args.command == "demo":
-            return anyio.run(_interruptible, _demo, args)
+            return anyio.run(_interruptible, _demo, args, backend_options=loop)
         if args.command == "pull":
             job = _prepare_pull(args)
-            return anyio.run(_interruptible, functools.partial(_pull, job=job), args)
-        return anyio.run(_interruptible, _serve, args)
+            pull = functools.partial(_pull, job=job)
+            return anyio.run(_interruptible, pull, args, backend_options=loop)
+        return anyio.run(_interruptible, _serve, args, backend_options=loop)
     except (FlinksError, ValueError, OSError) as exc:  # NotOurs, UsageError, IdSourceError...
         message = (
             str(exc)
@@ -292,7 +331,8 @@ async def _demo(args: argparse.Namespace) -> int:
     ) as emu:
         print(
             f"flinks-async demo: {len(ids)} logins from the emulator at {emu.url}\n"
-            f"concurrency {args.concurrency}, poll interval {args.poll_interval}s",
+            f"concurrency {args.concurrency}, poll interval {args.poll_interval}s, "
+            f"loop {_loop_name()}",
             file=sys.stderr,
         )
         async with (
@@ -498,7 +538,8 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     async with emu:
         print(
-            f"Flinks emulator serving on {emu.url} (any customer id); Ctrl-C stops it",
+            f"Flinks emulator serving on {emu.url} (any customer id, loop {_loop_name()}); "
+            "Ctrl-C stops it",
             file=sys.stderr,
             flush=True,
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Hashable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Literal, Self, TypedDict, Unpack, overload
@@ -26,7 +27,7 @@ from ._models import (
     Statements,
     decoder_for,
 )
-from ._polling import ENDPOINTS, Endpoint, fetch, make_decoder
+from ._polling import ENDPOINTS, Endpoint, Progress, fetch, make_decoder
 from ._redact import is_guid
 from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
@@ -226,14 +227,15 @@ class FlinksClient:
             strict=s.strict_schema, keep_extra=s.keep_extra, hooks=tuple(event_hooks)
         )
         self._flights = SingleFlight()
-        # Merged once here rather than by aiohttp on every request.
-        base = {
+        # The fixed headers are the session's defaults; a call carries only its own
+        # (the API key), so aiohttp merges one entry per request, or none.
+        self._transport.default_headers = {
             "User-Agent": _USER_AGENT,
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
-        self._data_headers = {**base, **({"x-api-key": s.api_key} if s.api_key else {})}
-        self._auth_headers = dict(base)
+        self._data_headers = {"x-api-key": s.api_key} if s.api_key else {}
+        self._auth_headers: dict[str, str] = {}
         self._call_options = tuple(getattr(s, name) for name in CallOptions.__annotations__)
 
     def with_options(self, **options: Unpack[CallOptions]) -> Self:
@@ -402,7 +404,8 @@ class FlinksClient:
         hooks = self._transport.hooks or scoped_hooks.get()
         tracer = self._tracer
         if not hooks and tracer is None:  # the fast path: nothing listens
-            return await self._fetch(endpoint, login_id, request_id, raw, params)
+            key, work = self._prepare(endpoint, login_id, request_id, raw, params)
+            return await self._flights.run(key, work)
         spec = ENDPOINTS.get(endpoint)
         name = spec.name if spec is not None else endpoint
         if hooks:
@@ -412,11 +415,12 @@ class FlinksClient:
         if tracer is not None:
             span = tracer.start_span(f"flinks {name}", attributes=self._span_attrs(name, login_id))
         try:
+            key, work = self._prepare(endpoint, login_id, request_id, raw, params)
             if span is not None:
                 with _otel.use_span(span):
-                    result = await self._fetch(endpoint, login_id, request_id, raw, params)
+                    result = await self._flights.run(key, work)
             else:
-                result = await self._fetch(endpoint, login_id, request_id, raw, params)
+                result = await self._flights.run(key, work)
         except BaseException as exc:
             if span is not None:
                 _otel.error_status(span, exc)
@@ -442,14 +446,16 @@ class FlinksClient:
             "flinks.login_id": self.settings.shown_login_id(login_id),
         }
 
-    async def _fetch(
+    def _prepare(
         self,
         endpoint: str,
         login_id: str,
         request_id: str | None,
         raw: bool,
         params: dict[str, Any],
-    ) -> Any:
+    ) -> tuple[Hashable, Callable[[], Coroutine[Any, Any, Any]]]:
+        """The single-flight key of a data call and the work it runs (not a coroutine of
+        its own: every await of a request resumes through each frame above it)."""
         spec = _endpoint(endpoint)
         login_id = check_login_id(login_id)
         body = _wire_params(spec, params)
@@ -467,21 +473,20 @@ class FlinksClient:
             if spec.key == "investments"
             else f"{s.banking_url}/{spec.name}"
         )
-        return await self._flights.run(
-            key,
-            lambda: fetch(
-                self._transport,
-                spec,
-                url=url,
-                login_id=login_id,
-                request_id=request_id,
-                params=body,
-                raw=raw,
-                authorize=self._request_id,
-                headers=self._data_headers,
-                settings=s,
-                schema=self._schema,
-            ),
+        progress = Progress()  # shared by this run and, if handed over, its continuation
+        return key, lambda: fetch(
+            self._transport,
+            spec,
+            url=url,
+            login_id=login_id,
+            request_id=request_id,
+            params=body,
+            raw=raw,
+            authorize=self._request_id,
+            headers=self._data_headers,
+            settings=s,
+            schema=self._schema,
+            progress=progress,
         )
 
     @overload
@@ -724,9 +729,8 @@ class FlinksClient:
         _wire_params(spec, params)  # a bad option fails here, before any login starts
         check_many_options(concurrency, dedupe)
 
-        async def one(login_id: str) -> Any:
-            return await self.fetch(endpoint, login_id, raw=raw, **params)
-
+        # a partial, not a coroutine wrapping fetch: one frame less for every await below
+        one = functools.partial(self.fetch, endpoint, raw=raw, **params)
         return many(
             one,
             login_ids,

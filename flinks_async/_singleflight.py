@@ -1,10 +1,24 @@
 """Single-flight: concurrent callers of the same work share one run of it.
 
-The shared run is an asyncio task of its own, so that no single caller's cancellation
-stops it while others still wait. It is cancelled (and awaited, so its connection is
-released before the last caller's cancellation finishes) when its last caller leaves.
-A plain asyncio task is used on purpose: the run must outlive any one caller's cancel
-scope, and a client may be opened and closed from different tasks (aiohttp's
+The first caller (the *leader*) runs the work inline, in its own task: no task is
+created and no result crosses a future when, as almost always, nobody joins. Callers
+arriving meanwhile (*followers*) wait on the run's future. The rules:
+
+* a follower that leaves (cancelled) leaves the run to the others;
+* a leader cancelled while followers wait hands the run over: the same work is started
+  again in a task of its own (the work keeps its progress, see
+  :class:`~flinks_async._polling.Progress`: the session and the polls done carry on), and
+  the followers get its result; the leader's cancellation stands;
+* the run stops when its last caller leaves: a leader alone is simply cancelled, a
+  handed-over task is cancelled and awaited, so its connection is released before the
+  last caller's cancellation finishes;
+* a caller never joins a run that is ending (done, or whose leader is being cancelled):
+  it starts a run of its own;
+* :meth:`SingleFlight.aclose` (the client closing) stops every run; its callers get
+  :class:`~flinks_async.ClientClosedError`.
+
+A handed-over run is a plain asyncio task on purpose: it must outlive the leader's
+cancel scope, and a client may be opened and closed from different tasks (aiohttp's
 ``cleanup_ctx``), which rules out a task group owned by the client.
 """
 
@@ -24,15 +38,30 @@ T = TypeVar("T")
 
 
 class _Flight:
-    __slots__ = ("task", "waiters")
+    __slots__ = ("closed", "future", "leader", "task", "waiters", "work")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.waiters = 0
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        leader: asyncio.Task[Any] | None,
+        work: Callable[[], Coroutine[Any, Any, Any]],
+    ) -> None:
+        self.future = future  #: the run's outcome, for the followers
+        self.leader = leader  #: the task running the work inline (None once handed over)
+        self.task: asyncio.Task[Any] | None = None  #: the handed-over run
+        self.work = work
+        self.waiters = 0  #: followers waiting on ``future``
+        self.closed = False  #: stopped by aclose()
+
+    def ending(self) -> bool:
+        """Finished, or its leader is being cancelled: not to be joined."""
+        if self.future.done() or self.closed:
+            return True
+        return self.task is None and self.leader is not None and self.leader.cancelling() > 0
 
 
 class SingleFlight:
-    """Runs at most one task per key; callers arriving meanwhile join it."""
+    """Runs at most one work per key; callers arriving meanwhile join it."""
 
     def __init__(self) -> None:
         self._flights: dict[Hashable, _Flight] = {}
@@ -42,49 +71,106 @@ class SingleFlight:
         return len(self._flights)
 
     async def run(self, key: Hashable, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Await ``work()``, or join the run already in progress under ``key``."""
+        """Await ``work()``, or join the run already in progress under ``key``.
+
+        The leader's part is written out here rather than in a helper coroutine: every
+        await inside the work resumes through each frame above it."""
         flight = self._flights.get(key)
-        # A finished run's removal callback may still be queued: never join it (a cancelled
-        # run would hand this caller its cancellation).
-        if flight is None or flight.task.done():
-            task = asyncio.get_running_loop().create_task(work())
-            flight = self._flights[key] = _Flight(task)
-            task.add_done_callback(lambda _t: self._forget(key, flight))
+        if flight is not None and not flight.ending():
+            return await self._follow(key, flight)  # type: ignore[no-any-return]
+        me = asyncio.current_task()
+        flight = _Flight(asyncio.get_running_loop().create_future(), me, work)
+        self._flights[key] = flight
+        try:
+            result = await work()
+        except asyncio.CancelledError:
+            if flight.closed:  # aclose() cancelled this task: report that, not a cancel
+                self._end(key, flight, error=asyncio.CancelledError())
+                if me is not None and me.uncancel() == 0:
+                    raise ClientClosedError(
+                        "the FlinksClient was closed during this call"
+                    ) from None
+                raise
+            if flight.waiters and not flight.future.done():
+                # others wait: the run goes on in a task of its own, from where it stands
+                flight.leader = None
+                flight.task = task = asyncio.get_running_loop().create_task(work())
+                task.add_done_callback(lambda t: self._settle(key, flight, t))
+            else:
+                self._end(key, flight, error=asyncio.CancelledError())
+            raise
+        except BaseException as exc:
+            self._end(key, flight, error=exc)
+            raise
+        self._end(key, flight, result=result)
+        return result
+
+    async def _follow(self, key: Hashable, flight: _Flight) -> Any:
         flight.waiters += 1
         try:
-            result: T = await asyncio.shield(flight.task)
-            return result
+            return await asyncio.shield(flight.future)
         except asyncio.CancelledError:
             me = asyncio.current_task()
-            if flight.task.cancelled() and me is not None and not me.cancelling():
-                # the run was cancelled under us (the client closed), not this caller
+            if flight.future.cancelled() and me is not None and not me.cancelling():
+                # the run was stopped under us (the client closed), not this caller
                 raise ClientClosedError("the FlinksClient was closed during this call") from None
             raise
         finally:
             flight.waiters -= 1
-            if flight.waiters == 0:
-                # Out of the table first: a caller arriving while the run is being torn down
-                # must start a run of its own, not join this dying one.
-                if self._flights.get(key) is flight:
-                    del self._flights[key]
-                if not flight.task.done():
-                    flight.task.cancel()
-                    with anyio.CancelScope(shield=True):
-                        await asyncio.wait([flight.task])
-                self._forget(key, flight)
+            task = flight.task
+            if flight.waiters == 0 and task is not None and not task.done():
+                # the last caller left a handed-over run: stop it, and wait for its end
+                self._drop(key, flight)
+                task.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([task])
 
-    def _forget(self, key: Hashable, flight: _Flight) -> None:
-        """Drop ``flight`` from the table (idempotent; only once its task is done)."""
-        if self._flights.get(key) is flight and flight.task.done():
+    def _drop(self, key: Hashable, flight: _Flight) -> None:
+        if self._flights.get(key) is flight:
             del self._flights[key]
-        if flight.task.done() and not flight.task.cancelled():
-            flight.task.exception()  # mark retrieved: every waiter got it already
+
+    def _end(
+        self,
+        key: Hashable,
+        flight: _Flight,
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """The leader's run is over: out of the table, outcome to the followers."""
+        self._drop(key, flight)
+        future = flight.future
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        elif isinstance(error, Exception):
+            future.set_exception(error)
+            future.exception()  # retrieved: every follower gets it, the leader raises it
+        else:
+            future.cancel()
+
+    def _settle(self, key: Hashable, flight: _Flight, task: asyncio.Task[Any]) -> None:
+        """A handed-over run ended: its outcome to the followers."""
+        self._drop(key, flight)
+        if task.cancelled():
+            if not flight.future.done():
+                flight.future.cancel()
+            return
+        error = task.exception()
+        self._end(key, flight, error=error, result=None if error else task.result())
 
     async def aclose(self) -> None:
-        """Cancel every run in progress and wait for them to end."""
-        tasks = [f.task for f in self._flights.values()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
+        """Stop every run in progress and wait for them to end."""
+        waits: list[asyncio.Future[Any]] = []
+        for flight in list(self._flights.values()):
+            flight.closed = True
+            if flight.task is not None:
+                flight.task.cancel()
+                waits.append(flight.task)
+            elif flight.leader is not None and not flight.future.done():
+                flight.leader.cancel()
+                waits.append(flight.future)
+        if waits:
             with anyio.CancelScope(shield=True):
-                await asyncio.wait(tasks)
+                await asyncio.wait(waits)

@@ -67,7 +67,8 @@ class Call:
     method: str
     url: str
     endpoint: str
-    headers: dict[str, str] = dataclasses.field(repr=False)  # holds credentials
+    #: this call's own headers (credentials), on top of the session's defaults
+    headers: dict[str, str] = dataclasses.field(repr=False)
     body: bytes | None = dataclasses.field(default=None, repr=False)  # personal data
     login_id: str | None = None
     request_id: str | None = None
@@ -76,6 +77,9 @@ class Call:
     fresh_headers: Callable[[], Awaitable[dict[str, str]]] | None = None
     #: the settings of a :meth:`FlinksClient.with_options` view (retries, backoff), if any
     settings: Settings | None = None
+    #: ``body`` as an aiohttp payload, built on first send and reused by every poll (bytes
+    #: payloads are stateless): no payload registry lookup per request
+    payload: aiohttp.BytesPayload | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(slots=True)
@@ -98,6 +102,8 @@ class Transport:
         self.tracer = tracer
         self.in_flight = 0
         self.requests_sent = 0
+        #: sent with every request (set by the client before the session opens)
+        self.default_headers: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: anyio.Event  # set by aclose() or the breaker; made with the session
@@ -152,6 +158,7 @@ class Transport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            headers=self.default_headers,
             timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=s.trust_env,
@@ -187,6 +194,9 @@ class Transport:
         debug = log.isEnabledFor(logging.DEBUG)
         timed = bool(hooks) or debug
         limiter = self._limiter
+        data = call.payload
+        if data is None and call.body is not None:
+            data = call.payload = aiohttp.BytesPayload(call.body, content_type="application/json")
         attempt = 0
         while True:
             attempt += 1
@@ -221,8 +231,8 @@ class Transport:
                     async with session.request(
                         call.method,
                         call.url,
-                        data=call.body,
-                        headers=call.headers,
+                        data=data,
+                        headers=call.headers or None,
                         allow_redirects=False,
                         proxy=s.proxy,
                     ) as resp:

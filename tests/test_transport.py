@@ -169,8 +169,9 @@ async def test_a_429_pauses_the_whole_client_and_spreads_the_retries(
         for r in emu.requests
         if r.login_id == bystander and r.endpoint == "Investments"
     ]
-    # the pause began with the first 429; a poll already on the wire may still land
-    assert not [t for t in polls if first_429 + 0.05 < t < first_429 + 1.0]
+    # the pause began with the first 429; a poll already on its way may still land (under
+    # a loaded CI machine, up to a few hundred ms later), then nothing for the pause
+    assert not [t for t in polls if first_429 + 0.25 < t < first_429 + 1.0]
     assert [t for t in polls if t > first_429 + 1.0]  # and polling resumed afterwards
 
 
