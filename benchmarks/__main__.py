@@ -19,16 +19,17 @@ from importlib.metadata import version
 
 import anyio
 
-from . import bulk_disk, decoding, fanout, looplag, ratelimit, transport
+from . import bulk_disk, capacity, decoding, fanout, looplag, ratelimit, transport
 from ._common import pin_client
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latest.md"
 PLOT = ROOT / "docs" / "assets" / "benchmarks.png"
-ALL = ("decoding", "transport", "fanout", "looplag", "bulk_disk", "ratelimit")
+ALL = ("decoding", "transport", "capacity", "fanout", "looplag", "bulk_disk", "ratelimit")
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
     "Transport overhead": "transport",
+    "Capacity at the real poll interval": "capacity",
     "Fan-out scale": "fanout",
     "Event-loop lag with big payloads": "looplag",
     "Bulk pull to disk": "bulk_disk",
@@ -142,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     if "transport" in only:
         tr = transport.run_loops((1, 64, 512), 200 if q else 1000, 2 if q else 9)
         show("Transport overhead", transport.markdown(tr))
+    if "capacity" in only:
+        cap = (
+            capacity.run_loops((1_000, 2_000), 1.0, 3.0)
+            if q
+            else capacity.run_loops(capacity.LEVELS, 10.0, 20.0)
+        )
+        show("Capacity at the real poll interval", capacity.markdown(cap))
     if "fanout" in only:
         fo = anyio.run(fanout.run, 1000 if q else 10_000, 100 if q else 1000)
         show("Fan-out scale", fo.markdown())

@@ -17,9 +17,9 @@ uvloop when it is installed.
 Each round pulls fresh logins (the emulator remembers logins), small payloads (2 KB),
 ``pending=2``, a poll every 1 ms (``poll_interval=0.001, poll_jitter=0``; the
 hand-written loops sleep 1 ms too: with the default 10% jitter half the sleeps would be
-just over 1 ms, which epoll rounds up to 2 ms). Reports logins/s, client CPU µs per HTTP request, and the wall time of each
-contender over bare aiohttp's, paired round by round (the contenders take turns, in a
-rotating order).
+just over 1 ms, which epoll rounds up to 2 ms). Reports logins/s, client CPU µs per HTTP
+request, and the wall time of each contender over bare aiohttp's, paired round by round
+(the contenders take turns, in a rotating order).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ pytest.importorskip("orjson")
 pytest.importorskip("pydantic")
 pytest.importorskip("httpx")
 
-from benchmarks import bulk_disk, decoding, fanout, looplag, ratelimit, transport
+from benchmarks import bulk_disk, capacity, decoding, fanout, looplag, ratelimit, transport
 
 pytestmark = pytest.mark.anyio
 
@@ -22,6 +22,13 @@ def test_decoding_runs() -> None:
 async def test_transport_runs() -> None:
     results = await transport.run((1, 4), logins=20, rounds=1)
     assert "bare aiohttp" in transport.markdown(results)
+
+
+async def test_capacity_runs() -> None:
+    result = await capacity.run((60, 120), poll_interval=0.2, hold=0.3, ramp_rate=2000)
+    assert [lv.in_flight for lv in result.levels] == [60, 120] and result.failed == 0
+    assert all(lv.polls_per_s > 0 for lv in result.levels)
+    assert "polls/s at the server" in capacity.markdown([result])
 
 
 async def test_fanout_runs() -> None:

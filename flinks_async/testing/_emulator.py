@@ -88,6 +88,7 @@ _STATUS_OF_CODE = {
     "NO_TRANSACTION": 400,
 }
 _STICKY = {"never_ready", "huge"}
+_COOKIES = itertools.count(0x5EED0000)  # a distinct session cookie value per answer
 _ENCODE = msgspec.json.encode
 _FAMILY = {
     "GetAccountsDetailAsync": "GetAccountsDetail",
@@ -185,12 +186,14 @@ class RecordedRequest:
 
 
 class _Login:
-    __slots__ = ("faults", "polls", "scenario")
+    __slots__ = ("faults", "pending_body", "polls", "scenario")
 
     def __init__(self, scenario: LoginScenario) -> None:
         self.scenario = scenario
         self.faults = collections.deque(scenario.faults)
         self.polls: collections.Counter[str] = collections.Counter()
+        #: the last 202 body encoded, by (family, requestId): polls answer it as it is
+        self.pending_body: tuple[tuple[str, str], bytes] | None = None
 
 
 class Emulator:
@@ -290,7 +293,23 @@ class Emulator:
         app.router.add_route("*", "/v3/{customer}/BankingServices/{op}", self._handle)
         app.router.add_route("*", "/v3/{customer}/BankingServices/{op}/{arg}", self._handle)
         app.router.add_route("POST", "/v3/{customer}/Investments", self._handle)
+        app.router.add_route("GET", "/_emulator/stats", self._stats)
         return app
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/stats``: what the server received so far, for a test or a
+        benchmark running the emulator in another process (not a Flinks endpoint, not
+        counted): ``requests_total``, ``counts`` by endpoint, ``statuses``, ``active``
+        (handlers running), ``logins`` (seen)."""
+        return _json(
+            {
+                "requests_total": self.requests_total,
+                "counts": dict(self.counts),
+                "statuses": {str(k): v for k, v in self.statuses.items()},
+                "active": self.active,
+                "logins": len(self._logins),
+            }
+        )
 
     async def start(self) -> None:
         """Start serving; :attr:`port` holds the port afterwards."""
@@ -385,7 +404,7 @@ class Emulator:
             endpoint, login_id, request_id, response = await self._route(request)
             status = response.status
             if not response.prepared:  # a session cookie, as real servers set: never sent back
-                response.set_cookie("flinks_session", uuid.uuid4().hex, httponly=True)
+                response.headers["Set-Cookie"] = f"flinks_session={next(_COOKIES):x}; HttpOnly"
             return response
         except asyncio.CancelledError:
             self.abandoned += 1  # the client went away mid-answer
@@ -522,22 +541,26 @@ class Emulator:
             sc = state.scenario
             if sc.never_ready or state.polls[family] < sc.pending:
                 state.polls[family] += 1
-                return _json(
-                    {
-                        "FlinksCode": "OPERATION_PENDING",
-                        "HttpStatusCode": 202,
-                        "Message": "Your operation is still processing",
-                        "RequestId": rid,
-                        "Links": [
-                            {
-                                "rel": f"{family}Async",
-                                "href": f"/{family}Async",
-                                "example": f"/{family}Async/{rid}",
-                            }
-                        ],
-                    },
-                    202,
-                )
+                cached = state.pending_body
+                if cached is None or cached[0] != (family, rid):
+                    # encoded once per session: thousands of pollers ask again and again
+                    body = _ENCODE(
+                        {
+                            "FlinksCode": "OPERATION_PENDING",
+                            "HttpStatusCode": 202,
+                            "Message": "Your operation is still processing",
+                            "RequestId": rid,
+                            "Links": [
+                                {
+                                    "rel": f"{family}Async",
+                                    "href": f"/{family}Async",
+                                    "example": f"/{family}Async/{rid}",
+                                }
+                            ],
+                        }
+                    )
+                    cached = state.pending_body = ((family, rid), body)
+                return web.Response(body=cached[1], status=202, content_type="application/json")
             if family in sc.payloads:
                 return _verbatim(sc.payloads[family])
             variant = int(login_id[:2], 16) % 4
