@@ -23,9 +23,11 @@ Rules of :func:`many` (and so of ``client.many`` / ``client.investments_many`` .
   poll (single-flight).
 * An exception raised by ``login_ids`` stops the feed; the logins already in flight still
   end in their results, and then the exception is raised (bare) from the ``async for``.
-* A closed client (:class:`ClientClosedError`, e.g. ``aclose()`` from another task) or a
-  tripped circuit breaker (:class:`ServerUnreachableError`) cancels the logins in flight
-  and is raised once from the ``async for``, not reported per login.
+* A closed client (:class:`ClientClosedError`, e.g. ``aclose()`` from another task), a
+  tripped circuit breaker (:class:`ServerUnreachableError`) or Redis failing under a
+  shared rate limit (:class:`CoordinationError`, without ``redis_fallback="local"``)
+  cancels the logins in flight and is raised once from the ``async for``, not reported
+  per login.
 * Leaving the ``async with`` block (normally, by ``break`` or an exception) or cancelling
   the consumer cancels every login still in flight; their connections are closed before
   the block exits, and no task is left running. The id source is closed too (``aclose()``
@@ -46,7 +48,13 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._errors import ClientClosedError, ConfigurationError, FlinksError, ServerUnreachableError
+from ._errors import (
+    ClientClosedError,
+    ConfigurationError,
+    CoordinationError,
+    FlinksError,
+    ServerUnreachableError,
+)
 from ._events import EventHook, scoped_hooks
 
 __all__ = ["Result", "check_many_options", "many"]
@@ -54,7 +62,7 @@ __all__ = ["Result", "check_many_options", "many"]
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 #: Errors that no other login can escape: raised once from the ``async for``.
-_ENDS_THE_FAN_OUT = (ClientClosedError, ServerUnreachableError)
+_ENDS_THE_FAN_OUT = (ClientClosedError, ServerUnreachableError, CoordinationError)
 log = logging.getLogger("flinks_async")
 
 

@@ -156,6 +156,14 @@ class FlinksClient:
         keep_extra: keep what the models do not map on each model's ``.extra`` (a dict),
             checking every answer; :func:`flinks_async.dump` re-encodes a value with it.
             Off by default: it reads every answer a second time (see Performance).
+        redis_url: share ``rate_limit`` with every client using this Redis and customer id,
+            in any process (``redis://``, ``rediss://`` for TLS, user and password in the
+            URL; also read from ``FLINKS_REDIS_URL``; needs the ``redis`` extra). Unset:
+            each client counts its own requests. See :mod:`flinks_async._coordination`.
+        redis_fallback: ``"error"`` (default): Redis unavailable raises
+            :class:`CoordinationError` from the call that needed it; ``"local"``: log one
+            warning and fall back to this process's own rate limit.
+        coordination_timeout: seconds any one Redis operation may take (default 2).
     """
 
     def __init__(
@@ -190,6 +198,9 @@ class FlinksClient:
         unreachable_after: int | None = None,
         strict_schema: bool = False,
         keep_extra: bool = False,
+        redis_url: str | None = None,
+        redis_fallback: Literal["error", "local"] = "error",
+        coordination_timeout: float = 2.0,
     ) -> None:
         self.settings = Settings.build(
             customer_id=customer_id,
@@ -219,6 +230,9 @@ class FlinksClient:
             unreachable_after=unreachable_after,
             strict_schema=strict_schema,
             keep_extra=keep_extra,
+            redis_url=redis_url,
+            redis_fallback=redis_fallback,
+            coordination_timeout=coordination_timeout,
         )
         s = self.settings
         self._tracer = _otel.get_tracer() if tracing else None

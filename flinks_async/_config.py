@@ -21,6 +21,7 @@ ENV_VARS = {
     "api_key": "FLINKS_API_KEY",
     "secret_key": "FLINKS_SECRET_KEY",
     "base_url": "FLINKS_BASE_URL",
+    "redis_url": "FLINKS_REDIS_URL",
 }
 
 
@@ -55,6 +56,9 @@ class Settings:
     unreachable_after: int | None = None
     strict_schema: bool = False
     keep_extra: bool = False
+    redis_url: str | None = dataclasses.field(default=None, repr=False)  # may hold a password
+    redis_fallback: str = "error"
+    coordination_timeout: float = 2.0
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **given: object) -> Settings:
@@ -101,6 +105,14 @@ class Settings:
             )
         if self.unreachable_after is not None and self.unreachable_after < 1:
             raise ConfigurationError("unreachable_after must be >= 1 (or None: off)")
+        if self.redis_fallback not in ("error", "local"):
+            raise ConfigurationError('redis_fallback must be "error" or "local"')
+        if self.coordination_timeout <= 0:
+            raise ConfigurationError("coordination_timeout must be > 0")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ConfigurationError("redis_url must start with redis://, rediss:// or unix://")
         if self.rate_limit is not None:
             try:
                 capacity_and_window(self.rate_limit, self.rate_limit_window)
@@ -127,7 +139,12 @@ class Settings:
 
     def describe(self) -> str:
         """A repr-safe one-line description (secrets masked)."""
-        return (
+        text = (
             f"customer_id={self.customer_id!r}, base_url={self.base_url!r}, "
             f"api_key={mask(self.api_key)}, secret_key={mask(self.secret_key)}"
         )
+        if self.redis_url:
+            from ._coordination import shown_redis_url
+
+            text += f", redis_url={shown_redis_url(self.redis_url)!r}"
+        return text

@@ -7,6 +7,7 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
      ├── ConfigurationError          also a ValueError: a missing or malformed client option
      ├── ClientClosedError           also a RuntimeError: the client was closed before or
      │                               during the call (or used from another event loop)
+     ├── CoordinationError           redis_url: Redis unreachable or failing (no fallback)
      ├── TransportError              network failure after the retries: connect, reset, timeout
      │    ├── ResponseTooLargeError  a body over ``max_response_bytes`` (read stops there)
      │    └── ServerUnreachableError ``unreachable_after`` connection failures and no answer ever
@@ -49,6 +50,7 @@ __all__ = [
     "AccessDeniedError",
     "ClientClosedError",
     "ConfigurationError",
+    "CoordinationError",
     "DecodeError",
     "FlinksError",
     "InvalidLoginIdError",
@@ -137,6 +139,13 @@ class ClientClosedError(FlinksError, RuntimeError):
     """The :class:`~flinks_async.FlinksClient` was closed before or during this call, or is
     used from an event loop other than the one it was opened in. Open a new client (one per
     event loop), or keep the client open until its calls and fan-outs have finished."""
+
+
+class CoordinationError(FlinksError):
+    """``redis_url`` is set and Redis cannot be used (unreachable, timing out, refusing the
+    password). Raised by the call that needed it, after at most ``coordination_timeout``;
+    with ``redis_fallback="local"`` the client logs a warning and goes on in-process
+    instead. The message names Redis by host and port, never with its password."""
 
 
 class TransportError(FlinksError):

@@ -272,8 +272,7 @@ async def fetch(
     # Only the deadline gets here.
     elapsed = time.monotonic() - started
     raise PollTimeoutError(
-        f"still pending after {elapsed:.1f}s and {p.polls} polls "
-        f"(poll_timeout={s.poll_timeout}s)",
+        f"still pending after {elapsed:.1f}s and {p.polls} polls (poll_timeout={s.poll_timeout}s)",
         attempts=p.polls,
         elapsed=elapsed,
         login_id=login_id,

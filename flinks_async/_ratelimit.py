@@ -110,8 +110,9 @@ class RateLimiter:
             self._dispatch()
             raise
 
-    def release(self) -> None:
-        """The request's answer began to arrive, or it failed or was cancelled."""
+    def release(self, token: object = None) -> None:
+        """The request's answer began to arrive, or it failed or was cancelled (``token``:
+        what :meth:`acquire` returned, for the shared limiter's interface; unused here)."""
         self.in_flight -= 1
         self._finished.append(time.monotonic())
         self._dispatch()

@@ -32,6 +32,7 @@ from yarl import URL
 
 from . import _events, _otel
 from ._config import Settings
+from ._coordination import RedisRateLimiter
 from ._errors import (
     APIError,
     ClientClosedError,
@@ -108,11 +109,21 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: anyio.Event  # set by aclose() or the breaker; made with the session
         self._closed = False
-        self._limiter = (
-            RateLimiter(*capacity_and_window(settings.rate_limit, settings.rate_limit_window))
-            if settings.rate_limit
-            else None
-        )
+        self._limiter: RateLimiter | RedisRateLimiter | None = None
+        if settings.rate_limit:
+            capacity, window = capacity_and_window(settings.rate_limit, settings.rate_limit_window)
+            local = RateLimiter(capacity, window)
+            self._limiter = local
+            if settings.redis_url:
+                self._limiter = RedisRateLimiter(
+                    settings.redis_url,
+                    customer_id=settings.customer_id,
+                    capacity=capacity,
+                    window=window,
+                    hold=settings.connect_timeout + window,
+                    timeout=settings.coordination_timeout,
+                    fallback=local if settings.redis_fallback == "local" else None,
+                )
         # A 429 / TOO_MANY_REQUESTS pauses every new request of the client until then.
         self._paused_until = 0.0
         self._pause_length = 0.0
@@ -169,6 +180,10 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session and every pooled connection. Idempotent."""
         self._closed = True
+        if isinstance(self._limiter, RedisRateLimiter):
+            limiter, self._limiter = self._limiter, None
+            with anyio.CancelScope(shield=True):
+                await limiter.aclose()
         if self._session is not None:
             self._closing.set()  # wakes calls sleeping before a retry
         session, self._session = self._session, None
@@ -214,9 +229,10 @@ class Transport:
             if call.fresh_headers is not None:
                 call.headers = {**call.headers, **await call.fresh_headers()}
             held = limiter is not None
+            slot = None
             if limiter is not None:
                 # a just-minted single-use token goes ahead of the queue, never idles behind it
-                await limiter.acquire(priority=call.fresh_headers is not None)
+                slot = await limiter.acquire(priority=call.fresh_headers is not None)
             if hooks:
                 self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
             started = time.monotonic() if timed else 0.0
@@ -238,7 +254,7 @@ class Transport:
                     ) as resp:
                         if held:  # the answer began: the request has arrived
                             held = False
-                            limiter.release()  # type: ignore[union-attr]
+                            limiter.release(slot)  # type: ignore[union-attr]
                         self._answered = True
                         status = resp.status
                         try:
@@ -285,7 +301,7 @@ class Transport:
                     self.in_flight -= 1
                     if held:  # failed or cancelled before any answer
                         held = False
-                        limiter.release()  # type: ignore[union-attr]
+                        limiter.release(slot)  # type: ignore[union-attr]
                 if debug:
                     self._log_exchange(call, attempt, started, status, failure, body)
                 if failure is None:

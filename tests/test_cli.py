@@ -93,6 +93,35 @@ async def test_demo_runs_and_summarises() -> None:
     assert "ok " in proc.stderr.decode() and "req/s" in proc.stderr.decode()
 
 
+@pytest.mark.parametrize("loop", ["auto", "asyncio", "uvloop"])
+async def test_demo_runs_on_the_loop_asked_for(loop: str) -> None:
+    pytest.importorskip("uvloop")
+    proc = await anyio.run_process(
+        [*CLI, "demo", "--logins", "20", "--progress", "off", "--loop", loop], check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    expected = "asyncio" if loop == "asyncio" else "uvloop"  # auto: uvloop when installed
+    assert f"loop {expected}" in proc.stdout.decode() + proc.stderr.decode()
+
+
+async def test_loop_uvloop_without_uvloop_is_a_usage_error() -> None:
+    hide = "import sys; sys.modules['uvloop'] = None; from flinks_async._cli import main; "
+    proc = await anyio.run_process(
+        [sys.executable, "-c", hide + "sys.exit(main(sys.argv[1:]))", "demo", "--loop", "uvloop"],
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == [
+        "flinks-async: error: --loop uvloop: uvloop is not installed "
+        "(pip install 'flinks-async[speed]')"
+    ]
+    auto = await anyio.run_process(
+        [sys.executable, "-c", hide + "sys.exit(main(sys.argv[1:]))", "demo", "--logins", "5"],
+        check=False,
+    )
+    assert auto.returncode == 0 and "loop asyncio" in auto.stderr.decode()
+
+
 async def test_pull_writes_one_jsonl_line_per_login(emu: Emulator, tmp_path: pathlib.Path) -> None:
     ids = demo_login_ids(30, seed=21)
     emu.set_login(ids[0], faults=["INVALID_LOGIN@data"])

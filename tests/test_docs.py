@@ -77,6 +77,19 @@ def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> Non
         assert "still processing" in lines[2] and lines[3] == "not a Flinks loginId"
 
 
+def test_the_uvloop_example_runs_on_uvloop() -> None:
+    pytest.importorskip("uvloop")
+    proc = subprocess.run(
+        [sys.executable, str(DOCS / "examples" / "with_uvloop.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "20 logins pulled on uvloop\n"
+
+
 def test_users_pytest_example_passes_with_the_shipped_fixtures() -> None:
     proc = subprocess.run(
         [

@@ -20,6 +20,7 @@ EXPECTED = {
     "Balance",
     "ClientClosedError",
     "ConfigurationError",
+    "CoordinationError",
     "DecodeError",
     "Event",
     "EventHook",

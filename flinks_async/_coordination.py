@@ -1,0 +1,194 @@
+"""Coordination between processes on Redis: one ``rate_limit`` for every client of a
+customer id (``pip install 'flinks-async[redis]'``, ``redis_url=`` / ``FLINKS_REDIS_URL``).
+
+The shared rate limit keeps the promise of the in-process one (:mod:`flinks_async._ratelimit`)
+across processes: **at most N requests arrive at Flinks in any window of
+``rate_limit_window`` seconds**, counted over every process using the same Redis and
+customer id, retries, polls and token requests included. The scheme is the same: a request
+occupies a slot from before it is sent until ``window`` after its answer began (or it
+failed, or was cancelled), and a request starts only while fewer than N slots are
+occupied. The slots live in one Redis sorted set,
+``flinks-async:{customer_id}:rate-limit``, member = a random token, score = when the slot
+frees (Redis' own clock, ``TIME``, so the processes' clocks never matter):
+
+* **take** (one Lua script, atomic): drop the members whose time has passed; if fewer than
+  N remain, add ours with score ``now + hold`` and succeed; else answer how long until the
+  earliest slot frees;
+* **give back**: set our member's score to ``now + window``.
+
+``hold`` = ``connect_timeout + window``: a slot whose process died (kill -9) frees by
+itself after at most that long, and a live request's slot is re-scored when its answer
+begins. The proof of the in-process limiter needs the request to arrive between the take
+and the give-back; a request that has not arrived ``connect_timeout`` after being sent has
+failed to connect, so it never arrives.
+
+Why not the ``limits`` package (its moving window on Redis): it counts requests as they
+*start*. Answers take different times, so starts one second apart can arrive closer
+together: v0.1's in-process limiter did exactly that and let 1.8x the limit reach the
+server in one second (see the changelog). The arrival bound needs a slot held until the
+answer, which a counter of starts cannot express. The script is run through redis-py's
+``Script`` (``EVALSHA``, loaded once).
+
+Waiting: within a process, callers queue FIFO on an ``asyncio.Lock`` and only the head asks
+Redis, so N processes each contribute one waiter; the head asks again after the time
+Redis says (at most 20 ms, plus up to 5 ms jitter so processes do not ask in step). That
+is fair enough that no process starves (each gets a turn at every freed slot, in no fixed
+order), not FIFO across processes.
+
+Every Redis operation has a timeout (``socket_timeout`` / ``socket_connect_timeout`` =
+``coordination_timeout``, default 2 s). Unreachable Redis: :class:`CoordinationError` from
+the call that needed it, or with ``redis_fallback="local"`` one WARNING and the in-process
+limiter from then on. Key names hold the customer id (not a secret) and no login id; the
+URL's password is never shown (reprs, logs, errors show ``redis://host:port/db``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from typing import Any
+
+from ._errors import CoordinationError
+from ._ratelimit import RateLimiter
+
+__all__ = ["RedisRateLimiter", "shown_redis_url"]
+
+log = logging.getLogger("flinks_async")
+
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+  return -1
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tonumber(first[2]) - now
+"""
+_GIVE_BACK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+return 0
+"""
+#: the longest a waiting process sleeps before asking Redis again (seconds)
+MAX_WAIT = 0.02
+
+
+def shown_redis_url(url: str) -> str:
+    """``url`` without its user and password: ``rediss://host:port/db``."""
+    from yarl import URL
+
+    parsed = URL(url)
+    return str(parsed.with_user(None).with_password(None)) if parsed.host else "redis://?"
+
+
+class RedisRateLimiter:
+    """The shared rate limit (see the module docstring). Same interface as
+    :class:`~flinks_async._ratelimit.RateLimiter`: ``await acquire()`` returns a token that
+    ``release(token)`` gives back."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        customer_id: str,
+        capacity: int,
+        window: float,
+        hold: float,
+        timeout: float,
+        fallback: RateLimiter | None,
+    ) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError:  # pragma: no cover - the extra is installed in tests
+            raise CoordinationError(
+                "redis_url needs the redis extra: pip install 'flinks-async[redis]'"
+            ) from None
+        self.url = shown_redis_url(url)
+        self.key = f"flinks-async:{customer_id}:rate-limit"
+        self.capacity = capacity
+        self.window = window
+        self.hold = hold
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._take = self._redis.register_script(_TAKE)
+        self._give_back = self._redis.register_script(_GIVE_BACK)
+        self._lock = asyncio.Lock()
+        self._fallback = fallback
+        self._local: RateLimiter | None = None  # once fallen back
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    def __repr__(self) -> str:
+        return f"RedisRateLimiter({self.url!r}, capacity={self.capacity}, window={self.window})"
+
+    async def acquire(self, *, priority: bool = False) -> Any:
+        """Wait for a slot; return the token to :meth:`release`."""
+        if self._local is not None:
+            await self._local.acquire(priority=priority)
+            return None
+        token = secrets.token_hex(8)
+        try:
+            async with self._lock:
+                while True:
+                    wait = await self._take(
+                        keys=[self.key],
+                        args=[self.capacity, int(self.hold * 1000), token],
+                    )
+                    if wait < 0:
+                        return token
+                    delay = min(max(wait, 1) / 1000, MAX_WAIT)
+                    await asyncio.sleep(delay + random.uniform(0, 0.005))
+        except (OSError, TimeoutError, _redis_errors()) as exc:
+            return await self._unavailable(exc, priority)
+
+    def release(self, token: Any) -> None:
+        """Give a slot back: it frees ``window`` seconds from now (Redis' clock)."""
+        if token is None:
+            if self._local is not None:
+                self._local.release()
+            return
+        task = asyncio.get_running_loop().create_task(self._release(token))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _release(self, token: str) -> None:
+        try:
+            await self._give_back(keys=[self.key], args=[int(self.window * 1000), token])
+        except (OSError, TimeoutError, _redis_errors()) as exc:
+            # the slot frees by itself after `hold`: nothing is lost but a little capacity
+            log.warning("rate limit: could not give a slot back to %s: %s", self.url, exc)
+
+    async def _unavailable(self, exc: BaseException, priority: bool) -> Any:
+        if self._fallback is None:
+            raise CoordinationError(
+                f"Redis at {self.url} is unavailable for the shared rate limit: "
+                f"{type(exc).__name__}"
+            ) from None
+        if self._local is None:
+            log.warning(
+                "Redis at %s is unavailable (%s): the rate limit is now this process's own "
+                "(redis_fallback='local')",
+                self.url,
+                type(exc).__name__,
+            )
+            self._local = self._fallback
+        await self._local.acquire(priority=priority)
+        return None
+
+    async def aclose(self) -> None:
+        """Wait for the give-backs in flight, then close the connection pool."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=2)
+        await self._redis.aclose()
+
+
+def _redis_errors() -> type[Exception]:
+    import redis.exceptions
+
+    return redis.exceptions.RedisError

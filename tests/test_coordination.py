@@ -1,0 +1,210 @@
+"""The shared rate limit on a real redis-server, across real OS processes.
+
+Each test starts its own ``redis-server`` on a free port (the Debian package; ``.ci/run``
+installs it when missing) and stops it. The emulator runs in this process and records when
+every request arrived: the limit is checked as Flinks would count it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import anyio
+import pytest
+
+from flinks_async import CoordinationError, FlinksClient
+from flinks_async.testing import Emulator, demo_login_ids
+
+from .conftest import CUSTOMER, fast_client
+
+pytestmark = pytest.mark.anyio
+
+REDIS = shutil.which("redis-server")
+# skipped on a machine without it, never in CI (.ci/run installs it: missing there is a failure)
+needs_redis = pytest.mark.skipif(
+    REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"
+)
+
+# One process of the fleet: pulls its logins as hard as it can under the shared limit.
+WORKER = """
+import sys, anyio
+from flinks_async import FlinksClient
+async def main(url, redis_url, customer, first, n):
+    from flinks_async.testing import demo_login_ids
+    ids = demo_login_ids(int(first) + int(n), seed=90)[int(first):]
+    async with FlinksClient(customer, base_url=url, redis_url=redis_url, rate_limit=40,
+                            poll_interval=0.001, backoff_initial=0.001) as client:
+        async with client.investments_many(ids, concurrency=50) as results:
+            ok = sum([r.ok async for r in results])
+    print(ok)
+anyio.run(main, *sys.argv[1:])
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real redis-server on a free loopback port, no persistence; stopped after."""
+    assert REDIS is not None, "redis-server is not installed (.ci/run installs it)"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@needs_redis
+async def test_four_processes_share_one_limit_as_the_server_counts_it(
+    redis_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """(a) 4 processes at rate_limit=40, each with 50 logins in flight and 1 ms polls: no
+    one-second window at the emulator holds more than 40 requests, and every process
+    gets its share."""
+    redis_url, _ = redis_server
+    async with Emulator(pending=3, payload_bytes=500) as emu:
+        procs = [
+            await anyio.open_process(
+                [sys.executable, "-c", WORKER, emu.url, redis_url, CUSTOMER, str(i * 30), "30"]
+            )
+            for i in range(4)
+        ]
+        outs = []
+        with anyio.fail_after(60):
+            for p in procs:
+                await p.wait()
+                assert p.stdout is not None
+                outs.append((await p.stdout.receive()).decode().strip())
+        assert outs == ["30"] * 4  # every login of every process
+        times = sorted(r.received_at for r in emu.requests)
+        busiest = emu.max_requests_in_window(1.0)
+    # 4 x 30 logins x (Authorize + 3 x 202 + 200) = 600 requests, at most 40 a second
+    assert len(times) == 600
+    assert busiest <= 40
+    span = times[-1] - times[0]
+    assert len(times) / span > 30  # and the limit was used, not just respected
+
+
+@needs_redis
+async def test_one_process_under_the_shared_limit(
+    redis_server: tuple[str, subprocess.Popen[bytes]], login_ids: list[str]
+) -> None:
+    redis_url, _ = redis_server
+    async with Emulator(pending=1, payload_bytes=500) as emu:
+        async with fast_client(emu, redis_url=redis_url, rate_limit=20) as client:
+            async with client.investments_many(login_ids[:15], concurrency=15) as results:
+                assert all([r.ok async for r in results])
+        assert emu.max_requests_in_window(1.0) <= 20
+
+
+@needs_redis
+async def test_redis_dying_mid_run_is_a_typed_error_at_once(
+    redis_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """(d) Redis killed while logins are in flight: with the default "error", the fan-out
+    stops with CoordinationError within the coordination timeout, nothing hangs."""
+    redis_url, proc = redis_server
+    ids = demo_login_ids(40, seed=91)
+    async with Emulator(pending=50, payload_bytes=500) as emu:
+        async with fast_client(
+            emu, redis_url=redis_url, rate_limit=100, coordination_timeout=0.5, poll_interval=0.01
+        ) as client:
+
+            async def pull() -> None:
+                async with client.investments_many(ids, concurrency=40) as results:
+                    async for _ in results:
+                        pass
+
+            async def kill_redis() -> None:
+                while emu.requests_total < 60:  # noqa: ASYNC110 - the server's count
+                    await anyio.sleep(0.005)
+                proc.kill()
+                killed.append(time.monotonic())
+
+            killed: list[float] = []
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(kill_redis)
+                with anyio.fail_after(10), pytest.raises(CoordinationError) as info:
+                    await pull()
+            assert time.monotonic() - killed[0] < 5  # about coordination_timeout, no hang
+            assert client.in_flight_requests == 0 and client.active_polls == 0
+    assert "127.0.0.1" in str(info.value) and "redis://" in str(info.value)
+
+
+@needs_redis
+async def test_redis_dying_with_local_fallback_finishes_the_pull(
+    redis_server: tuple[str, subprocess.Popen[bytes]], caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_url, proc = redis_server
+    ids = demo_login_ids(30, seed=92)
+    async with Emulator(pending=20, payload_bytes=500) as emu:
+        async with fast_client(
+            emu,
+            redis_url=redis_url,
+            rate_limit=200,
+            redis_fallback="local",
+            coordination_timeout=0.5,
+            poll_interval=0.01,
+        ) as client:
+            with caplog.at_level(logging.WARNING, logger="flinks_async"):
+                async with client.investments_many(ids, concurrency=30) as results:
+                    got = 0
+                    async for r in results:
+                        assert r.ok
+                        got += 1
+                        if got == 1:
+                            proc.kill()  # Redis dies mid-run
+            assert got == 30
+    assert "this process's own" in caplog.text
+
+
+async def test_an_unreachable_redis_is_a_typed_error_and_never_a_hang() -> None:
+    port = _free_port()  # nothing listens there
+    async with Emulator(pending=0) as emu:
+        async with FlinksClient(
+            CUSTOMER,
+            base_url=emu.url,
+            rate_limit=10,
+            redis_url=f"redis://user:s3cret-pw@127.0.0.1:{port}/0",
+            coordination_timeout=0.5,
+        ) as client:
+            with anyio.fail_after(5), pytest.raises(CoordinationError) as info:
+                await client.investments(demo_login_ids(1)[0])
+            assert "s3cret-pw" not in repr(client)
+    assert "s3cret-pw" not in str(info.value) and f"127.0.0.1:{port}" in str(info.value)
+    assert emu.requests_total == 0  # nothing reached Flinks unaccounted
+
+
+def test_import_does_not_import_redis() -> None:
+    code = "import sys, flinks_async; sys.exit('redis' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=os.environ.copy()).returncode == 0
