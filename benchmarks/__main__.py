@@ -19,13 +19,22 @@ from importlib.metadata import version
 
 import anyio
 
-from . import bulk_disk, capacity, decoding, fanout, looplag, ratelimit, transport
+from . import bulk_disk, capacity, coordination, decoding, fanout, looplag, ratelimit, transport
 from ._common import pin_client
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latest.md"
 PLOT = ROOT / "docs" / "assets" / "benchmarks.png"
-ALL = ("decoding", "transport", "capacity", "fanout", "looplag", "bulk_disk", "ratelimit")
+ALL = (
+    "decoding",
+    "transport",
+    "capacity",
+    "fanout",
+    "looplag",
+    "bulk_disk",
+    "ratelimit",
+    "coordination",
+)
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
     "Transport overhead": "transport",
@@ -34,6 +43,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Event-loop lag with big payloads": "looplag",
     "Bulk pull to disk": "bulk_disk",
     "Rate limit as the server counts it": "ratelimit",
+    "Shared rate limit on Redis": "coordination",
 }
 
 
@@ -163,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     if "ratelimit" in only:
         rl = anyio.run(ratelimit.run, (0.05,) if q else (0.0, 0.05, 0.2), 150 if q else 300)
         show("Rate limit as the server counts it", ratelimit.markdown(rl))
+    if "coordination" in only:
+        co = anyio.run(coordination.run, 300 if q else 1000, 64, 2 if q else 7)
+        show("Shared rate limit on Redis", coordination.markdown(co))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

@@ -487,8 +487,10 @@ class FlinksClient:
             if spec.key == "investments"
             else f"{s.banking_url}/{spec.name}"
         )
-        progress = Progress()  # shared by this run and, if handed over, its continuation
-        return key, lambda: fetch(
+        # a partial, not a closure: a login in flight holds 3 objects the cyclic GC walks
+        # here instead of a function and a dozen cells (full collections walk them all)
+        return key, functools.partial(
+            fetch,
             self._transport,
             spec,
             url=url,
@@ -500,7 +502,7 @@ class FlinksClient:
             headers=self._data_headers,
             settings=s,
             schema=self._schema,
-            progress=progress,
+            progress=Progress(),  # shared by this run and, if handed over, its continuation
         )
 
     @overload

@@ -51,6 +51,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import decimal
+import functools
 import logging
 import re
 import threading
@@ -224,7 +225,7 @@ class SchemaCheck:
         self.found: collections.defaultdict[str, collections.Counter[str]] = (
             collections.defaultdict(collections.Counter)
         )
-        self._checked: collections.Counter[type[Any]] = collections.Counter()
+        self._checked_count: collections.Counter[type[Any]] = collections.Counter()
 
     def summary(self) -> dict[str, dict[str, int]]:
         """``{model: {key or "key (type)": times seen}}``."""
@@ -238,42 +239,47 @@ class SchemaCheck:
         login_id: str | None,
     ) -> Callable[[bytes], Any]:
         """``decode`` plus the check (when this answer is to be checked), the repair of an
-        answer that does not fit, and the check of ``SecurityId`` references."""
+        answer that does not fit, and the check of ``SecurityId`` references. (A partial,
+        not a closure: fewer objects held per login in flight.)"""
+        return functools.partial(self._checked, decode, model, endpoint, login_id)
 
-        def checked(body: bytes) -> Any:
-            sampled = (
-                self.strict
-                or self.keep_extra
-                or (self._checked[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES)
-            )
-            try:
-                value = decode(body)
-            except Unfit as exc:
-                drift = self._check(body, model, None, endpoint, login_id)
-                if self.strict:
-                    raise SchemaDriftError(
-                        f"{exc.message} (strict_schema=True)", drift=drift
-                    ) from None
-                value = self._repair(body, model, exc, endpoint, login_id)
-                self._references(value, endpoint, login_id)
-                return value
-            except DecodeError:
-                self._check(body, model, None, endpoint, login_id)  # report why, then fail
-                raise
-            if sampled:
-                self._checked[model] += 1
-                drift = self._check(body, model, value, endpoint, login_id)
-                if drift and self.strict:
-                    model_name, key = drift[0]
-                    raise SchemaDriftError(
-                        f"{model_name} has {key}, which the client does not know "
-                        f"({len(drift)} finding(s) in this answer; strict_schema=True)",
-                        drift=drift,
-                    )
+    def _checked(
+        self,
+        decode: Callable[[bytes], Any],
+        model: type[Any],
+        endpoint: str,
+        login_id: str | None,
+        body: bytes,
+    ) -> Any:
+        sampled = (
+            self.strict
+            or self.keep_extra
+            or (self._checked_count[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES)
+        )
+        try:
+            value = decode(body)
+        except Unfit as exc:
+            drift = self._check(body, model, None, endpoint, login_id)
+            if self.strict:
+                raise SchemaDriftError(f"{exc.message} (strict_schema=True)", drift=drift) from None
+            value = self._repair(body, model, exc, endpoint, login_id)
             self._references(value, endpoint, login_id)
             return value
-
-        return checked
+        except DecodeError:
+            self._check(body, model, None, endpoint, login_id)  # report why, then fail
+            raise
+        if sampled:
+            self._checked_count[model] += 1
+            drift = self._check(body, model, value, endpoint, login_id)
+            if drift and self.strict:
+                model_name, key = drift[0]
+                raise SchemaDriftError(
+                    f"{model_name} has {key}, which the client does not know "
+                    f"({len(drift)} finding(s) in this answer; strict_schema=True)",
+                    drift=drift,
+                )
+        self._references(value, endpoint, login_id)
+        return value
 
     def _repair(
         self, body: bytes, model: type[Any], unfit: Unfit, endpoint: str, login_id: str | None

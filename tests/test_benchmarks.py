@@ -8,7 +8,16 @@ pytest.importorskip("orjson")
 pytest.importorskip("pydantic")
 pytest.importorskip("httpx")
 
-from benchmarks import bulk_disk, capacity, decoding, fanout, looplag, ratelimit, transport
+from benchmarks import (
+    bulk_disk,
+    capacity,
+    coordination,
+    decoding,
+    fanout,
+    looplag,
+    ratelimit,
+    transport,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +38,11 @@ async def test_capacity_runs() -> None:
     assert [lv.in_flight for lv in result.levels] == [60, 120] and result.failed == 0
     assert all(lv.polls_per_s > 0 for lv in result.levels)
     assert "polls/s at the server" in capacity.markdown([result])
+
+
+async def test_coordination_runs() -> None:
+    result = await coordination.run(logins=20, concurrency=4, rounds=1)
+    assert "Redis limiter" in coordination.markdown(result) or result is None
 
 
 async def test_fanout_runs() -> None:
