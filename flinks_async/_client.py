@@ -17,6 +17,7 @@ import msgspec
 from . import _otel
 from ._bulk import Result, check_many_options, many
 from ._config import Settings
+from ._coordination import LEASE, MAX_RESULT_BYTES, RESULT_TTL, WAIT_POLL, RedisFlights
 from ._errors import ConfigurationError, DecodeError, InvalidLoginIdError
 from ._events import Event, EventHook, dispatch, scoped_hooks
 from ._models import (
@@ -156,13 +157,14 @@ class FlinksClient:
         keep_extra: keep what the models do not map on each model's ``.extra`` (a dict),
             checking every answer; :func:`flinks_async.dump` re-encodes a value with it.
             Off by default: it reads every answer a second time (see Performance).
-        redis_url: share ``rate_limit`` with every client using this Redis and customer id,
-            in any process (``redis://``, ``rediss://`` for TLS, user and password in the
-            URL; also read from ``FLINKS_REDIS_URL``; needs the ``redis`` extra). Unset:
-            each client counts its own requests. See :mod:`flinks_async._coordination`.
+        redis_url: share ``rate_limit`` and single-flight with every client using this
+            Redis and customer id, in any process (``redis://``, ``rediss://`` for TLS, user
+            and password in the URL; also read from ``FLINKS_REDIS_URL``; needs the
+            ``redis`` extra). Unset: each client counts its own requests and shares polls
+            only between its own callers. See :mod:`flinks_async._coordination`.
         redis_fallback: ``"error"`` (default): Redis unavailable raises
             :class:`CoordinationError` from the call that needed it; ``"local"``: log one
-            warning and fall back to this process's own rate limit.
+            warning and go on in-process (this client's own limit and single-flight).
         coordination_timeout: seconds any one Redis operation may take (default 2).
     """
 
@@ -241,6 +243,18 @@ class FlinksClient:
             strict=s.strict_schema, keep_extra=s.keep_extra, hooks=tuple(event_hooks)
         )
         self._flights = SingleFlight()
+        self._shared: RedisFlights | None = None
+        if s.redis_url:
+            self._shared = RedisFlights(
+                s.redis_url,
+                customer_id=s.customer_id,
+                lease=LEASE,
+                result_ttl=RESULT_TTL,
+                max_result_bytes=MAX_RESULT_BYTES,
+                timeout=s.coordination_timeout,
+                poll=WAIT_POLL,
+                fallback=s.redis_fallback == "local",
+            )
         # The fixed headers are the session's defaults; a call carries only its own
         # (the API key), so aiohttp merges one entry per request, or none.
         self._transport.default_headers = {
@@ -302,6 +316,8 @@ class FlinksClient:
     async def aclose(self) -> None:
         """Cancel shared polls in progress and close every connection. Idempotent."""
         await self._flights.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()
         await self._transport.aclose()
 
     @property
@@ -487,6 +503,33 @@ class FlinksClient:
             if spec.key == "investments"
             else f"{s.banking_url}/{spec.name}"
         )
+        if self._shared is not None:  # one run among every process on this Redis
+            raw_work = functools.partial(
+                fetch,
+                self._transport,
+                spec,
+                url=url,
+                login_id=login_id,
+                request_id=request_id,
+                params=body,
+                raw=True,
+                authorize=self._request_id,
+                headers=self._data_headers,
+                settings=s,
+                schema=self._schema,
+                progress=Progress(),
+            )
+            shared_key = (key[0], key[1], key[2], key[4], key[5])  # raw or not: same bytes
+            decode = (
+                None
+                if raw
+                else self._schema.wrap(
+                    make_decoder(spec.model, raw=False), spec.model, spec.name, login_id
+                )
+            )
+            return key, functools.partial(
+                self._shared_fetch, shared_key, raw_work, decode, login_id, spec.name
+            )
         # a partial, not a closure: a login in flight holds 3 objects the cyclic GC walks
         # here instead of a function and a dozen cells (full collections walk them all)
         return key, functools.partial(
@@ -504,6 +547,25 @@ class FlinksClient:
             schema=self._schema,
             progress=Progress(),  # shared by this run and, if handed over, its continuation
         )
+
+    async def _shared_fetch(
+        self,
+        key: Hashable,
+        raw_work: Callable[[], Coroutine[Any, Any, bytes]],
+        decode: Callable[[bytes], Any] | None,
+        login_id: str,
+        endpoint: str,
+    ) -> Any:
+        """A data call run once among every process on this Redis, then decoded here."""
+        assert self._shared is not None
+        body = await self._shared.run(key, raw_work)
+        if decode is None:
+            return body
+        try:
+            return decode(body)
+        except DecodeError as exc:
+            exc.login_id, exc.endpoint, exc.http_status = login_id, endpoint, 200
+            raise
 
     @overload
     async def investments(

@@ -1,5 +1,8 @@
-"""Coordination between processes on Redis: one ``rate_limit`` for every client of a
-customer id (``pip install 'flinks-async[redis]'``, ``redis_url=`` / ``FLINKS_REDIS_URL``).
+"""Coordination between processes on Redis (``pip install 'flinks-async[redis]'``,
+``redis_url=`` / ``FLINKS_REDIS_URL``): every client of a customer id on that Redis shares
+one ``rate_limit`` (:class:`RedisRateLimiter`) and one single-flight table
+(:class:`RedisFlights`: a login asked for by several processes at once is authorized and
+polled once).
 
 The shared rate limit keeps the promise of the in-process one (:mod:`flinks_async._ratelimit`)
 across processes: **at most N requests arrive at Flinks in any window of
@@ -45,15 +48,18 @@ URL's password is never shown (reprs, logs, errors show ``redis://host:port/db``
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import random
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._errors import CoordinationError
 from ._ratelimit import RateLimiter
 
-__all__ = ["RedisRateLimiter", "shown_redis_url"]
+__all__ = ["RedisFlights", "RedisRateLimiter", "shown_redis_url"]
 
 log = logging.getLogger("flinks_async")
 
@@ -192,3 +198,158 @@ def _redis_errors() -> type[Exception]:
     import redis.exceptions
 
     return redis.exceptions.RedisError
+
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+#: stored instead of a result over ``max_result_bytes``: waiters then pull it themselves
+TOO_LARGE = b"\x00flinks-async:too-large"
+
+
+#: single-flight across processes: the owner's lease (s), how long a result stays in
+#: Redis (s), the largest result shared through it, how often a waiter asks (s)
+LEASE = 5.0
+RESULT_TTL = 15.0
+MAX_RESULT_BYTES = 4 * 1024 * 1024
+WAIT_POLL = 0.1
+
+
+class RedisFlights:
+    """Single-flight across processes.
+
+    One run per key among every client on this Redis and customer id: the first process
+    takes a **lease** (``SET NX PX``, renewed every third of its length while the work
+    runs, by a check-and-extend script so a lapsed owner cannot renew another's lease);
+    the others wait, asking Redis every ``poll`` seconds for the result. The owner stores
+    the 200 body (``SET PX result_ttl``, at most ``max_result_bytes``; over that, a marker
+    telling the waiters to pull it themselves) and gives the lease back. If the owner
+    dies (kill -9), its lease lapses within ``lease`` seconds and a waiter takes it over;
+    if its run fails, it gives the lease back and a waiter runs its own. Key names hold a
+    hash of the call (endpoint, login id, options), never a login id. Defaults: ``LEASE``
+    5 s, ``RESULT_TTL`` 15 s (a result is personal data: it never stays longer; a call
+    within those seconds of a finished one gets that result), ``MAX_RESULT_BYTES`` 4 MiB,
+    ``WAIT_POLL`` 0.1 s.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        customer_id: str,
+        lease: float,
+        result_ttl: float,
+        max_result_bytes: int,
+        timeout: float,
+        poll: float,
+        fallback: bool,
+    ) -> None:
+        import redis.asyncio as aioredis
+
+        self.url = shown_redis_url(url)
+        self.prefix = f"flinks-async:{customer_id}:flight:"
+        self.lease = lease
+        self.result_ttl = result_ttl
+        self.max_result_bytes = max_result_bytes
+        self.poll = poll
+        self.fallback = fallback
+        self._local = False
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    async def run(self, key: object, work: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The 200 body of ``work()``, run once among every process sharing this Redis."""
+        if self._local:
+            return await work()
+        name = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
+        lease_key, result_key = f"{self.prefix}{name}:lease", f"{self.prefix}{name}:result"
+        token = secrets.token_hex(8)
+        try:
+            while True:
+                cached = await self._redis.get(result_key)
+                if cached == TOO_LARGE:
+                    return await work()
+                if cached is not None:
+                    return cached if isinstance(cached, bytes) else cached.encode()
+                if await self._redis.set(lease_key, token, nx=True, px=int(self.lease * 1000)):
+                    # the owner stores its result before giving the lease back: a lease taken
+                    # just after that must not pull again
+                    cached = await self._redis.get(result_key)
+                    if cached is None:
+                        break
+                    await self._release(keys=[lease_key], args=[token])
+                    continue
+                await asyncio.sleep(self.poll * random.uniform(0.8, 1.2))
+        except (OSError, TimeoutError, _redis_errors()) as exc:
+            return await self._unavailable(exc, work)
+        return await self._own(lease_key, result_key, token, work)
+
+    async def _own(
+        self, lease_key: str, result_key: str, token: str, work: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        renewing = asyncio.get_running_loop().create_task(self._keep(lease_key, token))
+        try:
+            body = await work()
+        except BaseException:
+            renewing.cancel()
+            # give the lease back (a waiter then runs its own) without waiting: we may be
+            # cancelled, and the lease lapses by itself anyway
+            task = asyncio.get_running_loop().create_task(self._give_up(lease_key, token))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            raise
+        renewing.cancel()
+        try:
+            stored = body if len(body) <= self.max_result_bytes else TOO_LARGE
+            await self._redis.set(result_key, stored, px=int(self.result_ttl * 1000))
+            await self._release(keys=[lease_key], args=[token])
+        except (OSError, TimeoutError, _redis_errors()) as exc:
+            # our caller has its result; waiters will take the lease over when it lapses
+            log.warning("single-flight: could not share a result through %s: %s", self.url, exc)
+        return body
+
+    async def _give_up(self, lease_key: str, token: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._release(keys=[lease_key], args=[token])
+
+    async def _keep(self, lease_key: str, token: str) -> None:
+        """Renew the lease every third of its length while the work runs."""
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(self.lease / 3)
+                await self._renew(keys=[lease_key], args=[token, int(self.lease * 1000)])
+
+    async def _unavailable(self, exc: BaseException, work: Callable[[], Awaitable[bytes]]) -> bytes:
+        if not self.fallback:
+            raise CoordinationError(
+                f"Redis at {self.url} is unavailable for the shared single-flight: "
+                f"{type(exc).__name__}"
+            ) from None
+        if not self._local:
+            log.warning(
+                "Redis at %s is unavailable (%s): single-flight is now this process's own "
+                "(redis_fallback='local')",
+                self.url,
+                type(exc).__name__,
+            )
+            self._local = True
+        return await work()
+
+    async def aclose(self) -> None:
+        """Wait for the lease give-backs in flight (2 s at most), then close the pool."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=2)
+        await self._redis.aclose()

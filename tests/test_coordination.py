@@ -48,6 +48,23 @@ anyio.run(main, *sys.argv[1:])
 """
 
 
+# One process asking for the given logins (the same ones as its peers), printing how many
+# ended ok.
+ASKER = """
+import sys, anyio
+from flinks_async import FlinksClient
+from flinks_async.testing import demo_login_ids
+async def main(url, redis_url, customer, n, seed):
+    ids = demo_login_ids(int(n), seed=int(seed))
+    async with FlinksClient(customer, base_url=url, redis_url=redis_url,
+                            poll_interval=0.02, poll_timeout=60) as client:
+        async with client.investments_many(ids, concurrency=50) as results:
+            ok = sum([r.ok async for r in results])
+    print(ok, flush=True)
+anyio.run(main, *sys.argv[1:])
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -116,6 +133,59 @@ async def test_four_processes_share_one_limit_as_the_server_counts_it(
 
 
 @needs_redis
+async def test_three_processes_asking_for_the_same_logins_authorize_each_once(
+    redis_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """(b) 3 processes ask for the same 50 logins at once: 50 Authorize calls in all, and
+    every process gets all 50 results."""
+    redis_url, _ = redis_server
+    async with Emulator(pending=5, payload_bytes=2000) as emu:
+        procs = [
+            await anyio.open_process(
+                [sys.executable, "-c", ASKER, emu.url, redis_url, CUSTOMER, "50", "93"]
+            )
+            for _ in range(3)
+        ]
+        outs = []
+        with anyio.fail_after(60):
+            for p in procs:
+                await p.wait()
+                assert p.stdout is not None
+                outs.append((await p.stdout.receive()).decode().strip())
+        assert outs == ["50"] * 3
+        assert emu.counts["Authorize"] == 50
+        assert emu.counts["Investments"] == 50 * 6  # 5 pending + the 200, once per login
+
+
+@needs_redis
+async def test_a_waiter_takes_over_when_the_owner_is_killed(
+    redis_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """(c) The process polling a login is killed with -9 mid-poll; another process waiting
+    for the same login takes the lapsed lease over (within the 5 s lease) and finishes."""
+    redis_url, _ = redis_server
+    login = demo_login_ids(1, seed=94)[0]
+    async with Emulator(pending=150) as emu:
+        cmd = [sys.executable, "-c", ASKER, emu.url, redis_url, CUSTOMER, "1", "94"]
+        owner = await anyio.open_process(cmd)
+        with anyio.fail_after(20):
+            while emu.counts["Investments"] < 20:  # noqa: ASYNC110 - the server's count
+                await anyio.sleep(0.01)
+        waiter = await anyio.open_process(cmd)
+        await anyio.sleep(1.0)  # the waiter is waiting on the owner's lease
+        owner.kill()  # SIGKILL: no cleanup, the lease is left to lapse
+        await owner.wait()
+        polls_at_kill = emu.counts["Investments"]
+        with anyio.fail_after(30):
+            await waiter.wait()
+        assert waiter.stdout is not None
+        assert (await waiter.stdout.receive()).decode().strip() == "1"
+        assert emu.counts["Authorize"] == 2  # the owner's, then the waiter's own session
+        assert emu.counts["Investments"] > polls_at_kill
+        assert login.lower() in {r.login_id.lower() for r in emu.requests if r.login_id}
+
+
+@needs_redis
 async def test_one_process_under_the_shared_limit(
     redis_server: tuple[str, subprocess.Popen[bytes]], login_ids: list[str]
 ) -> None:
@@ -125,6 +195,16 @@ async def test_one_process_under_the_shared_limit(
             async with client.investments_many(login_ids[:15], concurrency=15) as results:
                 assert all([r.ok async for r in results])
         assert emu.max_requests_in_window(1.0) <= 20
+    import redis.asyncio as aioredis
+
+    async with aioredis.Redis.from_url(redis_url, decode_responses=True) as r:
+        keys = [str(k) for k in await r.keys("*")]
+        assert keys and all(k.startswith(f"flinks-async:{CUSTOMER}:") for k in keys)
+        assert not [k for k in keys if any(i.lower() in k.lower() for i in login_ids)]
+        shared = [k for k in keys if k.endswith(":result")]
+        assert len(shared) == 15  # each login's 200, shared for a short while only
+        ttls = [await r.pttl(k) for k in shared]
+        assert all(0 < t <= 15_000 for t in ttls)
 
 
 @needs_redis
