@@ -254,6 +254,44 @@ def _parser() -> argparse.ArgumentParser:
         "--record", type=_number(int, 0), default=0, help="requests to keep for inspection"
     )
     _add_loop(e)
+
+    q = sub.add_parser(
+        "enqueue",
+        help="put logins on the job queue for distributed workers",
+        description="Put one job per login id on the arq queue of a Redis, for `flinks-async "
+        "worker` processes on any machine (needs flinks-async[queue]). Idempotent: ids "
+        "already enqueued for this job are not pulled twice.",
+    )
+    q.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+    q.add_argument("--job", required=True, help="a name for this pull (one word)")
+    q.add_argument(
+        "--login-ids", required=True, help="file with one loginId a line, or - for stdin"
+    )
+    q.add_argument(
+        "--endpoint", choices=sorted(ENDPOINTS), default="investments", help="what to pull"
+    )
+    w = sub.add_parser(
+        "worker",
+        help="run a queue worker (arq)",
+        description="Run an arq worker pulling queued logins with one FlinksClient, configured "
+        "from FLINKS_* variables (FLINKS_REDIS_URL: one rate limit and one single-flight for "
+        "all workers; FLINKS_RATE_LIMIT, FLINKS_POLL_INTERVAL, FLINKS_POLL_TIMEOUT, "
+        "FLINKS_WORKER_CONCURRENCY). Stops on SIGINT/SIGTERM after its jobs.",
+    )
+    w.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+    w.add_argument(
+        "--burst", action="store_true", help="stop once the queue is empty (default: wait)"
+    )
+    c = sub.add_parser(
+        "collect",
+        help="write a distributed pull's results as JSONL",
+        description="Write every result of a job stored so far, one JSON line per login (the "
+        "line format of `pull`), and report how many logins are still pending. Exit status: "
+        "0 all done and ok, 1 some failed or pending.",
+    )
+    c.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+    c.add_argument("--job", required=True, help="the name given to enqueue")
+    c.add_argument("--out", required=True, help="JSONL output file (replaced), or - for stdout")
     return p
 
 
@@ -261,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("enqueue", "worker", "collect"):
+            return _queue_command(args)
         loop = _loop_options(args.loop)
         if args.command == "demo":
             return anyio.run(_interruptible, _demo, args, backend_options=loop)
@@ -277,6 +317,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"flinks-async: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _queue_command(args: argparse.Namespace) -> int:
+    """``enqueue`` / ``worker`` / ``collect``: the distributed pull (arq)."""
+    from . import _distributed
+
+    if args.command == "worker":
+        arq = _distributed._arq()
+        settings = arq.connections.RedisSettings.from_dsn(args.redis)
+        arq.run_worker(_distributed.WorkerSettings, redis_settings=settings, burst=args.burst)
+        return 0
+    if args.command == "enqueue":
+        stream = open_ids(args.login_ids)
+
+        async def put() -> tuple[int, int]:
+            ids = read_ids(stream, args.login_ids)
+            return await _distributed.enqueue(args.redis, ids, job=args.job, endpoint=args.endpoint)
+
+        new, known = anyio.run(put)
+        print(f"enqueued {new} logins for job {args.job} ({known} already known)", file=sys.stderr)
+        return 0
+    lines, pending = anyio.run(
+        functools.partial(_distributed.collect, args.redis, job=args.job, out=args.out)
+    )
+    failed = 0
+    if args.out != "-":
+        with open(args.out, "rb") as f:
+            failed = sum(b'"ok":false' in line for line in f)
+    print(
+        f"{lines} logins written to {args.out} ({failed} failed), {pending} pending",
+        file=sys.stderr,
+    )
+    return 0 if pending == 0 and failed == 0 else EXIT_FAILED_LOGINS
 
 
 async def _interruptible(command: Any, args: argparse.Namespace) -> int:

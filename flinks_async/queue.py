@@ -1,0 +1,10 @@
+"""Distributed bulk pulls on the arq job queue (``pip install 'flinks-async[queue]'``).
+
+``arq flinks_async.queue.WorkerSettings`` runs a worker with arq's own command line (or
+``flinks-async worker --redis URL``); see :mod:`flinks_async._distributed` for the rules.
+Importing this module does not import arq: the functions do, when called.
+"""
+
+from ._distributed import QUEUE, WorkerSettings, collect, enqueue, pull_login
+
+__all__ = ["QUEUE", "WorkerSettings", "collect", "enqueue", "pull_login"]
