@@ -19,7 +19,17 @@ from importlib.metadata import version
 
 import anyio
 
-from . import bulk_disk, capacity, coordination, decoding, fanout, looplag, ratelimit, transport
+from . import (
+    bulk_disk,
+    capacity,
+    coordination,
+    decoding,
+    distributed,
+    fanout,
+    looplag,
+    ratelimit,
+    transport,
+)
 from ._common import pin_client
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -34,6 +44,7 @@ ALL = (
     "bulk_disk",
     "ratelimit",
     "coordination",
+    "distributed",
 )
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
@@ -44,6 +55,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Bulk pull to disk": "bulk_disk",
     "Rate limit as the server counts it": "ratelimit",
     "Shared rate limit on Redis": "coordination",
+    "Distributed pull on arq": "distributed",
 }
 
 
@@ -176,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     if "coordination" in only:
         co = anyio.run(coordination.run, 300 if q else 1000, 64, 2 if q else 7)
         show("Shared rate limit on Redis", coordination.markdown(co))
+    if "distributed" in only:
+        di = anyio.run(distributed.run, 300 if q else 3000, (1, 2) if q else (1, 2, 3))
+        show("Distributed pull on arq", distributed.markdown(di))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

@@ -1,5 +1,6 @@
-"""Cost of the shared rate limit: the same pull with the in-process limiter and with the
-Redis one (``redis_url``), on a limit high enough never to make anyone wait.
+"""Cost of coordinating through Redis: the same pull with the in-process rate limiter and
+single-flight, and with ``redis_url`` (the shared rate limit and the shared single-flight),
+on a limit high enough never to make anyone wait.
 
 The emulator runs in its own process; a ``redis-server`` (the Debian package) is started
 on a free port when one is installed. Reports client CPU µs per request, logins/s and the
@@ -22,6 +23,7 @@ from flinks_async.testing import demo_login_ids
 from ._common import CUSTOMER, Stat, cpu_seconds, emulator_process, table
 
 REQUESTS_PER_LOGIN = 3  # Authorize, one 202, the 200
+SHARED = "Redis (rate limit + single-flight)"
 
 
 @dataclasses.dataclass
@@ -85,7 +87,10 @@ async def run(
         if redis_url is None:
             return None
         async with emulator_process("--pending", "1", "--payload-bytes", "2000") as emu:
-            contenders = {"in-process limiter": None, "Redis limiter": redis_url}
+            contenders = {
+                "in-process limiter": None,
+                "Redis (rate limit + single-flight)": redis_url,
+            }
             cpu: dict[str, list[float]] = {k: [] for k in contenders}
             walls: dict[str, list[float]] = {k: [] for k in contenders}
             for rnd in range(rounds + 1):
@@ -104,7 +109,12 @@ async def run(
         concurrency,
         {k: Stat(v) for k, v in cpu.items()},
         {k: Stat([logins / w for w in v]) for k, v in walls.items()},
-        Stat([r / lo for r, lo in zip(walls["Redis limiter"], local, strict=True)]),
+        Stat(
+            [
+                r / lo
+                for r, lo in zip(walls["Redis (rate limit + single-flight)"], local, strict=True)
+            ]
+        ),
     )
 
 

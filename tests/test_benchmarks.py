@@ -13,6 +13,7 @@ from benchmarks import (
     capacity,
     coordination,
     decoding,
+    distributed,
     fanout,
     looplag,
     ratelimit,
@@ -42,7 +43,12 @@ async def test_capacity_runs() -> None:
 
 async def test_coordination_runs() -> None:
     result = await coordination.run(logins=20, concurrency=4, rounds=1)
-    assert "Redis limiter" in coordination.markdown(result) or result is None
+    assert result is None or "Redis (rate limit" in coordination.markdown(result)
+
+
+async def test_distributed_runs() -> None:
+    result = await distributed.run(logins=30, workers=(1,))
+    assert result is None or "vs 1 worker" in distributed.markdown(result)
 
 
 async def test_fanout_runs() -> None:
