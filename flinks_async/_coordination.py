@@ -86,11 +86,14 @@ MAX_WAIT = 0.02
 
 
 def shown_redis_url(url: str) -> str:
-    """``url`` without its user and password: ``rediss://host:port/db``."""
+    """``url`` without its user, password and query (which may hold a password too):
+    ``rediss://host:port/db``."""
     from yarl import URL
 
     parsed = URL(url)
-    return str(parsed.with_user(None).with_password(None)) if parsed.host else "redis://?"
+    if not parsed.host:
+        return f"{parsed.scheme or 'redis'}://?"
+    return str(parsed.with_user(None).with_password(None).with_query(None))
 
 
 class RedisRateLimiter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -71,29 +72,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A real redis-server on a free loopback port, no persistence; stopped after."""
+def _start_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
+    """A real redis-server on loopback, no persistence, answering on ``port`` (TCP open)."""
     assert REDIS is not None, "redis-server is not installed (.ci/run installs it)"
-    port = _free_port()
     proc = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [REDIS, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
         except OSError:
             pass
         if time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("redis-server did not start")
         time.sleep(0.02)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real redis-server on a free loopback port; stopped after."""
+    port = _free_port()
+    proc = _start_redis(port, "--port", str(port))
     try:
         yield f"redis://127.0.0.1:{port}/0", proc
     finally:
@@ -288,3 +292,46 @@ async def test_an_unreachable_redis_is_a_typed_error_and_never_a_hang() -> None:
 def test_import_does_not_import_redis() -> None:
     code = "import sys, flinks_async; sys.exit('redis' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=os.environ.copy()).returncode == 0
+
+
+@needs_redis
+async def test_a_password_and_tls_in_the_url_work_and_are_never_shown(
+    tmp_path: pathlib.Path, login_ids: list[str]
+) -> None:
+    """rediss:// with a password, against a redis-server that demands both (a CA made for
+    the test with trustme); a wrong password is a CoordinationError that names no secret."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    files = {"cert": tmp_path / "cert.pem", "key": tmp_path / "key.pem", "ca": tmp_path / "ca.pem"}
+    cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    cert.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    port = _free_port()
+    proc = _start_redis(
+        port,
+        "--port", "0",
+        "--tls-port", str(port),
+        "--tls-cert-file", str(files["cert"]),
+        "--tls-key-file", str(files["key"]),
+        "--tls-ca-cert-file", str(files["ca"]),
+        "--tls-auth-clients", "no",
+        "--requirepass", "s3cret-pw",
+    )  # fmt: skip
+    try:
+        url = f"rediss://:s3cret-pw@127.0.0.1:{port}/0?ssl_ca_certs={files['ca']}"
+        async with Emulator(pending=1) as emu:
+            async with fast_client(emu, redis_url=url, rate_limit=50) as client:
+                assert "s3cret-pw" not in repr(client)
+                async with client.investments_many(login_ids[:5]) as results:
+                    assert all([r.ok async for r in results])
+            wrong = url.replace("s3cret-pw", "wrong-pw")
+            async with fast_client(emu, redis_url=wrong, rate_limit=50) as client:
+                with anyio.fail_after(10), pytest.raises(CoordinationError) as info:
+                    await client.investments(login_ids[5])
+        assert "pw" not in str(info.value) and "ssl_ca_certs" not in str(info.value)
+        assert f"rediss://127.0.0.1:{port}/0" in str(info.value)
+    finally:
+        proc.kill()
+        proc.wait()
