@@ -56,7 +56,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._errors import CoordinationError
+from ._errors import ConfigurationError, CoordinationError
 from ._ratelimit import RateLimiter
 
 __all__ = ["RedisFlights", "RedisRateLimiter", "shown_redis_url"]
@@ -112,12 +112,7 @@ class RedisRateLimiter:
         timeout: float,
         fallback: RateLimiter | None,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError:  # pragma: no cover - the extra is installed in tests
-            raise CoordinationError(
-                "redis_url needs the redis extra: pip install 'flinks-async[redis]'"
-            ) from None
+        aioredis = _redis_asyncio()
         self.url = shown_redis_url(url)
         self.key = f"flinks-async:{customer_id}:rate-limit"
         self.capacity = capacity
@@ -197,6 +192,17 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
 
+def _redis_asyncio() -> Any:
+    """redis-py's asyncio module, or a ConfigurationError naming the extra to install."""
+    try:
+        import redis.asyncio
+    except ImportError:  # pragma: no cover - the extra is installed in tests
+        raise ConfigurationError(
+            "redis_url needs the redis extra: pip install 'flinks-async[redis]'"
+        ) from None
+    return redis.asyncio
+
+
 def _redis_errors() -> type[Exception]:
     import redis.exceptions
 
@@ -256,8 +262,7 @@ class RedisFlights:
         poll: float,
         fallback: bool,
     ) -> None:
-        import redis.asyncio as aioredis
-
+        aioredis = _redis_asyncio()
         self.url = shown_redis_url(url)
         self.prefix = f"flinks-async:{customer_id}:flight:"
         self.lease = lease
