@@ -17,7 +17,7 @@ import msgspec
 from . import _otel
 from ._bulk import Result, check_many_options, many
 from ._config import Settings
-from ._coordination import LEASE, MAX_RESULT_BYTES, RESULT_TTL, WAIT_POLL, RedisFlights
+from ._coordination import flights_for
 from ._errors import ConfigurationError, DecodeError, InvalidLoginIdError
 from ._events import Event, EventHook, dispatch, scoped_hooks
 from ._models import (
@@ -243,18 +243,7 @@ class FlinksClient:
             strict=s.strict_schema, keep_extra=s.keep_extra, hooks=tuple(event_hooks)
         )
         self._flights = SingleFlight()
-        self._shared: RedisFlights | None = None
-        if s.redis_url:
-            self._shared = RedisFlights(
-                s.redis_url,
-                customer_id=s.customer_id,
-                lease=LEASE,
-                result_ttl=RESULT_TTL,
-                max_result_bytes=MAX_RESULT_BYTES,
-                timeout=s.coordination_timeout,
-                poll=WAIT_POLL,
-                fallback=s.redis_fallback == "local",
-            )
+        self._shared = flights_for(s)  # across processes, with redis_url
         # The fixed headers are the session's defaults; a call carries only its own
         # (the API key), so aiohttp merges one entry per request, or none.
         self._transport.default_headers = {

@@ -54,12 +54,21 @@ import logging
 import random
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, CoordinationError
-from ._ratelimit import RateLimiter
+from ._ratelimit import RateLimiter, capacity_and_window
 
-__all__ = ["RedisFlights", "RedisRateLimiter", "shown_redis_url"]
+if TYPE_CHECKING:
+    from ._config import Settings
+
+__all__ = [
+    "RedisFlights",
+    "RedisRateLimiter",
+    "flights_for",
+    "rate_limiter_for",
+    "shown_redis_url",
+]
 
 log = logging.getLogger("flinks_async")
 
@@ -361,3 +370,43 @@ class RedisFlights:
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=2)
         await self._redis.aclose()
+
+
+# --- the two seams, as the client and transport see them --------------------------------
+
+
+def rate_limiter_for(settings: Settings) -> RateLimiter | RedisRateLimiter | None:
+    """The rate limiter ``settings`` ask for: none, this process's own, or the shared one
+    (``redis_url``; the own one then serves as ``redis_fallback="local"``)."""
+    if not settings.rate_limit:
+        return None
+    capacity, window = capacity_and_window(settings.rate_limit, settings.rate_limit_window)
+    local = RateLimiter(capacity, window)
+    if not settings.redis_url:
+        return local
+    return RedisRateLimiter(
+        settings.redis_url,
+        customer_id=settings.customer_id,
+        capacity=capacity,
+        window=window,
+        hold=settings.connect_timeout + window,
+        timeout=settings.coordination_timeout,
+        fallback=local if settings.redis_fallback == "local" else None,
+    )
+
+
+def flights_for(settings: Settings) -> RedisFlights | None:
+    """The shared single-flight table ``settings`` ask for (``redis_url``), else ``None``:
+    the client's in-process one alone."""
+    if not settings.redis_url:
+        return None
+    return RedisFlights(
+        settings.redis_url,
+        customer_id=settings.customer_id,
+        lease=LEASE,
+        result_ttl=RESULT_TTL,
+        max_result_bytes=MAX_RESULT_BYTES,
+        timeout=settings.coordination_timeout,
+        poll=WAIT_POLL,
+        fallback=settings.redis_fallback == "local",
+    )

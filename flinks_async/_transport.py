@@ -32,7 +32,7 @@ from yarl import URL
 
 from . import _events, _otel
 from ._config import Settings
-from ._coordination import RedisRateLimiter
+from ._coordination import RedisRateLimiter, rate_limiter_for
 from ._errors import (
     APIError,
     ClientClosedError,
@@ -49,7 +49,6 @@ from ._errors import (
 )
 from ._events import Event, EventHook
 from ._models import ErrorBody, decoder_for
-from ._ratelimit import RateLimiter, capacity_and_window
 from ._retry import RETRY_AFTER_JITTER, parse_retry_after, retry_delay
 
 __all__ = ["Call", "Reply", "Transport"]
@@ -109,21 +108,7 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: anyio.Event  # set by aclose() or the breaker; made with the session
         self._closed = False
-        self._limiter: RateLimiter | RedisRateLimiter | None = None
-        if settings.rate_limit:
-            capacity, window = capacity_and_window(settings.rate_limit, settings.rate_limit_window)
-            local = RateLimiter(capacity, window)
-            self._limiter = local
-            if settings.redis_url:
-                self._limiter = RedisRateLimiter(
-                    settings.redis_url,
-                    customer_id=settings.customer_id,
-                    capacity=capacity,
-                    window=window,
-                    hold=settings.connect_timeout + window,
-                    timeout=settings.coordination_timeout,
-                    fallback=local if settings.redis_fallback == "local" else None,
-                )
+        self._limiter = rate_limiter_for(settings)
         # A 429 / TOO_MANY_REQUESTS pauses every new request of the client until then.
         self._paused_until = 0.0
         self._pause_length = 0.0
