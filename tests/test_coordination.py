@@ -129,11 +129,20 @@ async def test_four_processes_share_one_limit_as_the_server_counts_it(
         assert outs == ["30"] * 4  # every login of every process
         times = sorted(r.received_at for r in emu.requests)
         busiest = emu.max_requests_in_window(1.0)
+        ids = demo_login_ids(120, seed=90)
+        owner = {login.lower(): n // 30 for n, login in enumerate(ids)}
+        first_half = [
+            owner[r.login_id.lower()]
+            for r in emu.requests
+            if r.login_id and r.received_at < times[0] + (times[-1] - times[0]) / 2
+        ]
     # 4 x 30 logins x (Authorize + 3 x 202 + 200) = 600 requests, at most 40 a second
     assert len(times) == 600
     assert busiest <= 40
     span = times[-1] - times[0]
     assert len(times) / span > 30  # and the limit was used, not just respected
+    # no process starves: each had at least 15% of the arrivals while all four were busy
+    assert all(first_half.count(p) > 0.15 * len(first_half) for p in range(4))
 
 
 @needs_redis
