@@ -45,6 +45,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -221,6 +222,10 @@ async def many(
                     if key in seen:
                         continue
                     seen.add(key)
+                # asyncio's semaphore does not check for cancellation when a slot is free:
+                # without this a cancelled fan-out would go on starting (and cancelling)
+                # workers for as long as the id source yields
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 await slots.acquire()
                 active += 1
                 tg.start_soon(worker, login_id, key)
