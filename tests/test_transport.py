@@ -137,6 +137,16 @@ async def test_retry_after_is_capped(emu: Emulator, login: str) -> None:
             assert (await client.investments(login)).accounts
 
 
+def _polled_after_pause(emu: Emulator, login: str) -> bool:
+    """Whether ``login`` was polled more than 1 s (the Retry-After) after the first 429."""
+    first_429 = min(r.received_at for r in emu.requests if r.status == 429)
+    return any(
+        r.received_at > first_429 + 1.0
+        for r in emu.requests
+        if r.login_id == login and r.endpoint == "Investments"
+    )
+
+
 async def test_a_429_pauses_the_whole_client_and_spreads_the_retries(
     emu: Emulator, login_ids: list[str]
 ) -> None:
@@ -153,7 +163,12 @@ async def test_a_429_pauses_the_whole_client_and_spreads_the_retries(
             async with anyio.create_task_group() as told_tg:
                 for login in told:
                     told_tg.start_soon(client.investments, login)
-            tg.cancel_scope.cancel()  # every told login is done: stop the bystander
+            # every told login is done; stop the bystander once it has polled after the
+            # pause (it may resume a little after the last told login, so wait for it)
+            with anyio.fail_after(5):
+                while not _polled_after_pause(emu, bystander):
+                    await anyio.sleep(0.005)
+            tg.cancel_scope.cancel()
     first_429 = min(r.received_at for r in emu.requests if r.status == 429)
     last_429 = max(r.received_at for r in emu.requests if r.status == 429)
     retries = [
