@@ -24,7 +24,7 @@ from flinks_async import (
 )
 from flinks_async.testing import Emulator
 
-from .conftest import fast_client
+from .conftest import fast_client, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -165,9 +165,7 @@ async def test_a_429_pauses_the_whole_client_and_spreads_the_retries(
                     told_tg.start_soon(client.investments, login)
             # every told login is done; stop the bystander once it has polled after the
             # pause (it may resume a little after the last told login, so wait for it)
-            with anyio.fail_after(5):
-                while not _polled_after_pause(emu, bystander):
-                    await anyio.sleep(0.005)
+            await wait_until(lambda: _polled_after_pause(emu, bystander))
             tg.cancel_scope.cancel()
     first_429 = min(r.received_at for r in emu.requests if r.status == 429)
     last_429 = max(r.received_at for r in emu.requests if r.status == 429)
