@@ -7,6 +7,9 @@ Rules of :func:`many` (and so of ``client.many`` / ``client.investments_many`` .
 * At most ``concurrency`` logins are in flight (an :class:`asyncio.Semaphore`: the
   client runs on asyncio, and it costs less than anyio's limiter); a login keeps its slot
   until its result has been handed to the results stream.
+* Each login in flight is one plain asyncio task (not an anyio task-group child: that
+  costs about 17 more garbage-collected objects per task, see the Performance page's
+  capacity section); the block owns them: leaving it cancels and awaits every one.
 * Results arrive in completion order through a memory object stream buffering at most
   ``concurrency`` results: a slow consumer stops new logins from starting (back-pressure)
   instead of growing memory.
@@ -46,7 +49,6 @@ from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._errors import (
@@ -93,10 +95,13 @@ class _Results(Generic[T]):
     """The async iterator handed to the ``async with`` body."""
 
     def __init__(
-        self, receive: MemoryObjectReceiveStream[Result[T]], tg: TaskGroup, fail_fast: bool
+        self,
+        receive: MemoryObjectReceiveStream[Result[T]],
+        stop: Callable[[], None],
+        fail_fast: bool,
     ) -> None:
         self._receive = receive
-        self._tg = tg
+        self._stop = stop
         self._fail_fast = fail_fast
         #: raised once every result is delivered: what stopped the feed (from login_ids)
         self.feed_error: BaseException | None = None
@@ -118,7 +123,7 @@ class _Results(Generic[T]):
         if result.error is not None and (
             self._fail_fast or isinstance(result.error, _ENDS_THE_FAN_OUT)
         ):
-            self._tg.cancel_scope.cancel()
+            self._stop()
             raise result.error
         return result
 
@@ -203,11 +208,14 @@ async def many(
             slots.release()
             worker_done()
 
-    async def feed(tg: TaskGroup, results: _Results[T]) -> None:
+    workers: set[asyncio.Task[None]] = set()
+
+    async def feed(results: _Results[T]) -> None:
         nonlocal active, fed
         seen: set[object] | None = set() if dedupe is True else in_flight
         is_async = isinstance(login_ids, AsyncIterable)
         source: Any = aiter(login_ids) if is_async else iter(login_ids)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
@@ -228,7 +236,9 @@ async def many(
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 await slots.acquire()
                 active += 1
-                tg.start_soon(worker, login_id, key)
+                task = loop.create_task(worker(login_id, key))
+                workers.add(task)
+                task.add_done_callback(workers.discard)
         finally:
             fed = True
             if active == 0:
@@ -236,15 +246,29 @@ async def many(
             if source is login_ids:  # an iterator or generator we were handed: ours to close
                 await _close_source(source)
 
+    def stop() -> None:
+        """Stop the feed and cancel every login in flight."""
+        tg.cancel_scope.cancel()
+        for task in workers:
+            task.cancel()
+
     body_error: BaseException | None = None
-    async with anyio.create_task_group() as tg, send, receive:
-        results = _Results(receive, tg, fail_fast)
-        tg.start_soon(feed, tg, results)
-        try:
-            yield results
-        except BaseException as exc:  # re-raised bare below, not in an ExceptionGroup
-            body_error = exc
-        finally:
-            tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg, send, receive:
+            results = _Results(receive, stop, fail_fast)
+            tg.start_soon(feed, results)
+            try:
+                yield results
+            except BaseException as exc:  # re-raised bare below, not in an ExceptionGroup
+                body_error = exc
+            finally:
+                stop()
+    finally:
+        # the workers are ours: none outlives the block, whatever ended it
+        for task in workers:
+            task.cancel()
+        if workers:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(list(workers))
     if body_error is not None:
         raise body_error

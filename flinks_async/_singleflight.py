@@ -84,9 +84,11 @@ class SingleFlight:
         try:
             result = await work()
         except asyncio.CancelledError:
+            me = None  # the task keeps its error, whose traceback holds this frame: no cycle
             if flight.closed:  # aclose() cancelled this task: report that, not a cancel
                 self._end(key, flight, error=asyncio.CancelledError())
-                if me is not None and me.uncancel() == 0:
+                task = asyncio.current_task()
+                if task is not None and task.uncancel() == 0:
                     raise ClientClosedError(
                         "the FlinksClient was closed during this call"
                     ) from None
@@ -139,6 +141,7 @@ class SingleFlight:
     ) -> None:
         """The leader's run is over: out of the table, outcome to the followers."""
         self._drop(key, flight)
+        flight.leader = None  # a cancelled task's traceback holds the flight: no cycle
         future = flight.future
         if future.done():
             return

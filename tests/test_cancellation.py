@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import anyio
 import pytest
 
@@ -78,3 +81,38 @@ async def test_cancel_while_waiting_for_the_rate_limiter(emu: Emulator) -> None:
         emu.set_login(ids[0], pending=0)
         with anyio.fail_after(5):
             assert (await client.investments(ids[0])).accounts
+
+
+@pytest.mark.parametrize("path", ["fan-out", "direct"])
+async def test_a_cancelled_login_leaves_no_garbage_cycle(emu: Emulator, path: str) -> None:
+    """What a cancelled login held is freed at once (reference counting), not left in a
+    cycle for the cyclic GC (it was 74 objects per login, and 50,000 logins in flight made
+    full collections of seconds). "direct": calls in plain asyncio tasks, as aiohttp.web
+    runs its handlers (anyio's task groups leave a cycle of their own per cancelled task)."""
+    logins = demo_login_ids(200, seed=91)
+    for login in logins:
+        emu.set_login(login, pending=10**6)
+    async with fast_client(emu, poll_interval=0.5, poll_jitter=0) as client:
+        await client.investments(demo_login_ids(1, seed=92)[0])  # pool and caches warm
+        gc.collect()
+        gc.disable()
+        try:
+            polled = emu.counts["Investments"] + len(logins)  # each login polled once: asleep
+            with anyio.CancelScope() as scope:
+                if path == "fan-out":
+                    async with client.investments_many(logins, concurrency=200) as results:
+                        await wait_until(lambda: emu.counts["Investments"] >= polled)
+                        scope.cancel()
+                        async for _ in results:
+                            pass
+            if path == "direct":
+                tasks = [asyncio.create_task(client.investments(login)) for login in logins]
+                await wait_until(lambda: emu.counts["Investments"] >= polled)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks)
+                del tasks
+            found = gc.collect()
+        finally:
+            gc.enable()
+    assert found < 2 * len(logins), f"{found} objects in cycles for {len(logins)} logins"
