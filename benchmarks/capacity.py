@@ -14,10 +14,17 @@ is held for ``hold`` seconds while we measure:
 * polls per second as the emulator counted them (``GET /_emulator/stats``: the server's
   view, not the client's), against the schedule: ``logins in flight / poll_interval``.
 
-Python allocations per login in flight (tracemalloc, exact but slow) come from a
-separate pass at the first level with tracemalloc on from the start. Finally the fan-out
-is cancelled with 50k in flight: the time until every task has ended (the ``async with``
-exits), then until the client is closed and its sockets are gone.
+Each runs twice: with Python's default garbage-collector thresholds, and with the GC set
+up as ``flinks-async pull`` does (:func:`flinks_async._cli.tune_gc`: ``gc.freeze()``, a full
+collection at most every 1,000 young collections instead of 10). Full collections walk
+every object the GC tracks, about 40 per login in flight: the "full GC" column counts
+those that ran during the window and the longest one (``gc.callbacks``).
+
+Python allocations per login in flight (tracemalloc, exact but slow) and the objects the
+GC tracks per login in flight come from a separate pass at the first level with
+tracemalloc on from the start. Finally the fan-out is cancelled with 50k in flight: the
+time until every task has ended (the ``async with`` exits), then until the client is
+closed and its sockets are gone.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import anyio
 import anyio.to_thread
 
 from flinks_async import FlinksClient
+from flinks_async._cli import tune_gc
 from flinks_async.testing import demo_login_ids
 
 from ._common import (
@@ -64,16 +72,20 @@ class Level:
     sockets: int
     polls_per_s: float  # as the emulator counted them
     scheduled_per_s: float
+    full_gcs: int  # full (generation 2) collections during the window
+    full_gc_max: float  # seconds, the longest of them
 
 
 @dataclasses.dataclass
 class CapacityResult:
     loop: str
+    gc_mode: str  # "default" or "tuned" (as `flinks-async pull`)
     poll_interval: float
     hold: float
     ramp_rate: int
     levels: list[Level]
     tracemalloc_per_login: float
+    gc_objects_per_login: float
     tracemalloc_level: int
     cancel_to_tasks_done: float
     cancel_to_sockets_closed: float
@@ -88,6 +100,29 @@ def _stats(url: str) -> dict[str, int]:
 
 async def _emulator_requests(url: str) -> int:
     return (await anyio.to_thread.run_sync(_stats, url))["requests_total"]
+
+
+class _FullGCs:
+    """Times full (generation 2) collections, through ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def __enter__(self) -> _FullGCs:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
 
 
 class _Lag:
@@ -127,9 +162,11 @@ async def _feed(
 
 async def _tracemalloc_per_login(
     url: str, logins: int, poll_interval: float, ramp_rate: int
-) -> float:
+) -> tuple[float, float]:
+    """Python allocations (bytes) and GC-tracked objects per login in flight."""
     ids = demo_login_ids(logins, seed=71)
     gc.collect()
+    objects0 = len(gc.get_objects())
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -149,12 +186,13 @@ async def _tracemalloc_per_login(
                     await anyio.sleep(poll_interval * 1.2)  # each has been polled
                     gc.collect()
                     held = tracemalloc.get_traced_memory()[0] - base
+                    objects = len(gc.get_objects()) - objects0
                     scope.cancel()
                     async for _ in results:
                         pass
     finally:
         tracemalloc.stop()
-    return held / logins
+    return held / logins, objects / logins
 
 
 async def _measure(
@@ -166,11 +204,13 @@ async def _measure(
     lag: _Lag,
     rss0: int,
     sockets0: int,
+    full_gcs: _FullGCs,
 ) -> Level:
     """Once ``level`` logins are in flight and settled, measure for ``hold`` seconds."""
     await reached.wait()
     await anyio.sleep(poll_interval * 1.1)  # the last ones started have been polled
     lag.samples.clear()
+    full_gcs.pauses.clear()
     c0, e0 = cpu_seconds(), emu.cpu_seconds()
     r0, t0 = await _emulator_requests(emu.url), time.perf_counter()
     await anyio.sleep(hold)
@@ -190,6 +230,8 @@ async def _measure(
         sockets=open_sockets() - sockets0,
         polls_per_s=(r1 - r0) / (t1 - t0),
         scheduled_per_s=level / poll_interval,
+        full_gcs=len(full_gcs.pauses),
+        full_gc_max=max(full_gcs.pauses, default=0.0),
     )
 
 
@@ -207,10 +249,33 @@ async def run(
     hold: float = 20.0,
     ramp_rate: int = 5_000,
     loop: str = "asyncio",
+    gc_mode: str = "default",
+) -> CapacityResult:
+    thresholds = gc.get_threshold()
+    try:
+        if gc_mode == "tuned":
+            tune_gc()
+        with _FullGCs() as full_gcs:
+            return await _run(levels, poll_interval, hold, ramp_rate, loop, gc_mode, full_gcs)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+async def _run(
+    levels: tuple[int, ...],
+    poll_interval: float,
+    hold: float,
+    ramp_rate: int,
+    loop: str,
+    gc_mode: str,
+    full_gcs: _FullGCs,
 ) -> CapacityResult:
     ids = demo_login_ids(max(levels), seed=70)
     async with emulator_process("--fault-rate", "never_ready=1") as emu:
-        per_login = await _tracemalloc_per_login(emu.url, levels[0], poll_interval, ramp_rate)
+        per_login, objects_per_login = await _tracemalloc_per_login(
+            emu.url, levels[0], poll_interval, ramp_rate
+        )
         gc.collect()
         rss0 = rss_bytes()
         sockets0 = open_sockets()
@@ -246,7 +311,15 @@ async def run(
                         for n, level in enumerate(levels):
                             out.append(
                                 await _measure(
-                                    emu, level, reached[n], poll_interval, hold, lag, rss0, sockets0
+                                    emu,
+                                    level,
+                                    reached[n],
+                                    poll_interval,
+                                    hold,
+                                    lag,
+                                    rss0,
+                                    sockets0,
+                                    full_gcs,
                                 )
                             )
                             go[n].set()
@@ -260,11 +333,13 @@ async def run(
             await client.aclose()
     return CapacityResult(
         loop,
+        gc_mode,
         poll_interval,
         hold,
         ramp_rate,
         out,
         per_login,
+        objects_per_login,
         levels[0],
         tasks_done,
         sockets_closed,
@@ -278,22 +353,26 @@ def run_loops(
     hold: float = 20.0,
     ramp_rate: int = 5_000,
 ) -> list[CapacityResult]:
-    """:func:`run` on asyncio, then on uvloop when it is installed."""
+    """:func:`run` on asyncio, then on uvloop when it is installed; each with the default
+    GC, then with the GC set up as ``pull`` does."""
     from .transport import _has_uvloop
 
-    out = [anyio.run(run, levels, poll_interval, hold, ramp_rate, "asyncio")]
-    if _has_uvloop():
-        out.append(
-            anyio.run(
-                run,
-                levels,
-                poll_interval,
-                hold,
-                ramp_rate,
-                "uvloop",
-                backend_options={"use_uvloop": True},
+    out = []
+    for loop in ("asyncio", "uvloop") if _has_uvloop() else ("asyncio",):
+        options = {"use_uvloop": True} if loop == "uvloop" else {}
+        for gc_mode in ("default", "tuned"):
+            out.append(
+                anyio.run(
+                    run,
+                    levels,
+                    poll_interval,
+                    hold,
+                    ramp_rate,
+                    loop,
+                    gc_mode,
+                    backend_options=options,
+                )
             )
-        )
     return out
 
 
@@ -304,6 +383,7 @@ def markdown(results: list[CapacityResult]) -> str:
             rows.append(
                 (
                     r.loop,
+                    r.gc_mode,
                     f"{lv.in_flight:,}",
                     f"{lv.lag_p50 * 1e3:.1f} / {lv.lag_p99 * 1e3:.1f} / {lv.lag_max * 1e3:.0f}",
                     f"{lv.cpu:.0%}",
@@ -312,11 +392,15 @@ def markdown(results: list[CapacityResult]) -> str:
                     lv.sockets,
                     f"{lv.polls_per_s:,.0f} / {lv.scheduled_per_s:,.0f} "
                     f"({lv.polls_per_s / lv.scheduled_per_s:.1%})",
+                    f"{lv.full_gcs} (longest {lv.full_gc_max * 1e3:,.0f} ms)"
+                    if lv.full_gcs
+                    else "0",
                 )
             )
     head = table(
         [
             "loop",
+            "GC",
             "in flight",
             "loop lag p50 / p99 / max (ms)",
             "client CPU",
@@ -324,13 +408,16 @@ def markdown(results: list[CapacityResult]) -> str:
             "RSS (growth per login)",
             "client sockets",
             "polls/s at the server / scheduled",
+            "full GCs in the window",
         ],
         rows,
     )
     tail = table(
         [
             "loop",
+            "GC",
             "Python allocations per login in flight (tracemalloc)",
+            "objects the GC tracks per login in flight",
             "cancel → all tasks ended",
             "cancel → client closed, sockets gone",
             "failed logins",
@@ -338,7 +425,9 @@ def markdown(results: list[CapacityResult]) -> str:
         [
             (
                 r.loop,
+                r.gc_mode,
                 f"{r.tracemalloc_per_login / 1024:.1f} KB (at {r.tracemalloc_level:,})",
+                f"{r.gc_objects_per_login:.0f}",
                 f"{r.cancel_to_tasks_done * 1e3:.0f} ms",
                 f"{r.cancel_to_sockets_closed * 1e3:.0f} ms",
                 r.failed,

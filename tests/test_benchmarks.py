@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 pytest.importorskip("orjson")
@@ -35,9 +37,13 @@ async def test_transport_runs() -> None:
 
 
 async def test_capacity_runs() -> None:
-    result = await capacity.run((60, 120), poll_interval=0.2, hold=0.3, ramp_rate=2000)
+    thresholds = gc.get_threshold()
+    result = await capacity.run(
+        (60, 120), poll_interval=0.2, hold=0.3, ramp_rate=2000, gc_mode="tuned"
+    )
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0  # put back
     assert [lv.in_flight for lv in result.levels] == [60, 120] and result.failed == 0
-    assert all(lv.polls_per_s > 0 for lv in result.levels)
+    assert all(lv.polls_per_s > 0 for lv in result.levels) and result.gc_objects_per_login > 0
     assert "polls/s at the server" in capacity.markdown([result])
 
 

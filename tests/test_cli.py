@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pathlib
 import re
@@ -120,6 +121,26 @@ async def test_loop_uvloop_without_uvloop_is_a_usage_error() -> None:
         check=False,
     )
     assert auto.returncode == 0 and "loop asyncio" in auto.stderr.decode()
+
+
+@pytest.mark.parametrize("command", ["demo", "serve-emulator"])
+async def test_bulk_commands_set_up_the_garbage_collector(command: str) -> None:
+    """``demo``/``pull``/``worker`` make full collections rare (Performance page); the
+    emulator server does not. Both exit here on their own (the server at once: bad port)."""
+    code = (
+        "import gc, sys; from flinks_async._cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(gc.get_threshold()[2], gc.get_freeze_count() > 0)"
+    )
+    args = ["--logins", "5", "--progress", "off"] if command == "demo" else ["--port", "-1"]
+    proc = await anyio.run_process(
+        [sys.executable, "-c", code, command, *args], check=False, stderr=subprocess.DEVNULL
+    )
+    threshold, frozen = proc.stdout.decode().splitlines()[-1].split()
+    if command == "demo":
+        assert (int(threshold), frozen) == (1000, "True")
+    else:
+        assert (int(threshold), frozen) == (gc.get_threshold()[2], "False")
 
 
 async def test_pull_writes_one_jsonl_line_per_login(emu: Emulator, tmp_path: pathlib.Path) -> None:
