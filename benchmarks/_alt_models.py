@@ -275,43 +275,54 @@ def accounts_dataclasses(obj: dict[str, Any]) -> list[DAccount]:
 
 # --- v0.1's float money, for the cost of exact Decimal money --------------------------
 
-_TWINS: dict[type[Any], type[Any]] = {}
+_TWINS: dict[tuple[type[Any], Any], type[Any]] = {}
 
 
 def float_twin(model: type[Any]) -> type[Any]:
     """A copy of msgspec ``model`` (nested models too) with every ``Decimal`` a ``float``:
     the models as v0.1 had them, derived from today's so the two cannot drift apart."""
-    if model in _TWINS:
-        return _TWINS[model]
+    return money_twin(model, float)
+
+
+def raw_twin(model: type[Any]) -> type[Any]:
+    """A copy of ``model`` with every ``Decimal`` a ``msgspec.Raw``: what "lazy money"
+    (keep each amount's JSON text, build the ``Decimal`` on access) would cost to decode."""
+    return money_twin(model, msgspec.Raw)
+
+
+def money_twin(model: type[Any], money: Any) -> type[Any]:
+    """A copy of msgspec ``model`` (nested models too) with every ``Decimal`` of type
+    ``money``, and the same ``__post_init__`` (an /Investments answer resolves its
+    securities on decoding): the comparison measures the money type, nothing else."""
+    if (model, money) in _TWINS:
+        return _TWINS[model, money]
     fields = [
-        (f.name, _float_type(f.type), msgspec.field(default=f.default, name=f.encode_name))
+        (f.name, _money_type(f.type, money), msgspec.field(default=f.default, name=f.encode_name))
         for f in msgspec.structs.fields(model)
     ]
-    # the same methods (an /Investments answer resolves its securities on decoding): the
-    # comparison measures Decimal against float, nothing else
     namespace = {
         k: v for k, v in vars(model).items() if k in ("__post_init__", "resolve_securities")
     }
     twin = msgspec.defstruct(
-        f"Float{model.__name__}",
+        f"{money.__name__.title()}{model.__name__}",
         fields,
         kw_only=True,
         omit_defaults=True,
         gc=False,
         namespace=namespace,
     )
-    _TWINS[model] = twin
+    _TWINS[model, money] = twin
     return twin
 
 
-def _float_type(tp: Any) -> Any:
+def _money_type(tp: Any, money: Any) -> Any:
     if tp is decimal.Decimal:
-        return float
+        return money
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return float_twin(tp)
+        return money_twin(tp, money)
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return functools.reduce(operator.or_, [_float_type(a) for a in args])
+        return functools.reduce(operator.or_, [_money_type(a, money) for a in args])
     if typing.get_origin(tp) is list:
-        return list[_float_type(args[0])]  # type: ignore[misc]
+        return list[_money_type(args[0], money)]  # type: ignore[misc]
     return tp

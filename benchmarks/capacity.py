@@ -30,9 +30,11 @@ closed and its sockets are gone.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import gc
 import json
+import multiprocessing
 import statistics
 import time
 import tracemalloc
@@ -354,26 +356,33 @@ def run_loops(
     ramp_rate: int = 5_000,
 ) -> list[CapacityResult]:
     """:func:`run` on asyncio, then on uvloop when it is installed; each with the default
-    GC, then with the GC set up as ``pull`` does."""
+    GC, then with the GC set up as ``pull`` does. Each run in a fresh process, so that its
+    RSS is its own (an allocator keeps what an earlier run freed)."""
     from .transport import _has_uvloop
 
     out = []
+    spawn = multiprocessing.get_context("spawn")
     for loop in ("asyncio", "uvloop") if _has_uvloop() else ("asyncio",):
-        options = {"use_uvloop": True} if loop == "uvloop" else {}
         for gc_mode in ("default", "tuned"):
-            out.append(
-                anyio.run(
-                    run,
-                    levels,
-                    poll_interval,
-                    hold,
-                    ramp_rate,
-                    loop,
-                    gc_mode,
-                    backend_options=options,
-                )
-            )
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                args = (levels, poll_interval, hold, ramp_rate, loop, gc_mode)
+                out.append(pool.submit(_run_on, *args).result())
     return out
+
+
+def _run_on(
+    levels: tuple[int, ...],
+    poll_interval: float,
+    hold: float,
+    ramp_rate: int,
+    loop: str,
+    gc_mode: str,
+) -> CapacityResult:
+    """:func:`run` on ``loop`` ("asyncio" or "uvloop"), in the calling thread."""
+    options = {"use_uvloop": True} if loop == "uvloop" else {}
+    return anyio.run(
+        run, levels, poll_interval, hold, ramp_rate, loop, gc_mode, backend_options=options
+    )
 
 
 def markdown(results: list[CapacityResult]) -> str:

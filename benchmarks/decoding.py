@@ -11,6 +11,9 @@ Contenders, alternated within each round on the same bytes:
   (the floor: any gap is overhead of ours);
 * ``msgspec, float money (v0.1)``: the same models with ``float`` where ours have
   ``Decimal`` (what exact money costs);
+* ``msgspec, money kept as JSON text (msgspec.Raw)``: the same models with ``msgspec.Raw``
+  where ours have ``Decimal``: what "lazy money" (a ``Decimal`` built on attribute access
+  from the digits kept) would cost to decode, a design not adopted (docs/models.md);
 * ``json.loads`` (dicts), ``orjson.loads`` (dicts), ``json.loads`` + dataclasses,
   and pydantic v2 ``model_validate_json`` into equivalent models.
 
@@ -48,12 +51,14 @@ def contenders(kind: str) -> dict[str, Callable[[bytes], Any]]:
     to_dc = alt.investments_dataclasses if kind == "Investments" else alt.accounts_dataclasses
     ours = make_decoder(model, raw=False)
     floats = msgspec.json.Decoder(alt.float_twin(model), strict=False)
+    raws = msgspec.json.Decoder(alt.raw_twin(model), strict=False)
     extra = SchemaCheck(strict=False, keep_extra=True, hooks=()).wrap(ours, model, kind, None)
     return {
         "flinks-async": ours,
         "flinks-async, keep_extra=True": extra,
         "bare msgspec": lambda b: msgspec.json.decode(b, type=model),
         "msgspec, float money (v0.1)": floats.decode,
+        "msgspec, money kept as JSON text (msgspec.Raw)": raws.decode,
         "json.loads": json.loads,
         "orjson.loads": orjson.loads,
         "json + dataclasses": lambda b: to_dc(json.loads(b)),
