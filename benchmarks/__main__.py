@@ -2,20 +2,23 @@
 
 Writes one file per section under ``benchmarks/results/`` and assembles them into
 ``benchmarks/results/latest.md`` (the tables the docs' Performance page includes), so
-``--only`` re-runs replace just their sections; draws ``docs/assets/benchmarks.png`` when
-decoding or transport ran; prints the tables as it goes.
+``--only`` re-runs replace just their sections; keeps the figures the plot needs in
+``benchmarks/results/plot.json`` (decoding, transport, capacity: each from its latest run)
+and draws ``docs/assets/benchmarks.png`` from it; prints the tables as it goes.
 Benchmarks are not tests: nothing here asserts a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import platform
 import sys
 import time
 from importlib.metadata import version
+from typing import Any
 
 import anyio
 
@@ -79,9 +82,48 @@ def _machine() -> str:
     )
 
 
-def _plot(
-    dec: list[decoding.DecodeResult] | None, tr: list[transport.TransportResult] | None
-) -> None:
+PLOT_DATA = ROOT / "benchmarks" / "results" / "plot.json"
+
+
+def _save_plot_data(
+    dec: list[decoding.DecodeResult] | None,
+    tr: list[transport.TransportResult] | None,
+    cap: list[capacity.CapacityResult] | None,
+) -> dict[str, Any]:
+    """Merge this run's figures into ``results/plot.json`` (an ``--only`` run replaces
+    just its sections), and return them all: the plot draws every section measured."""
+    data: dict[str, Any] = json.loads(PLOT_DATA.read_text()) if PLOT_DATA.exists() else {}
+    if dec:
+        data["decoding"] = {
+            name: [
+                (r.size / 1e6, r.times[name].median * 1e3) for r in dec if r.kind == "Investments"
+            ]
+            for name in dec[0].times
+        }
+    if tr:
+        data["transport"] = [
+            {
+                "label": f"{r.loop}\nc={r.concurrency}",
+                "rates": {name: stat.median for name, stat in r.rate.items()},
+            }
+            for r in tr
+        ]
+    if cap:
+        data["capacity"] = [
+            {
+                "label": f"{r.loop}, {r.gc_mode} GC",
+                "levels": [
+                    (lv.in_flight, lv.polls_per_s / lv.scheduled_per_s, lv.lag_p99 * 1e3)
+                    for lv in r.levels
+                ],
+            }
+            for r in cap
+        ]
+    PLOT_DATA.write_text(json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def _plot(data: dict[str, Any]) -> None:
     try:
         import matplotlib
 
@@ -90,18 +132,17 @@ def _plot(
     except ImportError:
         print("(matplotlib not installed: no plot)", file=sys.stderr)
         return
-    panels = [p for p in (dec, tr) if p]
+    panels = [k for k in ("decoding", "transport", "capacity") if data.get(k)]
     if not panels:
         return
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.2), squeeze=False)
     ax_list = list(axes[0])
-    if dec:
+    if "decoding" in panels:
         ax = ax_list.pop(0)
-        inv = [r for r in dec if r.kind == "Investments"]
-        for name in inv[0].times:
+        for name, points in data["decoding"].items():
             ax.plot(
-                [r.size / 1e6 for r in inv],
-                [r.times[name].median * 1e3 for r in inv],
+                [mb for mb, _ in points],
+                [ms for _, ms in points],
                 marker="o",
                 label=name,
                 linewidth=2.5 if name == "flinks-async" else 1.2,
@@ -113,29 +154,45 @@ def _plot(
             ylabel="decode time (ms, median)",
             title="Decoding (lower is better)",
         )
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
-    if tr:
+    if "transport" in panels:
         ax = ax_list.pop(0)
-        names = list(tr[0].rate)
+        tr = data["transport"]
+        names = list(tr[0]["rates"])
         width = 0.8 / len(names)
         for i, name in enumerate(names):
             xs = [j + i * width for j in range(len(tr))]
-            ax.bar(xs, [r.rate[name].median for r in tr], width, label=name)
-        ax.set_xticks(
-            [j + width for j in range(len(tr))],
-            [f"{r.loop}\nc={r.concurrency}" for r in tr],
-            fontsize=8,
-        )
+            ax.bar(xs, [r["rates"][name] for r in tr], width, label=name)
+        ax.set_xticks([j + width for j in range(len(tr))], [r["label"] for r in tr], fontsize=8)
         ax.set(
             ylabel="logins/s (Authorize + 2 polls + data)",
             title="Transport throughput (higher is better)",
         )
         ax.legend(fontsize=8)
+    if "capacity" in panels:
+        ax = ax_list.pop(0)
+        for run in data["capacity"]:
+            levels = run["levels"]
+            ax.plot(
+                [n for n, _, _ in levels],
+                [ratio * 100 for _, ratio, _ in levels],
+                marker="o",
+                label=run["label"],
+                linestyle="-" if "tuned" in run["label"] else "--",
+            )
+        ax.set(
+            xlabel="logins in flight (10 s polls)",
+            ylabel="polls sent on schedule (%)",
+            title="Capacity of one process (higher is better)",
+            ylim=(0, 105),
+        )
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(PLOT, dpi=110)
-    print(f"plot: {PLOT.relative_to(ROOT)}")
+    print(f"plot: {PLOT}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         f"_Machine: {_machine()}; {pin_client()}, emulator on its own core. "
         f"Each section notes its run date and command._"
     )
-    dec = tr = None
+    dec = tr = cap = None
     written: dict[str, str] = {}
     command = f"python -m benchmarks{' --quick' if q else ''}"
 
@@ -202,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         RESULTS.write_text("\n\n".join(parts) + "\n")
         print(f"\nresults: {RESULTS.relative_to(ROOT)}")
-        _plot(dec, tr)
+        _plot(_save_plot_data(dec, tr, cap))
     return 0
 
 

@@ -322,6 +322,8 @@ def _money_type(tp: Any, money: Any) -> Any:
         return money_twin(tp, money)
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if money is msgspec.Raw and decimal.Decimal in args:
+            return msgspec.Raw  # msgspec takes Raw alone, not in a union (null is kept raw)
         return functools.reduce(operator.or_, [_money_type(a, money) for a in args])
     if typing.get_origin(tp) is list:
         return list[_money_type(args[0], money)]  # type: ignore[misc]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import pathlib
 
 import pytest
 
@@ -10,6 +11,7 @@ pytest.importorskip("orjson")
 pytest.importorskip("pydantic")
 pytest.importorskip("httpx")
 
+from benchmarks import __main__ as main_module
 from benchmarks import (
     bulk_disk,
     capacity,
@@ -29,6 +31,22 @@ def test_decoding_runs() -> None:
     results = decoding.run((20_000,), rounds=1)
     assert {r.kind for r in results} == {"Investments", "GetAccountsDetail"}
     assert "pydantic v2" in decoding.markdown(results)
+
+
+async def test_the_plot_draws_every_section_measured(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``--only`` run keeps the other sections' figures: the plot has all three panels."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(main_module, "PLOT", tmp_path / "plot.png")
+    monkeypatch.setattr(main_module, "PLOT_DATA", tmp_path / "plot.json")
+    main_module._save_plot_data(decoding.run((20_000,), rounds=1), None, None)
+    tr = await transport.run((1,), logins=10, rounds=1)
+    cap = await capacity.run((20,), poll_interval=0.2, hold=0.2, ramp_rate=2000)
+    data = main_module._save_plot_data(None, tr, [cap])
+    assert set(data) == {"decoding", "transport", "capacity"}
+    main_module._plot(data)
+    assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")
 
 
 async def test_transport_runs() -> None:

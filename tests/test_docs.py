@@ -90,6 +90,18 @@ def test_the_uvloop_example_runs_on_uvloop() -> None:
     assert proc.stdout == "20 logins pulled on uvloop\n"
 
 
+def test_the_many_in_flight_example_sets_up_the_gc() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(DOCS / "examples" / "many_in_flight.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "500 logins pulled, a full collection at most every 1000 young ones\n"
+
+
 def test_users_pytest_example_passes_with_the_shipped_fixtures() -> None:
     proc = subprocess.run(
         [
