@@ -41,6 +41,7 @@ PLOT = ROOT / "docs" / "assets" / "benchmarks.png"
 ALL = (
     "decoding",
     "transport",
+    "overhead",
     "capacity",
     "fanout",
     "looplag",
@@ -52,6 +53,7 @@ ALL = (
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
     "Transport overhead": "transport",
+    "Overhead against bare aiohttp, 25 rounds": "overhead",
     "Capacity at the real poll interval": "capacity",
     "Fan-out scale": "fanout",
     "Event-loop lag with big payloads": "looplag",
@@ -222,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     if "transport" in only:
         tr = transport.run_loops((1, 64, 512), 200 if q else 1000, 2 if q else 9)
         show("Transport overhead", transport.markdown(tr))
+    if "overhead" in only:  # the ratios of the table above, measured more precisely
+        ov = transport.run_loops((64, 512), 200 if q else 1000, 2 if q else 25, transport.OVERHEAD)
+        show("Overhead against bare aiohttp, 25 rounds", transport.markdown(ov))
     if "capacity" in only:
         cap = (
             capacity.run_loops((1_000, 2_000), 1.0, 3.0)

@@ -20,7 +20,9 @@ concurrency (:func:`logins_for`: 3,072 at 512; httpx 1,000), small payloads (2 K
 hand-written loops sleep 1 ms too: with the default 10% jitter half the sleeps would be
 just over 1 ms, which epoll rounds up to 2 ms). Reports logins/s, client CPU µs per HTTP
 request, and the wall time per login of each contender over bare aiohttp's, paired round
-by round (the contenders take turns, in a rotating order).
+by round (the contenders take turns, in a rotating order). The "overhead" section repeats
+the ratios at concurrency 64 and 512 without httpx, over 25 rounds: a round's ratio
+varies by +-15% on a 2-core VM, so 9 rounds leave a median uncertain by about 5%.
 """
 
 from __future__ import annotations
@@ -150,11 +152,17 @@ class TransportResult:
 
 
 async def measure(
-    emu: EmulatorProcess, loop: str, concurrency: int, logins: int, rounds: int, seed: int
+    emu: EmulatorProcess,
+    loop: str,
+    concurrency: int,
+    logins: int,
+    rounds: int,
+    seed: int,
+    contenders: tuple[str, ...] = tuple(CONTENDERS),
 ) -> TransportResult:
-    walls: dict[str, list[float]] = {k: [] for k in CONTENDERS}  # seconds per login
-    cpu: dict[str, list[float]] = {k: [] for k in CONTENDERS}
-    names = list(CONTENDERS)
+    walls: dict[str, list[float]] = {k: [] for k in contenders}  # seconds per login
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}
+    names = list(contenders)
     for rnd in range(rounds + 1):  # round 0 warms up
         # the order rotates each round: no contender always runs first or last
         for n, name in enumerate(names[rnd % len(names) :] + names[: rnd % len(names)]):
@@ -187,28 +195,43 @@ def logins_for(contender: str, concurrency: int, logins: int) -> int:
     return max(logins, 6 * concurrency)
 
 
+#: The precision pass: our two paths and the floor only, many rounds (httpx is 20-40x
+#: slower, which the main table shows well enough in a few).
+OVERHEAD = ("flinks-async many", "flinks-async direct", "bare aiohttp")
+
+
 async def run(
     concurrencies: tuple[int, ...] = (1, 64, 512),
     logins: int = 2000,
     rounds: int = 5,
     loop: str = "asyncio",
+    contenders: tuple[str, ...] = tuple(CONTENDERS),
 ) -> list[TransportResult]:
     out = []
     async with emulator_process("--pending", str(PENDING), "--payload-bytes", "2000") as emu:
         for i, c in enumerate(concurrencies):
             n = max(100, logins // 10) if c == 1 else logins
-            out.append(await measure(emu, loop, c, n, rounds, seed=i + 1))
+            out.append(await measure(emu, loop, c, n, rounds, i + 1, contenders))
     return out
 
 
 def run_loops(
-    concurrencies: tuple[int, ...] = (1, 64, 512), logins: int = 2000, rounds: int = 5
+    concurrencies: tuple[int, ...] = (1, 64, 512),
+    logins: int = 2000,
+    rounds: int = 5,
+    contenders: tuple[str, ...] = tuple(CONTENDERS),
 ) -> list[TransportResult]:
     """:func:`run` on asyncio, then on uvloop when it is installed."""
-    out = anyio.run(run, concurrencies, logins, rounds, "asyncio")
+    out = anyio.run(run, concurrencies, logins, rounds, "asyncio", contenders)
     if _has_uvloop():
         out += anyio.run(
-            run, concurrencies, logins, rounds, "uvloop", backend_options={"use_uvloop": True}
+            run,
+            concurrencies,
+            logins,
+            rounds,
+            "uvloop",
+            contenders,
+            backend_options={"use_uvloop": True},
         )
     return out
 
@@ -224,7 +247,7 @@ def _has_uvloop() -> bool:
 def markdown(results: list[TransportResult]) -> str:
     rows = []
     for r in results:
-        for name in CONTENDERS:
+        for name in r.rate:
             ratio = r.vs_bare[name]
             rows.append(
                 (

@@ -52,6 +52,8 @@ async def test_the_plot_draws_every_section_measured(
 async def test_transport_runs() -> None:
     results = await transport.run((1, 4), logins=20, rounds=1)
     assert "bare aiohttp" in transport.markdown(results)
+    overhead = await transport.run((4,), logins=20, rounds=1, contenders=transport.OVERHEAD)
+    assert "httpx" not in transport.markdown(overhead)
 
 
 async def test_capacity_runs() -> None:
