@@ -77,29 +77,30 @@ def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> Non
         assert "still processing" in lines[2] and lines[3] == "not a Flinks loginId"
 
 
-def test_the_uvloop_example_runs_on_uvloop() -> None:
-    pytest.importorskip("uvloop")
+@pytest.mark.parametrize(
+    ("name", "needs", "output"),
+    [
+        ("with_uvloop", "uvloop", "20 logins pulled on uvloop\n"),
+        (
+            "many_in_flight",
+            None,
+            "500 logins pulled, a full collection at most every 1000 young ones\n",
+        ),
+    ],
+)
+def test_script_examples_run_as_scripts(name: str, needs: str | None, output: str) -> None:
+    """Examples that set up the process (the event loop, the GC) run as scripts do."""
+    if needs:
+        pytest.importorskip(needs)
     proc = subprocess.run(
-        [sys.executable, str(DOCS / "examples" / "with_uvloop.py")],
+        [sys.executable, str(DOCS / "examples" / f"{name}.py")],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "20 logins pulled on uvloop\n"
-
-
-def test_the_many_in_flight_example_sets_up_the_gc() -> None:
-    proc = subprocess.run(
-        [sys.executable, str(DOCS / "examples" / "many_in_flight.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "500 logins pulled, a full collection at most every 1000 young ones\n"
+    assert proc.stdout == output
 
 
 def test_users_pytest_example_passes_with_the_shipped_fixtures() -> None:
