@@ -492,36 +492,10 @@ class FlinksClient:
             if spec.key == "investments"
             else f"{s.banking_url}/{spec.name}"
         )
-        if self._shared is not None:  # one run among every process on this Redis
-            raw_work = functools.partial(
-                fetch,
-                self._transport,
-                spec,
-                url=url,
-                login_id=login_id,
-                request_id=request_id,
-                params=body,
-                raw=True,
-                authorize=self._request_id,
-                headers=self._data_headers,
-                settings=s,
-                schema=self._schema,
-                progress=Progress(),
-            )
-            shared_key = (key[0], key[1], key[2], key[4], key[5])  # raw or not: same bytes
-            decode = (
-                None
-                if raw
-                else self._schema.wrap(
-                    make_decoder(spec.model, raw=False), spec.model, spec.name, login_id
-                )
-            )
-            return key, functools.partial(
-                self._shared_fetch, shared_key, raw_work, decode, login_id, spec.name
-            )
+        shared = self._shared is not None  # one run among every process on this Redis
         # a partial, not a closure: a login in flight holds 3 objects the cyclic GC walks
         # here instead of a function and a dozen cells (full collections walk them all)
-        return key, functools.partial(
+        work = functools.partial(
             fetch,
             self._transport,
             spec,
@@ -529,12 +503,25 @@ class FlinksClient:
             login_id=login_id,
             request_id=request_id,
             params=body,
-            raw=raw,
+            raw=raw or shared,  # shared runs hand bytes over; each caller decodes them
             authorize=self._request_id,
             headers=self._data_headers,
             settings=s,
             schema=self._schema,
             progress=Progress(),  # shared by this run and, if handed over, its continuation
+        )
+        if not shared:
+            return key, work
+        shared_key = (key[0], key[1], key[2], key[4], key[5])  # raw or not: same bytes
+        decode = (
+            None
+            if raw
+            else self._schema.wrap(
+                make_decoder(spec.model, raw=False), spec.model, spec.name, login_id
+            )
+        )
+        return key, functools.partial(
+            self._shared_fetch, shared_key, work, decode, login_id, spec.name
         )
 
     async def _shared_fetch(
