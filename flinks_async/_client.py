@@ -53,6 +53,9 @@ _PARAM_NAMES = {
 }
 
 
+_AUTHORIZATION = make_decoder(Authorization, raw=False)
+
+
 class _Token(msgspec.Struct, rename="pascal"):
     token: str | None = None
 
@@ -254,6 +257,14 @@ class FlinksClient:
         self._data_headers = {"x-api-key": s.api_key} if s.api_key else {}
         self._auth_headers: dict[str, str] = {}
         self._call_options = tuple(getattr(s, name) for name in CallOptions.__annotations__)
+        #: each endpoint's URL, worked out once (views share them: options leave URLs be)
+        self._urls = {
+            spec.key: s.investments_endpoint_url
+            if spec.key == "investments"
+            else f"{s.banking_url}/{spec.name}"
+            for spec in ENDPOINTS.values()
+        }
+        self._authorize_url = f"{s.banking_url}/Authorize"
 
     def with_options(self, **options: Unpack[CallOptions]) -> Self:
         """A view of this client with other per-call options (``poll_timeout``,
@@ -349,19 +360,17 @@ class FlinksClient:
 
     async def _authorize(self, login_id: str) -> Authorization:
         s = self.settings
-        body = msgspec.json.encode({"LoginId": login_id, "MostRecentCached": True})
-        decode = make_decoder(Authorization, raw=False)
         call = Call(
             "POST",
-            f"{s.banking_url}/Authorize",
+            self._authorize_url,
             "Authorize",
             self._auth_headers,
-            body,
+            msgspec.json.encode({"LoginId": login_id, "MostRecentCached": True}),
             login_id,
             None,
-            decode,
-            fresh_headers=self._authorize_token if s.secret_key else None,
-            settings=s,
+            _AUTHORIZATION,
+            self._authorize_token if s.secret_key else None,
+            s,
         )
         reply = await self._transport.send(call)
         if reply.status != 200 or not reply.value.request_id:
@@ -393,9 +402,6 @@ class FlinksClient:
         )
         reply = await self._transport.send(call)
         return {"flinks-auth-key": reply.value}
-
-    async def _request_id(self, login_id: str) -> str:
-        return (await self._authorize(login_id)).request_id or ""
 
     # --- data endpoints ----------------------------------------------------------------
 
@@ -477,38 +483,37 @@ class FlinksClient:
         its own: every await of a request resumes through each frame above it)."""
         spec = _endpoint(endpoint)
         login_id = check_login_id(login_id)
-        body = _wire_params(spec, params)
+        if params:
+            body = _wire_params(spec, params)
+            options = msgspec.json.encode(body)
+        else:  # the common case
+            body, options = {}, b"{}"
         key = (
             spec.key,
             login_id.lower(),
             request_id,
             raw,
-            msgspec.json.encode(body),
+            options,
             self._call_options,  # a 25 s view never joins a 30 min run
-        )
-        s = self.settings
-        url = (
-            s.investments_endpoint_url
-            if spec.key == "investments"
-            else f"{s.banking_url}/{spec.name}"
         )
         shared = self._shared is not None  # one run among every process on this Redis
         # a partial, not a closure: a login in flight holds 3 objects the cyclic GC walks
-        # here instead of a function and a dozen cells (full collections walk them all)
+        # here instead of a function and a dozen cells (full collections walk them all);
+        # positional: it is built and called for every call
         work = functools.partial(
             fetch,
             self._transport,
             spec,
-            url=url,
-            login_id=login_id,
-            request_id=request_id,
-            params=body,
-            raw=raw or shared,  # shared runs hand bytes over; each caller decodes them
-            authorize=self._request_id,
-            headers=self._data_headers,
-            settings=s,
-            schema=self._schema,
-            progress=Progress(),  # shared by this run and, if handed over, its continuation
+            self._urls[spec.key],
+            login_id,
+            request_id,
+            body,
+            raw or shared,  # shared runs hand bytes over; each caller decodes them
+            self._authorize,
+            self._data_headers,
+            self.settings,
+            self._schema,
+            Progress(),  # shared by this run and, if handed over, its continuation
         )
         if not shared:
             return key, work

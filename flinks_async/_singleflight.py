@@ -1,7 +1,7 @@
 """Single-flight: concurrent callers of the same work share one run of it.
 
-The first caller (the *leader*) runs the work inline, in its own task: no task is
-created and no result crosses a future when, as almost always, nobody joins. Callers
+The first caller (the *leader*) runs the work inline, in its own task: no task and no
+future are created, and no result crosses a future, when, as almost always, nobody joins. Callers
 arriving meanwhile (*followers*) wait on the run's future. The rules:
 
 * a follower that leaves (cancelled) leaves the run to the others;
@@ -41,12 +41,11 @@ class _Flight:
     __slots__ = ("closed", "future", "leader", "task", "waiters", "work")
 
     def __init__(
-        self,
-        future: asyncio.Future[Any],
-        leader: asyncio.Task[Any] | None,
-        work: Callable[[], Coroutine[Any, Any, Any]],
+        self, leader: asyncio.Task[Any] | None, work: Callable[[], Coroutine[Any, Any, Any]]
     ) -> None:
-        self.future = future  #: the run's outcome, for the followers
+        #: the run's outcome, for the followers: made when the first one joins (most runs
+        #: never have one, and then cost no future)
+        self.future: asyncio.Future[Any] | None = None
         self.leader = leader  #: the task running the work inline (None once handed over)
         self.task: asyncio.Task[Any] | None = None  #: the handed-over run
         self.work = work
@@ -55,7 +54,7 @@ class _Flight:
 
     def ending(self) -> bool:
         """Finished, or its leader is being cancelled: not to be joined."""
-        if self.future.done() or self.closed:
+        if self.closed or (self.future is not None and self.future.done()):
             return True
         return self.task is None and self.leader is not None and self.leader.cancelling() > 0
 
@@ -79,7 +78,7 @@ class SingleFlight:
         if flight is not None and not flight.ending():
             return await self._follow(key, flight)  # type: ignore[no-any-return]
         me = asyncio.current_task()
-        flight = _Flight(asyncio.get_running_loop().create_future(), me, work)
+        flight = _Flight(me, work)
         self._flights[key] = flight
         try:
             result = await work()
@@ -93,7 +92,7 @@ class SingleFlight:
                         "the FlinksClient was closed during this call"
                     ) from None
                 raise
-            if flight.waiters and not flight.future.done():
+            if flight.waiters and flight.future is not None and not flight.future.done():
                 # others wait: the run goes on in a task of its own, from where it stands
                 flight.leader = None
                 flight.task = task = asyncio.get_running_loop().create_task(work())
@@ -108,12 +107,15 @@ class SingleFlight:
         return result
 
     async def _follow(self, key: Hashable, flight: _Flight) -> Any:
+        future = flight.future
+        if future is None:
+            future = flight.future = asyncio.get_running_loop().create_future()
         flight.waiters += 1
         try:
-            return await asyncio.shield(flight.future)
+            return await asyncio.shield(future)
         except asyncio.CancelledError:
             me = asyncio.current_task()
-            if flight.future.cancelled() and me is not None and not me.cancelling():
+            if future.cancelled() and me is not None and not me.cancelling():
                 # the run was stopped under us (the client closed), not this caller
                 raise ClientClosedError("the FlinksClient was closed during this call") from None
             raise
@@ -143,7 +145,7 @@ class SingleFlight:
         self._drop(key, flight)
         flight.leader = None  # a cancelled task's traceback holds the flight: no cycle
         future = flight.future
-        if future.done():
+        if future is None or future.done():  # nobody joined, or already settled
             return
         if error is None:
             future.set_result(result)
@@ -157,7 +159,7 @@ class SingleFlight:
         """A handed-over run ended: its outcome to the followers."""
         self._drop(key, flight)
         if task.cancelled():
-            if not flight.future.done():
+            if flight.future is not None and not flight.future.done():
                 flight.future.cancel()
             return
         error = task.exception()
@@ -171,9 +173,12 @@ class SingleFlight:
             if flight.task is not None:
                 flight.task.cancel()
                 waits.append(flight.task)
-            elif flight.leader is not None and not flight.future.done():
-                flight.leader.cancel()
-                waits.append(flight.future)
+            elif flight.leader is not None:
+                if flight.future is None:  # the leader's end settles it
+                    flight.future = asyncio.get_running_loop().create_future()
+                if not flight.future.done():
+                    flight.leader.cancel()
+                    waits.append(flight.future)
         if waits:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(waits)
