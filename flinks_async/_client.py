@@ -423,14 +423,46 @@ class FlinksClient:
         Prefer the typed methods (:meth:`investments`, ...); this one serves :meth:`many`.
         ``poll_timeout`` overrides the client's for this call (see :meth:`with_options`).
         """
+        return await self._call(endpoint, login_id, request_id, raw, poll_timeout, params)
+
+    def _call(
+        self,
+        endpoint: str,
+        login_id: str,
+        request_id: str | None,
+        raw: bool,
+        poll_timeout: float | None,
+        params: dict[str, Any],
+    ) -> Coroutine[Any, Any, Any]:
+        """The coroutine of one data call, for the public methods to await. When nothing
+        listens (no hooks, no tracing) it is the single-flight run itself: no frame of
+        ours between the caller and the run (every await of a request resumes through
+        each frame above it). Bad arguments raise here, before any request."""
         if poll_timeout is not None:
             view = self.with_options(poll_timeout=poll_timeout)
-            return await view.fetch(endpoint, login_id, request_id=request_id, raw=raw, **params)
+            return view._call(endpoint, login_id, request_id, raw, None, params)
+        if self._tracer is None and not self._transport.hooks and not scoped_hooks.get():
+            key, work = self._prepare(endpoint, login_id, request_id, raw, params)
+            return self._flights.run(key, work)
+        return self._observed(endpoint, login_id, request_id, raw, params)
+
+    def _call_one(
+        self, endpoint: str, raw: bool, params: dict[str, Any], login_id: str
+    ) -> Coroutine[Any, Any, Any]:
+        """:meth:`_call` for one login of :meth:`many`."""
+        return self._call(endpoint, login_id, None, raw, None, params)
+
+    async def _observed(
+        self,
+        endpoint: str,
+        login_id: str,
+        request_id: str | None,
+        raw: bool,
+        params: dict[str, Any],
+    ) -> Any:
+        """A data call with hooks or tracing on: its ``started``/``done`` events and span."""
         hooks = self._transport.hooks or scoped_hooks.get()
         tracer = self._tracer
-        if not hooks and tracer is None:  # the fast path: nothing listens
-            key, work = self._prepare(endpoint, login_id, request_id, raw, params)
-            return await self._flights.run(key, work)
         spec = ENDPOINTS.get(endpoint)
         name = spec.name if spec is not None else endpoint
         if hooks:
@@ -577,8 +609,8 @@ class FlinksClient:
         """The login's investment accounts, positions and transactions (``POST /Investments``,
         polled by re-POSTing). ``raw=True`` returns the 200 body's bytes, checked to be a JSON
         object, for archiving."""
-        result: Investments | bytes = await self.fetch(
-            "investments", login_id, request_id=request_id, raw=raw, poll_timeout=poll_timeout
+        result: Investments | bytes = await self._call(
+            "investments", login_id, request_id, raw, poll_timeout, {}
         )
         return result
 
@@ -638,21 +670,23 @@ class FlinksClient:
         """Accounts with holder, balance and transactions (``POST /GetAccountsDetail``, polled
         with ``GET /GetAccountsDetailAsync/{requestId}``). ``days_of_transactions`` is
         ``"Days90"`` or ``"Days365"``; options left ``None`` are not sent."""
-        result: AccountsDetail | bytes = await self.fetch(
+        result: AccountsDetail | bytes = await self._call(
             "accounts-detail",
             login_id,
-            request_id=request_id,
-            raw=raw,
-            poll_timeout=poll_timeout,
-            days_of_transactions=days_of_transactions,
-            with_transactions=with_transactions,
-            with_balance=with_balance,
-            with_account_identity=with_account_identity,
-            with_kyc=with_kyc,
-            accounts_filter=accounts_filter,
-            date_from=date_from,
-            date_to=date_to,
-            most_recent_cached=most_recent_cached,
+            request_id,
+            raw,
+            poll_timeout,
+            {
+                "days_of_transactions": days_of_transactions,
+                "with_transactions": with_transactions,
+                "with_balance": with_balance,
+                "with_account_identity": with_account_identity,
+                "with_kyc": with_kyc,
+                "accounts_filter": accounts_filter,
+                "date_from": date_from,
+                "date_to": date_to,
+                "most_recent_cached": most_recent_cached,
+            },
         )
         return result
 
@@ -690,14 +724,16 @@ class FlinksClient:
     ) -> AccountsSummary | bytes:
         """Accounts without transactions (``POST /GetAccountsSummary``, polled with
         ``GET /GetAccountsSummaryAsync/{requestId}``)."""
-        result: AccountsSummary | bytes = await self.fetch(
+        result: AccountsSummary | bytes = await self._call(
             "accounts-summary",
             login_id,
-            request_id=request_id,
-            raw=raw,
-            poll_timeout=poll_timeout,
-            with_balance=with_balance,
-            with_account_identity=with_account_identity,
+            request_id,
+            raw,
+            poll_timeout,
+            {
+                "with_balance": with_balance,
+                "with_account_identity": with_account_identity,
+            },
         )
         return result
 
@@ -736,14 +772,16 @@ class FlinksClient:
         """PDF statements, base64 (``POST /GetStatements``, polled with
         ``GET /GetStatementsAsync/{requestId}``). ``number_of_statements``: ``"MostRecent"``,
         ``"Months3"`` or ``"Months12"``."""
-        result: Statements | bytes = await self.fetch(
+        result: Statements | bytes = await self._call(
             "statements",
             login_id,
-            request_id=request_id,
-            raw=raw,
-            poll_timeout=poll_timeout,
-            number_of_statements=number_of_statements,
-            accounts_filter=accounts_filter,
+            request_id,
+            raw,
+            poll_timeout,
+            {
+                "number_of_statements": number_of_statements,
+                "accounts_filter": accounts_filter,
+            },
         )
         return result
 
@@ -788,8 +826,8 @@ class FlinksClient:
         _wire_params(spec, params)  # a bad option fails here, before any login starts
         check_many_options(concurrency, dedupe)
 
-        # a partial, not a coroutine wrapping fetch: one frame less for every await below
-        one = functools.partial(self.fetch, endpoint, raw=raw, **params)
+        # the call's own coroutine, not one wrapping it: no frame of ours for every await
+        one = functools.partial(self._call_one, endpoint, raw, params)
         return many(
             one,
             login_ids,
