@@ -221,6 +221,7 @@ class SchemaCheck:
     def __init__(self, *, strict: bool, keep_extra: bool, hooks: tuple[EventHook, ...]) -> None:
         self.strict = strict
         self.keep_extra = keep_extra
+        self._check_every = strict or keep_extra  # else a sample (see the module docstring)
         self.hooks = hooks
         self.found: collections.defaultdict[str, collections.Counter[str]] = (
             collections.defaultdict(collections.Counter)
@@ -251,10 +252,8 @@ class SchemaCheck:
         login_id: str | None,
         body: bytes,
     ) -> Any:
-        sampled = (
-            self.strict
-            or self.keep_extra
-            or (self._checked_count[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES)
+        sampled = self._check_every or (
+            self._checked_count[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES
         )
         try:
             value = decode(body)
