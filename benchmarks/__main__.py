@@ -30,6 +30,7 @@ from . import (
     distributed,
     fanout,
     looplag,
+    percall,
     ratelimit,
     transport,
 )
@@ -42,6 +43,7 @@ ALL = (
     "decoding",
     "transport",
     "overhead",
+    "percall",
     "capacity",
     "fanout",
     "looplag",
@@ -54,6 +56,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
     "Transport overhead": "transport",
     "Overhead against bare aiohttp, 25 rounds": "overhead",
+    "Our own cost per call, without the network": "percall",
     "Capacity at the real poll interval": "capacity",
     "Fan-out scale": "fanout",
     "Event-loop lag with big payloads": "looplag",
@@ -227,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if "overhead" in only:  # the ratios of the table above, measured more precisely
         ov = transport.run_loops((64, 512), 200 if q else 1000, 2 if q else 25, transport.OVERHEAD)
         show("Overhead against bare aiohttp, 25 rounds", transport.markdown(ov))
+    if "percall" in only:  # what those ratios are made of, without the network
+        pc = percall.run_loops(200 if q else 1000, 3 if q else 9)
+        show("Our own cost per call, without the network", percall.markdown(pc))
     if "capacity" in only:
         cap = (
             capacity.run_loops((1_000, 2_000), 1.0, 3.0)

@@ -20,15 +20,18 @@ concurrency (:func:`logins_for`: 3,072 at 512; httpx 1,000), small payloads (2 K
 hand-written loops sleep 1 ms too: with the default 10% jitter half the sleeps would be
 just over 1 ms, which epoll rounds up to 2 ms). Reports logins/s, client CPU µs per HTTP
 request, and the wall time per login of each contender over bare aiohttp's, paired round
-by round (the contenders take turns, in a rotating order). The "overhead" section repeats
-the ratios at concurrency 64 and 512 without httpx, over 25 rounds: a round's ratio
-varies by +-15% on a 2-core VM, so 9 rounds leave a median uncertain by about 5%.
+by round (the contenders take turns, in a rotating order, each starting on a collected
+heap: a full collection of another contender's garbage would land in a random round).
+The "overhead" section repeats the ratios at concurrency 64 and 512 without httpx, over
+25 rounds: a round's ratio varies by +-15% on a 2-core VM, so 9 rounds leave a median
+uncertain by about 5%.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import time
 from collections.abc import Awaitable, Callable
 
@@ -168,6 +171,7 @@ async def measure(
         for n, name in enumerate(names[rnd % len(names) :] + names[: rnd % len(names)]):
             count = logins_for(name, concurrency, logins)
             ids = demo_login_ids(count, seed=seed * 1000 + rnd * 10 + n)
+            gc.collect()  # nobody pays for the garbage of the contender before (httpx's)
             c0, t0 = cpu_seconds(), time.perf_counter()
             await CONTENDERS[name](emu.url, ids, concurrency)
             wall, used = time.perf_counter() - t0, cpu_seconds() - c0

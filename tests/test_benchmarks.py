@@ -20,6 +20,7 @@ from benchmarks import (
     distributed,
     fanout,
     looplag,
+    percall,
     ratelimit,
     transport,
 )
@@ -54,6 +55,12 @@ async def test_transport_runs() -> None:
     assert "bare aiohttp" in transport.markdown(results)
     overhead = await transport.run((4,), logins=20, rounds=1, contenders=transport.OVERHEAD)
     assert "httpx" not in transport.markdown(overhead)
+
+
+async def test_percall_runs() -> None:
+    result = await percall.measure("asyncio", logins=20, rounds=1)
+    assert set(result.cpu_per_login) == {"floor", "client.investments()"}
+    assert "above the floor" in percall.markdown([result])
 
 
 async def test_capacity_runs() -> None:

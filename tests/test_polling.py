@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import anyio
 import pytest
 
 from flinks_async import Event, FlinksClient, PollTimeoutError, SessionExpiredError
-from flinks_async._polling import _Deadline
 from flinks_async.testing import Emulator
 
 from .conftest import assert_polling_stopped, fast_client, wait_until
@@ -39,41 +36,6 @@ async def test_poll_timeout_cuts_a_slow_answer_short(emu: Emulator, login: str) 
         assert client.in_flight_requests == 0
         assert (await client.authorize(login)).request_id  # the client still works
     assert 0.3 <= info.value.elapsed < 2.0
-
-
-@pytest.mark.parametrize("also_cancelled", [False, True])
-async def test_the_deadline_takes_back_only_its_own_cancellation(also_cancelled: bool) -> None:
-    """asyncio.timeout's rule, kept by the cheaper timer fetch uses: the deadline's
-    cancellation becomes PollTimeoutError only when nobody else cancelled the task too
-    (a handler whose client hung up must stay cancelled)."""
-
-    fired: list[bool] = []
-
-    async def call() -> str:
-        deadline = _Deadline(0.0)
-        try:
-            if also_cancelled:  # the caller's own cancellation, as the deadline passes:
-                task = asyncio.current_task()  # both land before the task runs again
-                assert task is not None
-                asyncio.get_running_loop().call_later(0.0, task.cancel)
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            fired.append(deadline.fired)
-            if not deadline.end():
-                raise
-            return "timed out"
-        finally:
-            deadline.end()
-        return "not cancelled"
-
-    task = asyncio.get_running_loop().create_task(call())
-    with anyio.fail_after(5):
-        await asyncio.wait([task])
-    assert fired == [True]
-    if also_cancelled:
-        assert task.cancelled()
-    else:
-        assert task.result() == "timed out" and task.cancelling() == 0
 
 
 async def test_session_nonexistent_mid_poll_reauthorizes_once(
