@@ -178,6 +178,8 @@ async def many(
 
     async def worker(login_id: str, key: object) -> None:
         task = cast("asyncio.Task[None]", asyncio.current_task())
+        result: Result[T] | None = None
+        error: FlinksError | None = None
         try:
             if hooks:  # the client emits started/done/...; this task's context only
                 scoped_hooks.set(hooks)
@@ -211,6 +213,9 @@ async def many(
             # hundreds of thousands of objects for the GC to walk.
             return
         finally:
+            # an error's traceback holds this frame: the frame must not hold the error (a
+            # cycle the consumer's Result would leave for the GC)
+            result = error = None
             workers.discard(task)  # not a done callback: one loop callback less per login
             if in_flight is not None:
                 in_flight.discard(key)

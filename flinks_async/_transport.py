@@ -91,6 +91,16 @@ class Reply:
     value: Any = None
 
 
+def _drop_tracebacks(error: BaseException | None) -> None:
+    """Clear the traceback of ``error`` and of every exception it was caused by or raised
+    while handling."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+
+
 class Transport:
     """Owns the aiohttp session; created lazily inside the running event loop."""
 
@@ -198,172 +208,185 @@ class Transport:
         if data is None and call.body is not None:
             data = call.payload = aiohttp.BytesPayload(call.body, content_type="application/json")
         attempt = 0
-        while True:
-            attempt += 1
-            if self._closed:  # closed during a retry sleep
-                raise ClientClosedError(
-                    "the FlinksClient was closed during this call",
-                    login_id=call.login_id,
-                    request_id=call.request_id,
-                    endpoint=call.endpoint,
-                )
-            if self._unreachable is not None:
-                raise self._unreachable
-            if self._paused_until:
-                await self._wait_out_pause()
-            if call.fresh_headers is not None:
-                call.headers = {**call.headers, **await call.fresh_headers()}
-            held = limiter is not None
-            slot = None
-            if limiter is not None:
-                # a just-minted single-use token goes ahead of the queue, never idles behind it
-                slot = await limiter.acquire(priority=call.fresh_headers is not None)
-            if hooks:
-                self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
-            started = time.monotonic() if timed else 0.0
-            span = self._start_span(call, attempt) if self.tracer is not None else None
-            failure: FlinksError | None = None
-            retry_after: float | None = None
-            status = 0
-            try:
-                self.in_flight += 1
-                self.requests_sent += 1
+        try:
+            while True:
+                attempt += 1
+                if self._closed:  # closed during a retry sleep
+                    raise ClientClosedError(
+                        "the FlinksClient was closed during this call",
+                        login_id=call.login_id,
+                        request_id=call.request_id,
+                        endpoint=call.endpoint,
+                    )
+                if self._unreachable is not None:
+                    raise self._unreachable
+                if self._paused_until:
+                    await self._wait_out_pause()
+                if call.fresh_headers is not None:
+                    call.headers = {**call.headers, **await call.fresh_headers()}
+                held = limiter is not None
+                slot = None
+                if limiter is not None:
+                    # a just-minted single-use token goes ahead of the queue, never idles behind it
+                    slot = await limiter.acquire(priority=call.fresh_headers is not None)
+                if hooks:
+                    self.emit(
+                        Event("request", call.endpoint, call.login_id, call.request_id, attempt)
+                    )
+                started = time.monotonic() if timed else 0.0
+                span = self._start_span(call, attempt) if self.tracer is not None else None
+                failure: FlinksError | None = None
+                retry_after: float | None = None
+                status = 0
                 try:
-                    async with session.request(
-                        call.method,
-                        call.url,
-                        data=data,
-                        headers=call.headers or None,
-                        allow_redirects=False,
-                        proxy=s.proxy,
-                    ) as resp:
-                        if held:  # the answer began: the request has arrived
+                    self.in_flight += 1
+                    self.requests_sent += 1
+                    try:
+                        async with session.request(
+                            call.method,
+                            call.url,
+                            data=data,
+                            headers=call.headers or None,
+                            allow_redirects=False,
+                            proxy=s.proxy,
+                        ) as resp:
+                            if held:  # the answer began: the request has arrived
+                                held = False
+                                limiter.release(slot)  # type: ignore[union-attr]
+                            self._answered = True
+                            status = resp.status
+                            try:
+                                length = resp.content_length
+                                if (
+                                    resp.status < 300
+                                    and length is not None
+                                    and length <= s.max_response_bytes
+                                    and "Content-Encoding" not in resp.headers
+                                ):
+                                    body = await resp.read()  # the common case, inline
+                                else:
+                                    body = await self._read(resp, call)
+                            except BaseException:
+                                resp.close()  # drop the connection: a half-read body is no use
+                                raise
+                            headers = resp.headers
+                    except FlinksError as exc:  # from _read: a redirect, a body over the cap
+                        failure = exc
+                        if debug:
+                            self._log_exchange(call, attempt, started, status, failure, b"")
+                        raise
+                    except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+                        # TLS refused (untrusted certificate, wrong hostname): retrying can't help
+                        failure = TransportError(
+                            f"TLS failed: {exc}",
+                            login_id=call.login_id,
+                            request_id=call.request_id,
+                            endpoint=call.endpoint,
+                        )
+                        raise failure from exc
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        if not self._answered and isinstance(exc, _CONNECT_ERRORS):
+                            self._count_connect_failure(call, exc)
+                        failure = TransportError(
+                            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                            login_id=call.login_id,
+                            request_id=call.request_id,
+                            endpoint=call.endpoint,
+                        )
+                        failure.__cause__ = exc
+                        body = b""
+                    finally:
+                        self.in_flight -= 1
+                        if held:  # failed or cancelled before any answer
                             held = False
                             limiter.release(slot)  # type: ignore[union-attr]
-                        self._answered = True
-                        status = resp.status
-                        try:
-                            length = resp.content_length
-                            if (
-                                resp.status < 300
-                                and length is not None
-                                and length <= s.max_response_bytes
-                                and "Content-Encoding" not in resp.headers
-                            ):
-                                body = await resp.read()  # the common case, inline
-                            else:
-                                body = await self._read(resp, call)
-                        except BaseException:
-                            resp.close()  # drop the connection: a half-read body can't be reused
-                            raise
-                        headers = resp.headers
-                except FlinksError as exc:  # from _read: a redirect, a body over the cap
-                    failure = exc
                     if debug:
-                        self._log_exchange(call, attempt, started, status, failure, b"")
-                    raise
-                except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
-                    # TLS refused (untrusted certificate, hostname mismatch): retrying can't help
-                    failure = TransportError(
-                        f"TLS failed: {exc}",
-                        login_id=call.login_id,
-                        request_id=call.request_id,
-                        endpoint=call.endpoint,
-                    )
-                    raise failure from exc
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    if not self._answered and isinstance(exc, _CONNECT_ERRORS):
-                        self._count_connect_failure(call, exc)
-                    failure = TransportError(
-                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                        login_id=call.login_id,
-                        request_id=call.request_id,
-                        endpoint=call.endpoint,
-                    )
-                    failure.__cause__ = exc
-                    body = b""
-                finally:
-                    self.in_flight -= 1
-                    if held:  # failed or cancelled before any answer
-                        held = False
-                        limiter.release(slot)  # type: ignore[union-attr]
-                if debug:
-                    self._log_exchange(call, attempt, started, status, failure, body)
-                if failure is None:
-                    if hooks:
-                        self.emit(
-                            Event(
-                                "response",
-                                call.endpoint,
-                                call.login_id,
-                                call.request_id,
-                                attempt,
-                                status=status,
-                                elapsed=time.monotonic() - started,
+                        self._log_exchange(call, attempt, started, status, failure, body)
+                    if failure is None:
+                        if hooks:
+                            self.emit(
+                                Event(
+                                    "response",
+                                    call.endpoint,
+                                    call.login_id,
+                                    call.request_id,
+                                    attempt,
+                                    status=status,
+                                    elapsed=time.monotonic() - started,
+                                )
                             )
-                        )
-                    if status == 200:
-                        if call.decode is None:
+                        if status == 200:
+                            if call.decode is None:
+                                return Reply(status, body)
+                            try:
+                                return Reply(status, body, call.decode(body))
+                            except DecodeError as exc:
+                                exc.login_id, exc.endpoint = call.login_id, call.endpoint
+                                exc.request_id = call.request_id
+                                exc.http_status = status
+                                exc.content_type = headers.get("Content-Type", "")
+                                failure = exc
+                                if not exc.retryable:
+                                    raise  # a complete JSON answer: the same bytes would fail again
+                        elif status == 202:
                             return Reply(status, body)
-                        try:
-                            return Reply(status, body, call.decode(body))
-                        except DecodeError as exc:
-                            exc.login_id, exc.endpoint = call.login_id, call.endpoint
-                            exc.request_id = call.request_id
-                            exc.http_status = status
-                            exc.content_type = headers.get("Content-Type", "")
-                            failure = exc
-                            if not exc.retryable:
-                                raise  # a complete JSON answer: the same bytes would fail again
-                    elif status == 202:
-                        return Reply(status, body)
-                    else:
-                        failure = self._error(call, status, headers, body)
-                        if not isinstance(failure, TransientAPIError):
-                            raise failure
-                        retry_after = parse_retry_after(headers.get("Retry-After"))
-                        if isinstance(failure, RateLimitError):
-                            failure.retry_after = retry_after
-                            self._pause(call, retry_after)
-            finally:
-                if span is not None:
-                    self._end_span(span, status, failure)
-            if attempt > s.max_retries:
-                raise failure from failure.__cause__
-            delay = retry_delay(
-                attempt,
-                retry_after,
-                initial=s.backoff_initial,
-                maximum=s.backoff_max,
-                max_retry_after=s.max_retry_after,
-                rng=self._rng,
-            )
-            if debug:
-                log.debug(
-                    "retry %s %s in %.3fs after attempt %d: %s",
-                    call.method,
-                    call.endpoint,
-                    delay,
+                        else:
+                            failure = self._error(call, status, headers, body)
+                            if not isinstance(failure, TransientAPIError):
+                                raise failure
+                            retry_after = parse_retry_after(headers.get("Retry-After"))
+                            if isinstance(failure, RateLimitError):
+                                failure.retry_after = retry_after
+                                self._pause(call, retry_after)
+                finally:
+                    if span is not None:
+                        self._end_span(span, status, failure)
+                if attempt > s.max_retries:
+                    raise failure from failure.__cause__
+                delay = retry_delay(
                     attempt,
-                    failure,
-                    extra=self._extra(call, attempt=attempt, delay=delay),
+                    retry_after,
+                    initial=s.backoff_initial,
+                    maximum=s.backoff_max,
+                    max_retry_after=s.max_retry_after,
+                    rng=self._rng,
                 )
-            if hooks:
-                self.emit(
-                    Event(
-                        "retry",
+                if debug:
+                    log.debug(
+                        "retry %s %s in %.3fs after attempt %d: %s",
+                        call.method,
                         call.endpoint,
-                        call.login_id,
-                        call.request_id,
+                        delay,
                         attempt,
-                        delay=delay,
-                        error=failure,
+                        failure,
+                        extra=self._extra(call, attempt=attempt, delay=delay),
                     )
-                )
-            with anyio.move_on_after(delay):  # or until the client closes: then raise at once
-                await self._closing.wait()
-            if self._unreachable is not None:
-                raise self._unreachable
+                if hooks:
+                    self.emit(
+                        Event(
+                            "retry",
+                            call.endpoint,
+                            call.login_id,
+                            call.request_id,
+                            attempt,
+                            delay=delay,
+                            error=failure,
+                        )
+                    )
+                # Reported above; dropped before the sleep: the tracebacks of the failure and of
+                # what caused it hold this frame (whose `failure` holds them) and aiohttp's, a
+                # cycle the GC would find only in a full collection (it outlives young ones)
+                _drop_tracebacks(failure)
+                failure = None
+                with anyio.move_on_after(delay):  # or until the client closes: then raise at once
+                    await self._closing.wait()
+                if self._unreachable is not None:
+                    raise self._unreachable
+        except BaseException:
+            # the error's traceback holds this frame: it must not hold the error (a cycle
+            # left for the GC, with every frame and object the traceback reaches)
+            failure = None
+            raise
 
     def _count_connect_failure(self, call: Call, exc: BaseException) -> None:
         """Trip the breaker after ``unreachable_after`` connection failures in a row with no

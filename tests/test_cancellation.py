@@ -9,7 +9,7 @@ import gc
 import anyio
 import pytest
 
-from flinks_async import FlinksClient
+from flinks_async import FlinksClient, FlinksError
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import assert_polling_stopped, fast_client, wait_until
@@ -163,3 +163,54 @@ async def test_a_cancelled_fan_out_frees_each_login_as_it_ends(emu: Emulator) ->
         _check_clean(client)
     assert young, "no young collection ran while 2,000 logins were cancelled"
     assert max(young) < len(logins), f"young generation walked: {max(young)} objects"
+
+
+#: A login that fails, or whose request is retried: what it held must not be left in a cycle.
+_AN_ERRORS_OBJECTS = _A_CALLS_OBJECTS | {"traceback", "Result", "ClientResponse", "StreamReader"}
+
+
+@pytest.mark.parametrize("path", ["fan-out", "direct"])
+@pytest.mark.parametrize(
+    "faults",
+    [["truncate@data"], ["http_503@authorize", "http_500@data"], ["http_500@data"] * 5],
+    ids=["torn-body-retried", "errors-retried", "failed"],
+)
+async def test_a_retried_or_failed_login_leaves_no_garbage_cycle(
+    emu: Emulator, path: str, faults: list[str]
+) -> None:
+    """An error's traceback holds the frames it passed through; when those frames still
+    hold the error (or the Result carrying it), the login's objects stay in a cycle. A retry
+    waits out its backoff for seconds, long enough for such a cycle to reach the oldest
+    generation, which only a full collection walks."""
+    logins = demo_login_ids(40, seed=94)
+    for login in logins:
+        emu.set_login(login, pending=1, faults=faults)
+    async with fast_client(emu, max_retries=2) as client:
+        await client.investments(demo_login_ids(1, seed=92)[0])  # pool and caches warm
+        gc.collect()
+        gc.disable()
+        try:
+            outcomes: list[bool] = []
+            if path == "fan-out":
+                async with client.investments_many(logins, concurrency=10) as results:
+                    outcomes = [r.ok async for r in results]
+            else:
+                for login in logins:
+                    try:
+                        outcomes.append(bool(await client.investments(login)))
+                    except FlinksError:
+                        outcomes.append(False)
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            left = collections.Counter(
+                type(o).__qualname__
+                for o in gc.garbage
+                if type(o).__qualname__ in _AN_ERRORS_OBJECTS or isinstance(o, BaseException)
+            )
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert len(outcomes) == len(logins)
+    assert all(outcomes) == (faults != ["http_500@data"] * 5)  # the last fails every login
+    assert not left, f"left in cycles by {len(logins)} logins: {dict(left)}"
