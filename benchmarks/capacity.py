@@ -16,9 +16,12 @@ is held for ``hold`` seconds while we measure:
 
 Each runs twice: with Python's default garbage-collector thresholds, and with the GC set
 up as ``flinks-async pull`` does (:func:`flinks_async._cli.tune_gc`: ``gc.freeze()``, a full
-collection at most every 1,000 young collections instead of 10). Full collections walk
-every object the GC tracks, about 40 per login in flight: the "full GC" column counts
-those that ran during the window and the longest one (``gc.callbacks``).
+collection at most every :data:`~flinks_async._cli.FULL_GC_EVERY` generation-1 collections
+instead of 10). Full collections walk every object the GC tracks, about 35 per login in
+flight: the "full GCs" column counts those that ran during the window and the longest one
+(``gc.callbacks``). At the top level one full collection is then timed (``gc.collect()``):
+the pause it makes whenever it comes, and how often it comes (the threshold over the
+generation-1 collections a second counted in the window).
 
 Python allocations per login in flight (tracemalloc, exact but slow) and the objects the
 GC tracks per login in flight come from a separate pass at the first level with
@@ -76,6 +79,7 @@ class Level:
     scheduled_per_s: float
     full_gcs: int  # full (generation 2) collections during the window
     full_gc_max: float  # seconds, the longest of them
+    middle_gcs_per_s: float  # generation-1 collections a second (a full one per threshold[2])
 
 
 @dataclasses.dataclass
@@ -89,6 +93,8 @@ class CapacityResult:
     tracemalloc_per_login: float
     gc_objects_per_login: float
     tracemalloc_level: int
+    full_gc_pause: float  # seconds: one full collection at the top level, timed
+    full_gc_every: float  # seconds between full collections at the top level, estimated
     cancel_to_tasks_done: float
     cancel_to_sockets_closed: float
     failed: int
@@ -214,10 +220,12 @@ async def _measure(
     lag.samples.clear()
     full_gcs.pauses.clear()
     c0, e0 = cpu_seconds(), emu.cpu_seconds()
+    m0 = gc.get_stats()[1]["collections"]
     r0, t0 = await _emulator_requests(emu.url), time.perf_counter()
     await anyio.sleep(hold)
     r1, t1 = await _emulator_requests(emu.url), time.perf_counter()
     c1, e1 = cpu_seconds(), emu.cpu_seconds()
+    m1 = gc.get_stats()[1]["collections"]
     lags = sorted(lag.samples)
     rss = rss_bytes()
     return Level(
@@ -234,6 +242,7 @@ async def _measure(
         scheduled_per_s=level / poll_interval,
         full_gcs=len(full_gcs.pauses),
         full_gc_max=max(full_gcs.pauses, default=0.0),
+        middle_gcs_per_s=(m1 - m0) / (t1 - t0),
     )
 
 
@@ -325,6 +334,13 @@ async def _run(
                                 )
                             )
                             go[n].set()
+                        # The pause a full collection makes at the top level, when one
+                        # comes (every threshold[2] generation-1 collections), then one
+                        # poll interval for the schedule to catch up before the cancel.
+                        started = time.perf_counter()
+                        gc.collect()
+                        full_gc_pause = time.perf_counter() - started
+                        await anyio.sleep(poll_interval)
                         cancelled_at = time.perf_counter()
                         scope.cancel()
                 tasks_done = time.perf_counter() - cancelled_at
@@ -343,6 +359,8 @@ async def _run(
         per_login,
         objects_per_login,
         levels[0],
+        full_gc_pause,
+        gc.get_threshold()[2] / max(out[-1].middle_gcs_per_s, 1e-9),
         tasks_done,
         sockets_closed,
         failed,
@@ -383,6 +401,10 @@ def _run_on(
     return anyio.run(
         run, levels, poll_interval, hold, ramp_rate, loop, gc_mode, backend_options=options
     )
+
+
+def _every(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def markdown(results: list[CapacityResult]) -> str:
@@ -427,6 +449,7 @@ def markdown(results: list[CapacityResult]) -> str:
             "GC",
             "Python allocations per login in flight (tracemalloc)",
             "objects the GC tracks per login in flight",
+            f"a full GC at {results[0].levels[-1].in_flight:,}: pause / every",
             "cancel → all tasks ended",
             "cancel → client closed, sockets gone",
             "failed logins",
@@ -437,6 +460,7 @@ def markdown(results: list[CapacityResult]) -> str:
                 r.gc_mode,
                 f"{r.tracemalloc_per_login / 1024:.1f} KB (at {r.tracemalloc_level:,})",
                 f"{r.gc_objects_per_login:.0f}",
+                f"{r.full_gc_pause * 1e3:,.0f} ms / {_every(r.full_gc_every)}",
                 f"{r.cancel_to_tasks_done * 1e3:.0f} ms",
                 f"{r.cancel_to_sockets_closed * 1e3:.0f} ms",
                 r.failed,

@@ -139,7 +139,7 @@ async def test_bulk_commands_set_up_the_garbage_collector(command: str) -> None:
     )
     threshold, frozen = proc.stdout.decode().splitlines()[-1].split()
     if command == "demo":
-        assert (int(threshold), frozen) == (1000, "True")
+        assert (int(threshold), frozen) == (10_000, "True")
     else:
         assert (int(threshold), frozen) == (gc.get_threshold()[2], "False")
 

@@ -84,7 +84,7 @@ def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> Non
         (
             "many_in_flight",
             None,
-            "500 logins pulled, a full collection at most every 1000 young ones\n",
+            "500 logins pulled, a full collection at most every 10,000 middle ones\n",
         ),
     ],
 )
