@@ -71,7 +71,9 @@ async def test_capacity_runs() -> None:
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0  # put back
     assert [lv.in_flight for lv in result.levels] == [60, 120] and result.failed == 0
     assert all(lv.polls_per_s > 0 for lv in result.levels) and result.gc_objects_per_login > 0
-    assert "polls/s at the server" in capacity.markdown([result])
+    assert result.full_gc_pause > 0 and result.full_gc_every > 0
+    table = capacity.markdown([result])
+    assert "polls/s at the server" in table and "a full GC at 120: pause / every" in table
 
 
 async def test_coordination_runs() -> None:
