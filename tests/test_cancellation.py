@@ -161,8 +161,12 @@ async def test_a_cancelled_fan_out_frees_each_login_as_it_ends(emu: Emulator) ->
             if walked in gc.callbacks:
                 gc.callbacks.remove(walked)
         _check_clean(client)
+    # A young collection starts once the threshold's worth of objects has been allocated
+    # (700 on Python 3.11/3.12, 2,000 on 3.13); logins that kept their frames until the
+    # end added about 11 objects each on top of that.
     assert young, "no young collection ran while 2,000 logins were cancelled"
-    assert max(young) < len(logins), f"young generation walked: {max(young)} objects"
+    bound = gc.get_threshold()[0] + len(logins) // 2
+    assert max(young) < bound, f"young generation walked: {max(young)} objects"
 
 
 #: A login that fails, or whose request is retried: what it held must not be left in a cycle.
