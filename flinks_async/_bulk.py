@@ -211,6 +211,8 @@ async def many(
             # hold every frame of the login (and all they reference) until the block has
             # waited for the last worker: at 50,000 in flight, a young generation of
             # hundreds of thousands of objects for the GC to walk.
+            if not task.cancelling():
+                raise  # not the block's cancellation: let it show
             return
         finally:
             # an error's traceback holds this frame: the frame must not hold the error (a
