@@ -310,9 +310,9 @@ def tune_gc() -> None:
     all of them: 1.2-1.4 s at 50,000 in flight, every few seconds with Python's default
     thresholds. ``gc.freeze()`` puts what start-up built (modules, classes) out of its way;
     raising the third threshold from 10 to :data:`FULL_GC_EVERY` makes full collections
-    rare: at 50,000 in flight about 12 generation-1 collections run a second, so about one
-    full collection every 14 minutes (young collections are unchanged, so short-lived
-    cycles are still freed soon). Safe because a login leaves no reference cycle of ours
+    rare: at 50,000 in flight 4-14 generation-1 collections run a second (measured), so at
+    most one full collection every 12-43 minutes (young collections are unchanged, so
+    short-lived cycles are still freed soon). Safe because a login leaves no reference cycle of ours
     behind (done, failed, retried or cancelled): what waits for a full collection is a few
     objects per closed connection (asyncio's transports). A process-wide choice: made by
     the command line, never by the library."""
