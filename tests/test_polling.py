@@ -22,20 +22,21 @@ async def test_poll_timeout_carries_the_details(emu: Emulator, login: str) -> No
     err = info.value
     assert isinstance(err, TimeoutError)
     assert err.login_id == login and err.request_id and err.endpoint == "GetAccountsDetail"
-    assert err.attempts >= 3 and 0.3 <= err.elapsed < 2.0
+    # the upper bound only tells "stopped at the deadline" from "polled on": far from 0.3 s
+    assert err.attempts >= 3 and 0.3 <= err.elapsed < 10.0
     assert emu.counts["GetAccountsDetailAsync"] >= 2
 
 
 async def test_poll_timeout_cuts_a_slow_answer_short(emu: Emulator, login: str) -> None:
     """The deadline bounds the whole call, not only the sleeps between polls: an answer
     that takes 30 s is cut at poll_timeout and its connection released."""
-    emu.set_login(login, pending=0, faults=["slow:30@data"])
+    emu.set_login(login, pending=0, faults=["slow:60@data"])
     async with fast_client(emu, poll_timeout=0.3) as client:
-        with anyio.fail_after(5), pytest.raises(PollTimeoutError) as info:
+        with anyio.fail_after(30), pytest.raises(PollTimeoutError) as info:
             await client.investments(login)
         assert client.in_flight_requests == 0
         assert (await client.authorize(login)).request_id  # the client still works
-    assert 0.3 <= info.value.elapsed < 2.0
+    assert 0.3 <= info.value.elapsed < 10.0  # cut at the deadline, not after the 60 s answer
 
 
 async def test_session_nonexistent_mid_poll_reauthorizes_once(
