@@ -12,13 +12,13 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Literal, Self, TypedDict, Unpack, overload
 
+import anyio
 import msgspec
 
-from . import _otel
+from . import _coordination, _otel
 from ._bulk import Result, check_many_options, many
 from ._config import Settings
-from ._coordination import flights_for
-from ._errors import ConfigurationError, DecodeError, InvalidLoginIdError
+from ._errors import ConfigurationError, DecodeError, InvalidLoginIdError, PollTimeoutError
 from ._events import Event, EventHook, dispatch, scoped_hooks
 from ._models import (
     AccountsDetail,
@@ -167,7 +167,14 @@ class FlinksClient:
             only between its own callers. See :mod:`flinks_async._coordination`.
         redis_fallback: ``"error"`` (default): Redis unavailable raises
             :class:`CoordinationError` from the call that needed it; ``"local"``: log one
-            warning and go on in-process (this client's own limit and single-flight).
+            warning and go on with this process's **share** of ``rate_limit`` (the limit
+            divided by the processes whose heartbeat it last saw in Redis) and its own
+            single-flight, asking Redis again every second; once it answers, log one
+            warning and share again.
+        redis_rate_limit: with ``redis_url``, share ``rate_limit`` through Redis (True).
+        redis_single_flight: with ``redis_url``, share single-flight through Redis (True):
+            each answer (up to 4 MiB) is then kept there for 15 s for the other processes'
+            callers. ``False`` for a process that only wants the shared rate limit.
         coordination_timeout: seconds any one Redis operation may take (default 2).
     """
 
@@ -205,6 +212,8 @@ class FlinksClient:
         keep_extra: bool = False,
         redis_url: str | None = None,
         redis_fallback: Literal["error", "local"] = "error",
+        redis_rate_limit: bool = True,
+        redis_single_flight: bool = True,
         coordination_timeout: float = 2.0,
     ) -> None:
         self.settings = Settings.build(
@@ -237,16 +246,21 @@ class FlinksClient:
             keep_extra=keep_extra,
             redis_url=redis_url,
             redis_fallback=redis_fallback,
+            redis_rate_limit=redis_rate_limit,
+            redis_single_flight=redis_single_flight,
             coordination_timeout=coordination_timeout,
         )
         s = self.settings
         self._tracer = _otel.get_tracer() if tracing else None
-        self._transport = Transport(s, tuple(event_hooks), self._tracer)
+        # the client chooses the rate limiter and the shared flights; the transport and
+        # the data calls are handed them (flinks_async._coordination)
+        self._coordination = _coordination.build(s)
+        self._transport = Transport(s, tuple(event_hooks), self._tracer, self._coordination.limiter)
         self._schema = SchemaCheck(
             strict=s.strict_schema, keep_extra=s.keep_extra, hooks=tuple(event_hooks)
         )
         self._flights = SingleFlight()
-        self._shared = flights_for(s)  # across processes, with redis_url
+        self._shared = self._coordination.flights  # across processes, with redis_url
         # The fixed headers are the session's defaults; a call carries only its own
         # (the API key), so aiohttp merges one entry per request, or none.
         self._transport.default_headers = {
@@ -316,9 +330,9 @@ class FlinksClient:
     async def aclose(self) -> None:
         """Cancel shared polls in progress and close every connection. Idempotent."""
         await self._flights.aclose()
-        if self._shared is not None:
-            await self._shared.aclose()
         await self._transport.aclose()
+        with anyio.CancelScope(shield=True):
+            await self._coordination.aclose()
 
     @property
     def closed(self) -> bool:
@@ -532,6 +546,7 @@ class FlinksClient:
         # a partial, not a closure: a login in flight holds 3 objects the cyclic GC walks
         # here instead of a function and a dozen cells (full collections walk them all);
         # positional: it is built and called for every call
+        progress = Progress()  # shared by this run and, if handed over, its continuation
         work = functools.partial(
             fetch,
             self._transport,
@@ -545,7 +560,7 @@ class FlinksClient:
             self._data_headers,
             self.settings,
             self._schema,
-            Progress(),  # shared by this run and, if handed over, its continuation
+            progress,
         )
         if not shared:
             return key, work
@@ -558,7 +573,7 @@ class FlinksClient:
             )
         )
         return key, functools.partial(
-            self._shared_fetch, shared_key, work, decode, login_id, spec.name
+            self._shared_fetch, shared_key, work, decode, login_id, spec.name, progress
         )
 
     async def _shared_fetch(
@@ -568,10 +583,29 @@ class FlinksClient:
         decode: Callable[[bytes], Any] | None,
         login_id: str,
         endpoint: str,
+        progress: Progress,
     ) -> Any:
-        """A data call run once among every process on this Redis, then decoded here."""
+        """A data call run once among every process on this Redis, then decoded here.
+
+        The deadline is this caller's own: ``poll_timeout`` from now, whether it waits on
+        another process's run or runs it (a run taken over starts with what is left)."""
         assert self._shared is not None
-        body = await self._shared.run(key, raw_work)
+        started = progress.started = time.monotonic()
+        timeout = self.settings.poll_timeout
+        try:
+            body = await self._shared.run(
+                key, raw_work, login_id=login_id, deadline=started + timeout
+            )
+        except _coordination.FlightDeadline:
+            elapsed = time.monotonic() - started
+            raise PollTimeoutError(
+                f"still pending after {elapsed:.1f}s, waiting on another process's run "
+                f"(poll_timeout={timeout}s)",
+                attempts=0,
+                elapsed=elapsed,
+                login_id=login_id,
+                endpoint=endpoint,
+            ) from None
         if decode is None:
             return body
         try:

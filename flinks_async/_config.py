@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from ._errors import ConfigurationError
 from ._ratelimit import capacity_and_window
-from ._redact import mask, short_id
+from ._redact import mask, short_id, shown_redis_url
 
 __all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "Settings"]
 
@@ -58,6 +58,8 @@ class Settings:
     keep_extra: bool = False
     redis_url: str | None = dataclasses.field(default=None, repr=False)  # may hold a password
     redis_fallback: str = "error"
+    redis_rate_limit: bool = True
+    redis_single_flight: bool = True
     coordination_timeout: float = 2.0
 
     @classmethod
@@ -144,7 +146,5 @@ class Settings:
             f"api_key={mask(self.api_key)}, secret_key={mask(self.secret_key)}"
         )
         if self.redis_url:
-            from ._coordination import shown_redis_url
-
             text += f", redis_url={shown_redis_url(self.redis_url)!r}"
         return text

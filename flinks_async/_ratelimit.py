@@ -135,3 +135,13 @@ class RateLimiter:
             delay = self._finished[0] + self.window - time.monotonic()
             self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._dispatch)
         # else: every slot is in flight, and the next release() dispatches
+
+    def abandon(self) -> None:
+        """Wake every waiter at once, as if granted: the limiter is being replaced (the
+        shared limiter, back on Redis), and each waiter, seeing that, releases and asks
+        the new one."""
+        while self._waiters:
+            granted = self._waiters.popleft()
+            if not granted.done():
+                self.in_flight += 1
+                granted.set_result(None)

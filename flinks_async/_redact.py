@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_guid", "mask", "short_id"]
+__all__ = ["is_guid", "mask", "short_id", "shown_redis_url"]
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 
@@ -24,3 +24,14 @@ def short_id(login_id: str | None) -> str:
 def mask(secret: str | None) -> str:
     """How a secret shows in a repr: ``'***'`` when set, ``None`` when not."""
     return "None" if secret is None else "'***'"
+
+
+def shown_redis_url(url: str) -> str:
+    """``url`` without its user, password and query (which may hold a password too):
+    ``rediss://host:port/db``."""
+    from yarl import URL
+
+    parsed = URL(url)
+    if not parsed.host:
+        return f"{parsed.scheme or 'redis'}://?"
+    return str(parsed.with_user(None).with_password(None).with_query(None))

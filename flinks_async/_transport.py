@@ -32,7 +32,7 @@ from yarl import URL
 
 from . import _events, _otel
 from ._config import Settings
-from ._coordination import RedisRateLimiter, rate_limiter_for
+from ._coordination import Limiter
 from ._errors import (
     APIError,
     ClientClosedError,
@@ -105,7 +105,11 @@ class Transport:
     """Owns the aiohttp session; created lazily inside the running event loop."""
 
     def __init__(
-        self, settings: Settings, hooks: tuple[EventHook, ...] = (), tracer: Any = None
+        self,
+        settings: Settings,
+        hooks: tuple[EventHook, ...] = (),
+        tracer: Any = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks
@@ -118,7 +122,8 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: anyio.Event  # set by aclose() or the breaker; made with the session
         self._closed = False
-        self._limiter = rate_limiter_for(settings)
+        #: the rate limiter the client chose (see flinks_async._coordination), or None
+        self._limiter = limiter
         # A 429 / TOO_MANY_REQUESTS pauses every new request of the client until then.
         self._paused_until = 0.0
         self._pause_length = 0.0
@@ -175,10 +180,6 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session and every pooled connection. Idempotent."""
         self._closed = True
-        if isinstance(self._limiter, RedisRateLimiter):
-            limiter, self._limiter = self._limiter, None
-            with anyio.CancelScope(shield=True):
-                await limiter.aclose()
         if self._session is not None:
             self._closing.set()  # wakes calls sleeping before a retry
         session, self._session = self._session, None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 import pytest
@@ -74,3 +79,51 @@ async def assert_polling_stopped(emu: Emulator, quiet: float = 0.15) -> None:
     seen = emu.requests_total
     await anyio.sleep(quiet)
     assert emu.requests_total == seen, "requests kept arriving: something is still polling"
+
+
+# --- a real redis-server on loopback (the Debian package; .ci/run installs it) ----------
+
+REDIS = shutil.which("redis-server")
+# skipped on a machine without it, never in CI (.ci/run installs it: missing there is a failure)
+needs_redis = pytest.mark.skipif(
+    REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
+    """A real redis-server on loopback, no persistence, answering on ``port`` (TCP open)."""
+    assert REDIS is not None, "redis-server is not installed (.ci/run installs it)"
+    proc = subprocess.Popen(
+        [REDIS, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real redis-server on a free loopback port; stopped after."""
+    port = free_port()
+    proc = start_redis(port, "--port", str(port))
+    try:
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -10,12 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -23,15 +20,9 @@ import pytest
 from flinks_async import CoordinationError, FlinksClient
 from flinks_async.testing import Emulator, demo_login_ids
 
-from .conftest import CUSTOMER, fast_client
+from .conftest import CUSTOMER, fast_client, free_port, needs_redis, start_redis
 
 pytestmark = pytest.mark.anyio
-
-REDIS = shutil.which("redis-server")
-# skipped on a machine without it, never in CI (.ci/run installs it: missing there is a failure)
-needs_redis = pytest.mark.skipif(
-    REDIS is None and not os.environ.get("CI"), reason="redis-server is not installed"
-)
 
 # One process of the fleet: pulls its logins as hard as it can under the shared limit.
 WORKER = """
@@ -64,45 +55,6 @@ async def main(url, redis_url, customer, n, seed):
     print(ok, flush=True)
 anyio.run(main, *sys.argv[1:])
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_redis(port: int, *options: str) -> subprocess.Popen[bytes]:
-    """A real redis-server on loopback, no persistence, answering on ``port`` (TCP open)."""
-    assert REDIS is not None, "redis-server is not installed (.ci/run installs it)"
-    proc = subprocess.Popen(
-        [REDIS, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("redis-server did not start")
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A real redis-server on a free loopback port; stopped after."""
-    port = _free_port()
-    proc = _start_redis(port, "--port", str(port))
-    try:
-        yield f"redis://127.0.0.1:{port}/0", proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @needs_redis
@@ -280,11 +232,15 @@ async def test_redis_dying_with_local_fallback_finishes_the_pull(
                         if got == 1:
                             proc.kill()  # Redis dies mid-run
             assert got == 30
-    assert "this process's own" in caplog.text
+    # one warning per transition and part, never one per call
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if w.startswith("rate limit:")]) == 1, warnings
+    assert "its share of 200 among the 1 process(es)" in caplog.text
+    assert len([w for w in warnings if w.startswith("single-flight:")]) <= 1, warnings
 
 
 async def test_an_unreachable_redis_is_a_typed_error_and_never_a_hang() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     async with Emulator(pending=0) as emu:
         async with FlinksClient(
             CUSTOMER,
@@ -319,8 +275,8 @@ async def test_a_password_and_tls_in_the_url_work_and_are_never_shown(
     cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
     cert.private_key_pem.write_to_path(str(files["key"]))
     ca.cert_pem.write_to_path(str(files["ca"]))
-    port = _free_port()
-    proc = _start_redis(
+    port = free_port()
+    proc = start_redis(
         port,
         "--port", "0",
         "--tls-port", str(port),

@@ -14,8 +14,7 @@ import pytest
 
 from flinks_async.testing import Emulator, demo_login_ids
 
-from .conftest import CUSTOMER
-from .test_coordination import needs_redis, redis_server  # noqa: F401 - the fixture
+from .conftest import CUSTOMER, needs_redis
 
 pytestmark = [pytest.mark.anyio, needs_redis]
 CLI = [sys.executable, "-m", "flinks_async"]
@@ -42,7 +41,7 @@ async def _collect(redis_url: str, out: pathlib.Path) -> tuple[int, str]:
 
 
 async def test_a_distributed_pull_survives_a_killed_worker(
-    redis_server: tuple[str, subprocess.Popen[bytes]],  # noqa: F811
+    redis_server: tuple[str, subprocess.Popen[bytes]],
     tmp_path: pathlib.Path,
 ) -> None:
     """(e) 3,000 logins, 3 workers, faults injected; one worker killed with -9 mid-run and

@@ -1,0 +1,289 @@
+"""Single-flight across processes: a login asked for by several processes at once is
+authorized and polled once, and every caller gets its answer, or its failure.
+
+The first process takes a **lease** (``SET NX PX``, renewed every third of its length while
+the work runs, by a check-and-extend script so a lapsed owner cannot renew another's
+lease); the others wait, asking Redis every ``poll`` seconds. When the work ends, the owner
+stores its outcome, then gives the lease back:
+
+* the 200 body, for ``result_ttl`` seconds (at most ``max_result_bytes``; over that, a
+  marker telling the waiters to pull it themselves);
+* a Flinks error (:class:`~flinks_async.LoginError`, :class:`~flinks_async.PollTimeoutError`,
+  ...) as its class and fields (never a login id: each waiter fills in its own), for
+  ``error_ttl`` seconds: long enough for every waiter to see it, short enough that a later
+  call tries again. Each waiter raises the same typed error.
+
+A waiter gives up at **its own** deadline (``poll_timeout`` from when its call began) with
+:class:`~flinks_async.PollTimeoutError`, whoever owns the lease. If the owner dies (kill
+-9), its lease lapses within ``lease`` seconds and a waiter takes it over; if the owner is
+cancelled, it gives the lease back and a waiter runs its own. Key names hold a hash of the
+call (endpoint, login id, options), never a login id.
+
+Defaults (:func:`flinks_async._coordination.build`): ``LEASE`` 5 s, ``RESULT_TTL`` 15 s (a
+result is personal data: it never stays longer), ``ERROR_TTL`` 2 s, ``MAX_RESULT_BYTES``
+4 MiB, ``WAIT_POLL`` 0.1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from .. import _errors
+from .._coordination import FlightDeadline
+from .._errors import CoordinationError, FlinksError
+from . import _scripts
+from ._connection import guarded, redis_errors
+
+__all__ = [
+    "ERROR_TTL",
+    "LEASE",
+    "MAX_RESULT_BYTES",
+    "RESULT_TTL",
+    "RETRY_EVERY",
+    "TOO_LARGE",
+    "WAIT_POLL",
+    "RedisFlights",
+]
+
+log = logging.getLogger("flinks_async")
+
+LEASE = 5.0
+RESULT_TTL = 15.0
+ERROR_TTL = 2.0
+MAX_RESULT_BYTES = 4 * 1024 * 1024
+WAIT_POLL = 0.1
+#: while Redis is away (fallback on): how often a call asks it again (seconds)
+RETRY_EVERY = 1.0
+
+#: stored instead of a result over ``max_result_bytes``: waiters then pull it themselves
+TOO_LARGE = b"\x00flinks-async:too-large"
+#: stored instead of a result when the owner's run failed; followed by the error as JSON
+FAILED = b"\x00flinks-async:failed:"
+
+#: errors that are the call's own business, not the login's: never shared
+_NOT_SHARED: tuple[type[FlinksError], ...] = (
+    _errors.ClientClosedError,
+    _errors.CoordinationError,
+    _errors.ConfigurationError,
+    _errors.InvalidLoginIdError,
+    _errors.MFARequiredError,  # carries the questions: each caller asks for its own
+)
+
+
+def encode_error(exc: FlinksError) -> bytes | None:
+    """``exc`` as stored for the waiters (:data:`FAILED` + JSON), or None when it is not to
+    be shared. Only plain fields travel (no login id, no nested objects)."""
+    if isinstance(exc, _NOT_SHARED) or getattr(_errors, type(exc).__name__, None) is not type(exc):
+        return None
+    state = {
+        k: v
+        for k, v in exc.__dict__.items()
+        if k != "login_id"
+        and (
+            v is None
+            or isinstance(v, str | int | float | bool)
+            or (isinstance(v, list) and all(isinstance(i, str) for i in v))
+        )
+    }
+    return FAILED + msgspec.json.encode({"type": type(exc).__name__, "state": state})
+
+
+def decode_error(stored: bytes, login_id: str) -> FlinksError:
+    """The error a waiter raises for ``stored`` (see :func:`encode_error`)."""
+    try:
+        doc = msgspec.json.decode(stored[len(FAILED) :])
+        cls = getattr(_errors, doc["type"])
+        state = dict(doc["state"])
+        if not (isinstance(cls, type) and issubclass(cls, FlinksError)):
+            raise TypeError(doc["type"])
+    except Exception:
+        return CoordinationError("the run this call waited on failed, and its error is unreadable")
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("message", ""))
+    err.__dict__.update(state)
+    if isinstance(err, _errors.SchemaDriftError) and "drift" not in state:
+        err.drift = []
+    err.login_id = login_id
+    return err
+
+
+class RedisFlights:
+    """Single-flight across processes (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        shown_url: str,
+        customer_id: str,
+        fallback: bool,
+        lease: float = LEASE,
+        result_ttl: float = RESULT_TTL,
+        error_ttl: float = ERROR_TTL,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+        poll: float = WAIT_POLL,
+    ) -> None:
+        self.url = shown_url
+        self.prefix = f"flinks-async:{customer_id}:flight:"
+        self.lease = lease
+        self.result_ttl = result_ttl
+        self.error_ttl = error_ttl
+        self.max_result_bytes = max_result_bytes
+        self.poll = poll
+        self.fallback = fallback
+        self._away = False  # Redis was found unavailable (logged once)
+        self._retry_at = 0.0  # while away: when to ask Redis again
+        self._trouble = False  # a failure to share was logged (once per outage)
+        self._redis = redis
+        self._renew = redis.register_script(_scripts.RENEW_LEASE)
+        self._release = redis.register_script(_scripts.RELEASE_LEASE)
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    async def run(
+        self,
+        key: object,
+        work: Callable[[], Awaitable[bytes]],
+        *,
+        login_id: str,
+        deadline: float | None = None,
+    ) -> bytes:
+        """The 200 body of ``work()``, run once among every process sharing this Redis.
+
+        ``deadline`` (``time.monotonic()``): when this caller stops waiting for another
+        process's run (:class:`FlightDeadline`). Raises the owner's error when its run
+        failed with a Flinks error.
+        """
+        if self._away and time.monotonic() < self._retry_at:
+            return await work()  # fallen back: this process's own until the next try
+        name = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
+        lease_key, result_key = f"{self.prefix}{name}:lease", f"{self.prefix}{name}:result"
+        token = secrets.token_hex(8)
+        try:
+            cached = await self._wait_or_lease(lease_key, result_key, token, deadline)
+        except FlightDeadline:
+            raise
+        except (OSError, TimeoutError, redis_errors()) as exc:
+            return await self._unavailable(exc, work)
+        if cached is None:  # the lease is ours: run the work
+            return await self._own(lease_key, result_key, token, work)
+        if cached == TOO_LARGE:
+            return await work()
+        if cached.startswith(FAILED):
+            raise decode_error(cached, login_id)
+        return cached
+
+    async def _wait_or_lease(
+        self, lease_key: str, result_key: str, token: str, deadline: float | None
+    ) -> bytes | None:
+        """Wait until an outcome is stored (return it) or the lease is ours (None). Only
+        Redis' own errors and :class:`FlightDeadline` come out of here."""
+        while True:
+            cached: bytes | None = await guarded(self._redis.get(result_key))
+            if self._away or self._trouble:
+                self._away = self._trouble = False
+                log.warning("single-flight: Redis at %s answers again: shared", self.url)
+            if cached is not None:
+                return cached
+            if await guarded(self._redis.set(lease_key, token, nx=True, px=int(self.lease * 1000))):
+                # the owner stores its outcome before giving the lease back: a lease taken
+                # just after that must not pull again
+                cached = await guarded(self._redis.get(result_key))
+                if cached is not None:
+                    await guarded(self._release(keys=[lease_key], args=[token]))
+                return cached
+            pause = self.poll * random.uniform(0.8, 1.2)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FlightDeadline
+                pause = min(pause, left)
+            await asyncio.sleep(pause)
+
+    async def _own(
+        self, lease_key: str, result_key: str, token: str, work: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        renewing = asyncio.get_running_loop().create_task(self._keep(lease_key, token))
+        try:
+            body = await work()
+        except FlinksError as exc:
+            renewing.cancel()
+            stored = encode_error(exc)
+            if stored is None:
+                self._give_up_soon(lease_key, token)
+            else:
+                await self._store(lease_key, result_key, token, stored, self.error_ttl)
+            raise
+        except BaseException:
+            renewing.cancel()
+            self._give_up_soon(lease_key, token)
+            raise
+        renewing.cancel()
+        stored = body if len(body) <= self.max_result_bytes else TOO_LARGE
+        await self._store(lease_key, result_key, token, stored, self.result_ttl)
+        return body
+
+    async def _store(
+        self, lease_key: str, result_key: str, token: str, stored: bytes, ttl: float
+    ) -> None:
+        try:
+            await guarded(self._redis.set(result_key, stored, px=int(ttl * 1000)))
+            await guarded(self._release(keys=[lease_key], args=[token]))
+        except (OSError, TimeoutError, redis_errors()) as exc:
+            # our caller has its outcome; waiters take the lease over when it lapses
+            if not (self._trouble or self._away):
+                self._trouble = True
+                log.warning(
+                    "single-flight: could not share an outcome through Redis at %s (%s)",
+                    self.url,
+                    type(exc).__name__,
+                )
+
+    def _give_up_soon(self, lease_key: str, token: str) -> None:
+        """Give the lease back (a waiter then runs its own) without waiting: this may be a
+        cancellation, and the lease lapses by itself anyway."""
+        task = asyncio.get_running_loop().create_task(self._give_up(lease_key, token))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _give_up(self, lease_key: str, token: str) -> None:
+        with contextlib.suppress(Exception):
+            await guarded(self._release(keys=[lease_key], args=[token]))
+
+    async def _keep(self, lease_key: str, token: str) -> None:
+        """Renew the lease every third of its length while the work runs."""
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(self.lease / 3)
+                await guarded(self._renew(keys=[lease_key], args=[token, int(self.lease * 1000)]))
+
+    async def _unavailable(self, exc: BaseException, work: Callable[[], Awaitable[bytes]]) -> bytes:
+        if not self.fallback:
+            raise CoordinationError(
+                f"Redis at {self.url} is unavailable for the shared single-flight: "
+                f"{type(exc).__name__}"
+            ) from None
+        if not (self._away or self._trouble):
+            log.warning(
+                "single-flight: Redis at %s is unavailable (%s): this process's own until "
+                "Redis answers again (redis_fallback='local')",
+                self.url,
+                type(exc).__name__,
+            )
+        self._away = True
+        self._retry_at = time.monotonic() + RETRY_EVERY
+        return await work()
+
+    async def aclose(self) -> None:
+        """Wait for the lease give-backs in flight (2 s at most)."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=2)

@@ -1,0 +1,341 @@
+"""The shared rate limit: at most N requests arrive at Flinks in any window, counted over
+every process using the same Redis and customer id.
+
+It keeps the promise of the in-process limiter (:mod:`flinks_async._ratelimit`) across
+processes, by the same rule: a request occupies a slot from before it is sent until
+``window`` after its answer began (or it failed, or was cancelled), and a request starts
+only while fewer than N slots are occupied. The slots live in one Redis sorted set,
+``flinks-async:{customer_id}:rate-limit`` (member: a random token; score: when the slot
+frees, on Redis' clock):
+
+* **take** (one script, atomic): drop the slots whose time has passed; if fewer than N
+  remain, add ours at ``now + hold`` (``hold`` = ``window`` + :data:`HOLD_MARGIN`, 3 s);
+* **keep**: every :data:`BEAT` (1 s) one script pushes every slot this process still
+  holds (sent, no answer yet) to ``now + hold``. A request queued in aiohttp's connection
+  pool, or waiting minutes for a slow answer, keeps its slot however long that takes; a
+  process killed with -9 stops renewing, and its slots free within ``hold``;
+* **give back** (batched: one script for every slot released meanwhile): the slot frees
+  ``window`` from now. A take cancelled while its script ran is dropped the same way (its
+  request was never sent).
+
+Why not the ``limits`` package (its moving window on Redis): it counts requests as they
+*start*. Answers take different times, so starts one second apart can arrive closer
+together: the arrival bound needs a slot held until the answer, which a counter of starts
+cannot express.
+
+Waiting: within a process, callers queue FIFO on an ``asyncio.Lock`` and only the head asks
+Redis, so N processes each contribute one waiter; the head asks again after the time Redis
+says (at most :data:`MAX_WAIT`, 20 ms, plus up to 5 ms jitter so processes do not ask in
+step).
+
+**Redis unavailable.** ``redis_fallback="error"`` (the default): the call that needed a slot
+raises :class:`~flinks_async.CoordinationError`. ``"local"``: the process goes on with
+**its share** of the limit, ``N / P`` per window, where P is the number of processes whose
+heartbeat it last saw (every process records one in
+``flinks-async:{customer_id}:peers`` at each beat; it lapses after :data:`PEER_TTL`, 5 s).
+Every beat it asks Redis again; once Redis answers, it records its own recent requests
+there (those in flight, and those answered less than a window ago) and goes back to the
+shared limit. One WARNING per transition, never one per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import random
+import secrets
+import time
+from typing import Any
+
+from .._errors import CoordinationError
+from .._ratelimit import RateLimiter
+from . import _scripts
+from ._connection import guarded, redis_errors
+
+__all__ = ["BEAT", "HOLD_MARGIN", "MAX_WAIT", "PEER_TTL", "RedisRateLimiter", "share_of"]
+
+log = logging.getLogger("flinks_async")
+
+#: the longest a waiting process sleeps before asking Redis again (seconds)
+MAX_WAIT = 0.02
+#: how often a process renews the slots it holds and its heartbeat (seconds)
+BEAT = 1.0
+#: a slot's hold beyond the window: how long a dead process's slots outlive it (seconds)
+HOLD_MARGIN = 3.0
+#: how long a process counts as a peer after its last heartbeat (seconds)
+PEER_TTL = 5.0
+
+
+def share_of(capacity: int, window: float, peers: int) -> tuple[int, float]:
+    """``(n, w)``: one process's share of ``capacity`` per ``window`` among ``peers``
+    processes: ``floor(capacity / peers)`` per ``window``, or when that is below 1, one
+    request per ``window * peers / capacity`` seconds."""
+    peers = max(1, peers)
+    if capacity >= peers:
+        return capacity // peers, window
+    return 1, window * peers / capacity
+
+
+class RedisRateLimiter:
+    """The shared rate limit (see the module docstring). Same interface as
+    :class:`~flinks_async._ratelimit.RateLimiter`: ``await acquire()`` returns a token that
+    ``release(token)`` gives back; :meth:`aclose` when done."""
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        shown_url: str,
+        customer_id: str,
+        capacity: int,
+        window: float,
+        fallback: bool,
+        beat: float = BEAT,
+        hold_margin: float = HOLD_MARGIN,
+        peer_ttl: float = PEER_TTL,
+    ) -> None:
+        self.url = shown_url
+        self.key = f"flinks-async:{customer_id}:rate-limit"
+        self.peers_key = f"flinks-async:{customer_id}:peers"
+        self.capacity = capacity
+        self.window = window
+        self.hold = window + hold_margin
+        self.beat = beat
+        self.peer_ttl = peer_ttl
+        self.fallback = fallback
+        #: processes seen sharing this limit at the last heartbeat (this one included)
+        self.peers = 1
+        self._id = secrets.token_hex(8)
+        self._redis = redis
+        self._take = redis.register_script(_scripts.TAKE)
+        self._give_back = redis.register_script(_scripts.GIVE_BACK)
+        self._keep = redis.register_script(_scripts.KEEP)
+        self._seed = redis.register_script(_scripts.SEED)
+        self._lock = asyncio.Lock()
+        self._held: set[str] = set()  # taken on Redis, no answer yet
+        self._returns: list[str] = []  # answered: to give back
+        self._drops: list[str] = []  # take cancelled: to drop
+        self._flusher: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        #: this process's share while Redis is away (redis_fallback="local"), else None
+        self._local: RateLimiter | None = None
+        self._charged: set[str] = set()  # Redis slots counted in the local share too
+        #: when this process's recent answers began (monotonic), for the local share
+        self._answered: collections.deque[float] = collections.deque()
+        self._trouble = False  # a failure was logged; the next success logs recovery
+        self._closed = False
+
+    def __repr__(self) -> str:
+        mode = "local share" if self._local is not None else "shared"
+        return (
+            f"RedisRateLimiter({self.url!r}, capacity={self.capacity}, window={self.window}, "
+            f"{mode})"
+        )
+
+    @property
+    def shared(self) -> bool:
+        """False while the process runs on its local share (Redis away, fallback on)."""
+        return self._local is None
+
+    async def acquire(self, *, priority: bool = False) -> Any:
+        """Wait for a slot; return the token to :meth:`release`."""
+        if self._keeper is None and not self._closed:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_up())
+        while True:
+            local = self._local
+            if local is not None:
+                await local.acquire(priority=priority)
+                if self._local is local:
+                    return local
+                local.release()  # back on Redis while this waited: take a shared slot
+                continue
+            try:
+                token = await self._take_shared()
+            except (OSError, TimeoutError, redis_errors()) as exc:
+                if not self.fallback:
+                    raise CoordinationError(
+                        f"Redis at {self.url} is unavailable for the shared rate limit: "
+                        f"{type(exc).__name__}"
+                    ) from None
+                self._go_local(exc)
+                continue
+            if token is not None:
+                return token
+            # fell back to the local share while this waited for the lock: take from it
+
+    async def _take_shared(self) -> str | None:
+        """A shared slot's token, or None when the limiter fell back meanwhile."""
+        token = secrets.token_hex(8)
+        async with self._lock:
+            while True:
+                if self._local is not None:  # fell back while this waited for the lock
+                    return None
+                try:
+                    wait = await guarded(
+                        self._take(
+                            keys=[self.key],
+                            args=[self.capacity, int(self.hold * 1000), token],
+                        )
+                    )
+                except asyncio.CancelledError:
+                    # the script may have run: drop the slot rather than hold it for `hold`
+                    self._drops.append(token)
+                    self._flush_soon()
+                    raise
+                if wait < 0:
+                    self._held.add(token)
+                    return token
+                delay = min(max(wait, 1) / 1000, MAX_WAIT)
+                await asyncio.sleep(delay + random.uniform(0, 0.005))
+
+    def release(self, token: Any) -> None:
+        """Give a slot back: it frees ``window`` seconds from now (Redis' clock)."""
+        if isinstance(token, RateLimiter):  # taken from a local share
+            token.release()
+            return
+        if token is None:
+            return
+        self._held.discard(token)
+        answered = self._answered
+        now = time.monotonic()
+        answered.append(now)
+        while answered[0] <= now - self.window:
+            answered.popleft()
+        if token in self._charged:
+            self._charged.discard(token)
+            if self._local is not None:
+                self._local.release()
+        self._returns.append(token)
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if self._flusher is None and not self._closed:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Give back (and drop) every slot released meanwhile, one script per round trip."""
+        try:
+            while self._returns or self._drops:
+                gives, self._returns = self._returns, []
+                drops, self._drops = self._drops, []
+                try:
+                    await guarded(
+                        self._give_back(
+                            keys=[self.key],
+                            args=[int(self.window * 1000), len(gives), *gives, *drops],
+                        )
+                    )
+                except (OSError, TimeoutError, redis_errors()) as exc:
+                    # the slots free by themselves after `hold`: only capacity is lost
+                    if self.fallback:
+                        self._go_local(exc)
+                    else:
+                        self._note_trouble(exc, "could not give slots back")
+        finally:
+            self._flusher = None
+
+    async def _keep_up(self) -> None:
+        """Every beat: renew the held slots and the heartbeat, or (local) ask Redis again."""
+        while not self._closed:
+            await asyncio.sleep(self.beat * random.uniform(0.9, 1.0))
+            held = list(self._held) if self._local is None else []
+            try:
+                peers = await guarded(
+                    self._keep(
+                        keys=[self.key, self.peers_key],
+                        args=[
+                            int(self.hold * 1000),
+                            self._id,
+                            int(self.peer_ttl * 1000),
+                            *held,
+                        ],
+                    )
+                )
+            except (OSError, TimeoutError, redis_errors()) as exc:
+                if self.fallback and self._local is None:
+                    self._go_local(exc)
+                elif self._local is None:
+                    self._note_trouble(exc, "could not renew the slots in flight")
+                continue
+            self.peers = max(1, int(peers))
+            if self._local is not None:
+                await self._go_shared()
+            elif self._trouble:
+                self._trouble = False
+                log.warning("rate limit: Redis at %s answers again", self.url)
+
+    def _note_trouble(self, exc: BaseException, what: str) -> None:
+        if not self._trouble:
+            self._trouble = True
+            log.warning("rate limit: %s to Redis at %s: %s", what, self.url, type(exc).__name__)
+
+    def _go_local(self, exc: BaseException) -> None:
+        """Redis is away (fallback on): from now on, this process's share of the limit."""
+        if self._local is not None:
+            return
+        capacity, window = share_of(self.capacity, self.window, self.peers)
+        local = RateLimiter(capacity, window)
+        # the share counts this process's requests on the wire and those answered less
+        # than a window ago, as if they had been sent under it
+        self._charged = set(self._held)
+        local.in_flight = len(self._charged)
+        horizon = time.monotonic() - self.window
+        local._finished.extend(t for t in self._answered if t > horizon)
+        self._local = local
+        self._trouble = True
+        log.warning(
+            "rate limit: Redis at %s is unavailable (%s): this process now sends at most %d "
+            "requests per %gs, its share of %d among the %d process(es) it last saw, until "
+            "Redis answers again (redis_fallback='local')",
+            self.url,
+            type(exc).__name__,
+            capacity,
+            window,
+            self.capacity,
+            self.peers,
+        )
+
+    async def _go_shared(self) -> None:
+        """Redis answers again: record this process's recent requests there, then share."""
+        local = self._local
+        assert local is not None
+        now = time.monotonic()
+        pairs: list[object] = []
+        for _ in range(local.in_flight):
+            pairs += [int(self.hold * 1000), f"seed-{secrets.token_hex(8)}"]
+        for answered in list(local._finished):
+            left = answered + local.window - now
+            if left > 0:
+                pairs += [math.ceil(left * 1000), f"seed-{secrets.token_hex(8)}"]
+        try:
+            if pairs:
+                await guarded(self._seed(keys=[self.key], args=[int(self.hold * 1000), *pairs]))
+        except (OSError, TimeoutError, redis_errors()):
+            return  # not yet: stay local, try again next beat
+        self._local = None
+        self._charged = set()
+        self._trouble = False
+        local.abandon()  # wake its waiters: they take shared slots now
+        log.warning(
+            "rate limit: Redis at %s answers again: back to the shared limit of %d per %gs",
+            self.url,
+            self.capacity,
+            self.window,
+        )
+
+    async def aclose(self) -> None:
+        """Stop renewing, give back what is pending (2 s at most), leave the peers."""
+        self._closed = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.wait([self._keeper], timeout=self.beat + 2)
+        if (self._returns or self._drops) and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher], timeout=2)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await guarded(self._redis.zrem(self.peers_key, self._id))
