@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import functools
 import gc
+import logging
 import os
 import signal
 import sys
@@ -28,11 +29,12 @@ from typing import Any, BinaryIO, NoReturn
 import anyio
 
 from ._client import FlinksClient
-from ._errors import FlinksError
+from ._errors import CoordinationError, FlinksError
 from ._idsource import open_ids, read_ids
 from ._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
 from ._polling import ENDPOINTS
 from ._progress import Progress
+from ._redact import shown_redis_url
 from ._version import __version__
 
 __all__ = ["main"]
@@ -259,25 +261,41 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser(
         "enqueue",
         help="put logins on the job queue for distributed workers",
-        description="Put one job per login id on the arq queue of a Redis, for `flinks-async "
-        "worker` processes on any machine (needs flinks-async[queue]). Idempotent: ids "
-        "already enqueued for this job are not pulled twice.",
+        description="Record each login id of a job and put one job per new login on the arq "
+        "queue of a Redis, for `flinks-async worker` processes on any machine (needs "
+        "flinks-async[queue]). A login already recorded for this job is never queued again "
+        "(--retry-failed re-queues the failed ones). Every key of the job expires --ttl "
+        "seconds after its last write.",
     )
     q.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
     q.add_argument("--job", required=True, help="a name for this pull (one word)")
-    q.add_argument(
-        "--login-ids", required=True, help="file with one loginId a line, or - for stdin"
+    ids_or_retry = q.add_mutually_exclusive_group(required=True)
+    ids_or_retry.add_argument("--login-ids", help="file with one loginId a line, or - for stdin")
+    ids_or_retry.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-queue the logins of the job whose line says they failed",
     )
     q.add_argument(
         "--endpoint", choices=sorted(ENDPOINTS), default="investments", help="what to pull"
+    )
+    q.add_argument(
+        "--ttl",
+        type=_number(float, 1),
+        default=7 * 24 * 3600,
+        help="seconds the job's keys (ids, results) live after their last write (7 days)",
     )
     w = sub.add_parser(
         "worker",
         help="run a queue worker (arq)",
         description="Run an arq worker pulling queued logins with one FlinksClient, configured "
         "from FLINKS_* variables (FLINKS_REDIS_URL: one rate limit and one single-flight for "
-        "all workers; FLINKS_RATE_LIMIT, FLINKS_POLL_INTERVAL, FLINKS_POLL_TIMEOUT, "
-        "FLINKS_WORKER_CONCURRENCY). Stops on SIGINT/SIGTERM after its jobs.",
+        "all workers, checked at start-up; FLINKS_RATE_LIMIT, FLINKS_POLL_INTERVAL, "
+        "FLINKS_POLL_TIMEOUT, FLINKS_WORKER_CONCURRENCY, FLINKS_JOB_SLICE, FLINKS_JOB_TRIES, "
+        "FLINKS_JOB_BACKOFF, FLINKS_WORKER_PROGRESS). Logs a line at start-up and a progress "
+        "line every FLINKS_WORKER_PROGRESS seconds (30); survives the queue's Redis going "
+        "away (reconnects). On SIGINT/SIGTERM it stops at once: its logins go back on the "
+        "queue and resume their session on another worker.",
     )
     w.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
     w.add_argument(
@@ -288,11 +306,22 @@ def _parser() -> argparse.ArgumentParser:
         help="write a distributed pull's results as JSONL",
         description="Write every result of a job stored so far, one JSON line per login (the "
         "line format of `pull`), and report how many logins are still pending. Exit status: "
-        "0 all done and ok, 1 some failed or pending.",
+        "0 all done and ok, 1 some failed or pending, 2 an unknown job or a usage error.",
     )
     c.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
     c.add_argument("--job", required=True, help="the name given to enqueue")
-    c.add_argument("--out", required=True, help="JSONL output file (replaced), or - for stdout")
+    c.add_argument("--out", required=True, help="JSONL output file, or - for stdout")
+    c.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)"
+    )
+    c.add_argument("--delete", action="store_true", help="purge the job from Redis once written")
+    for name, text in (
+        ("status", "show where a distributed pull stands"),
+        ("purge", "delete a distributed pull's keys and queued work from Redis"),
+    ):
+        x = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        x.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+        x.add_argument("--job", required=True, help="the name given to enqueue")
     return p
 
 
@@ -327,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("demo", "pull", "worker"):
         tune_gc()
     try:
-        if args.command in ("enqueue", "worker", "collect"):
+        if args.command in _QUEUE_COMMANDS:
             return _queue_command(args)
         loop = _loop_options(args.loop)
         if args.command == "demo":
@@ -347,34 +376,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+_QUEUE_COMMANDS = ("enqueue", "worker", "collect", "status", "purge")
+
+
 def _queue_command(args: argparse.Namespace) -> int:
-    """``enqueue`` / ``worker`` / ``collect``: the distributed pull (arq)."""
+    """``enqueue`` / ``worker`` / ``collect`` / ``status`` / ``purge``: the distributed
+    pull (arq). Redis unreachable is one line and exit status 2, as for ``pull``."""
     from . import _distributed
 
+    try:
+        return anyio.run(_queue_async, args, _distributed)
+    except (OSError, TimeoutError) as exc:
+        raise CoordinationError(
+            f"the queue's Redis at {shown_redis_url(args.redis)} failed: {type(exc).__name__}"
+        ) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("redis"):
+            raise CoordinationError(
+                f"the queue's Redis at {shown_redis_url(args.redis)} failed: {type(exc).__name__}"
+            ) from None
+        raise
+
+
+async def _queue_async(args: argparse.Namespace, dist: Any) -> int:
     if args.command == "worker":
-        arq = _distributed._arq()
-        settings = arq.connections.RedisSettings.from_dsn(args.redis)
-        arq.run_worker(_distributed.WorkerSettings, redis_settings=settings, burst=args.burst)
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+        await dist.run_worker(args.redis, burst=args.burst)
         return 0
     if args.command == "enqueue":
-        stream = open_ids(args.login_ids)
-
-        async def put() -> tuple[int, int]:
-            ids = read_ids(stream, args.login_ids)
-            return await _distributed.enqueue(args.redis, ids, job=args.job, endpoint=args.endpoint)
-
-        new, known = anyio.run(put)
+        if args.retry_failed:
+            n = await dist.retry_failed(args.redis, job=args.job)
+            print(f"re-queued {n} failed logins of job {args.job}", file=sys.stderr)
+            return 0
+        ids = read_ids(open_ids(args.login_ids), args.login_ids)
+        new, known = await dist.enqueue(
+            args.redis, ids, job=args.job, endpoint=args.endpoint, ttl=args.ttl
+        )
         print(f"enqueued {new} logins for job {args.job} ({known} already known)", file=sys.stderr)
         return 0
-    lines, pending = anyio.run(
-        functools.partial(_distributed.collect, args.redis, job=args.job, out=args.out)
+    if args.command == "status":
+        st = await dist.status(args.redis, job=args.job)
+        print(
+            f"job {args.job}: {st.logins} logins, {st.done} done, {st.failed} failed, "
+            f"{st.pending} pending, {st.in_flight} in flight; {st.workers} workers alive"
+        )
+        return 0
+    if args.command == "purge":
+        gone = await dist.purge(args.redis, job=args.job)
+        print(f"purged job {args.job} ({gone} keys)", file=sys.stderr)
+        return 0
+    lines, failed, pending = await dist.collect(
+        args.redis, job=args.job, out=args.out, overwrite=args.overwrite, delete=args.delete
     )
-    failed = 0
-    if args.out != "-":
-        with open(args.out, "rb") as f:
-            failed = sum(b'"ok":false' in line for line in f)
     print(
-        f"{lines} logins written to {args.out} ({failed} failed), {pending} pending",
+        f"{lines} logins written to {args.out} ({failed} failed), {pending} pending"
+        + (f"; job {args.job} purged" if args.delete else ""),
         file=sys.stderr,
     )
     return 0 if pending == 0 and failed == 0 else EXIT_FAILED_LOGINS
