@@ -13,8 +13,9 @@
   answer is still pending, go back on the queue to carry on *the same session* from any
   worker. arq marks a running job for ``job_timeout + 10`` s (``job_timeout`` =
   ``max(2 * slice, slice + 5)`` = 40 s), so a worker killed with -9 leaves its logins to
-  another worker within about **50 s**, and they resume polling where they were: no second Authorize unless the
-  kill fell between the Authorize and the write of its session (at most once more).
+  another worker within about **50 s**, and they resume polling where they were: no second
+  Authorize unless the kill fell between the Authorize and the write of its session (at
+  most once more).
 * Only a final answer is a login's line: a Flinks error that retrying cannot change
   (INVALID_LOGIN, DISABLED_LOGIN, ...), a body that is not the expected JSON, or still
   pending after ``FLINKS_POLL_TIMEOUT`` (1800 s) counted from the first slice. Transient
