@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     if "distributed" in only:
         di = anyio.run(distributed.run, 300 if q else 3000, (1, 2) if q else (1, 2, 3))
         show("Distributed pull on arq", distributed.markdown(di))
+        if not q:
+            dk = anyio.run(distributed.run_killed)
+            show("Distributed pull, one worker killed", distributed.killed_markdown(dk))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

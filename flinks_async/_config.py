@@ -22,6 +22,7 @@ ENV_VARS = {
     "secret_key": "FLINKS_SECRET_KEY",
     "base_url": "FLINKS_BASE_URL",
     "redis_url": "FLINKS_REDIS_URL",
+    "redis_fallback": "FLINKS_REDIS_FALLBACK",
 }
 
 

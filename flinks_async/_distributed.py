@@ -75,6 +75,7 @@ __all__ = [
     "enqueue",
     "pull_login",
     "purge",
+    "retry_failed",
     "run_worker",
     "status",
 ]

@@ -5,6 +5,30 @@
 Importing this module does not import arq: the functions do, when called.
 """
 
-from ._distributed import QUEUE, WorkerSettings, collect, enqueue, pull_login
+from ._distributed import (
+    QUEUE,
+    JobStatus,
+    UnknownJobError,
+    WorkerSettings,
+    collect,
+    enqueue,
+    pull_login,
+    purge,
+    retry_failed,
+    run_worker,
+    status,
+)
 
-__all__ = ["QUEUE", "WorkerSettings", "collect", "enqueue", "pull_login"]
+__all__ = [
+    "QUEUE",
+    "JobStatus",
+    "UnknownJobError",
+    "WorkerSettings",
+    "collect",
+    "enqueue",
+    "pull_login",
+    "purge",
+    "retry_failed",
+    "run_worker",
+    "status",
+]

@@ -70,20 +70,7 @@ async def test_a_distributed_pull_survives_a_killed_worker(
     async with Emulator(pending=2, payload_bytes=1000, fault_rates=rates, seed=3) as emu:
         env = _env(emu)
         for _ in range(2):  # the second time: nothing new
-            done = await anyio.run_process(
-                [
-                    *CLI,
-                    "enqueue",
-                    "--redis",
-                    redis_url,
-                    "--job",
-                    "nightly",
-                    "--login-ids",
-                    str(ids_file),
-                ],
-                env=env,
-                check=False,
-            )
+            done = await anyio.run_process(_enqueue_cmd(redis_url, ids_file), env=env, check=False)
             assert done.returncode == 0, done.stderr.decode()
         assert "enqueued 0 logins for job nightly (3000 already known)" in done.stderr.decode()
 
@@ -104,11 +91,7 @@ async def test_a_distributed_pull_survives_a_killed_worker(
             workers[0].wait()
             workers.append(worker())  # a replacement
             with anyio.fail_after(90):
-                while True:
-                    code, report = await _collect(redis_url, out)
-                    if report.rstrip().endswith(" 0 pending"):
-                        break
-                    await anyio.sleep(0.5)
+                code, report = await _collect_when_done(redis_url, out)
         finally:
             for w in workers:
                 if w.poll() is None:
@@ -121,6 +104,15 @@ async def test_a_distributed_pull_survives_a_killed_worker(
     assert failed and all(line["error"].get("flinks_code") == "INVALID_LOGIN" for line in failed)
     assert f"3000 logins written to {out} ({len(failed)} failed), 0 pending" in report
     assert code == 1  # some logins failed: their lines say why
+
+
+async def _collect_when_done(redis_url: str, out: pathlib.Path) -> tuple[int, str]:
+    """Collect every half second until nothing is pending (the caller bounds the time)."""
+    while True:
+        code, report = await _collect(redis_url, out)
+        if report.rstrip().endswith(" 0 pending"):
+            return code, report
+        await anyio.sleep(0.5)
 
 
 def _enqueue_cmd(redis_url: str, ids_file: pathlib.Path, *extra: str) -> list[str]:
@@ -184,11 +176,7 @@ async def test_a_killed_workers_logins_resume_their_session_within_a_minute(
             workers.append(_spawn_worker(redis_url, env, tmp_path / "w2.log"))
             out = tmp_path / "out.jsonl"
             with anyio.fail_after(120):
-                while True:
-                    code, report = await _collect(redis_url, out)
-                    if report.rstrip().endswith(" 0 pending"):
-                        break
-                    await anyio.sleep(0.5)
+                code, _ = await _collect_when_done(redis_url, out)
         finally:
             _stop(workers)
         # requests already on the wire when the worker died land within milliseconds
@@ -381,11 +369,7 @@ async def test_a_worker_survives_the_queues_redis_restarting(tmp_path: pathlib.P
                 redis = start_redis(port, *opts, "--appendfsync", "always")
                 out = tmp_path / "out.jsonl"
                 with anyio.fail_after(120):
-                    while True:
-                        _, report = await _collect(redis_url, out)
-                        if report.rstrip().endswith(" 0 pending"):
-                            break
-                        await anyio.sleep(0.5)
+                    await _collect_when_done(redis_url, out)
                 assert worker.poll() is None  # still running
             finally:
                 _stop([worker])

@@ -251,6 +251,9 @@ class Emulator:
         self.port = port
         self.ssl_context = ssl_context
         self.counts: collections.Counter[str] = collections.Counter()
+        #: Authorize requests received per login id (lower-cased): "pulled twice" counted
+        #: where Flinks counts it
+        self.authorizations: collections.Counter[str] = collections.Counter()
         self.statuses: collections.Counter[int] = collections.Counter()
         self.faults_injected: collections.Counter[str] = collections.Counter()
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=record)
@@ -300,7 +303,8 @@ class Emulator:
         """``GET /_emulator/stats``: what the server received so far, for a test or a
         benchmark running the emulator in another process (not a Flinks endpoint, not
         counted): ``requests_total``, ``counts`` by endpoint, ``statuses``, ``active``
-        (handlers running), ``logins`` (seen)."""
+        (handlers running), ``logins`` (seen), ``authorize_per_login`` (how many logins
+        were authorized once, twice, ...: ``{"1": 590, "2": 10}``)."""
         return _json(
             {
                 "requests_total": self.requests_total,
@@ -308,6 +312,10 @@ class Emulator:
                 "statuses": {str(k): v for k, v in self.statuses.items()},
                 "active": self.active,
                 "logins": len(self._logins),
+                "authorize_per_login": {
+                    str(n): k
+                    for n, k in sorted(collections.Counter(self.authorizations.values()).items())
+                },
             }
         )
 
@@ -450,6 +458,8 @@ class Emulator:
             return op, None, None, _json({"HttpStatusCode": 200, "Token": token})
         if op == "Authorize" and request.method == "POST":
             login_id = body.get("LoginId")
+            if isinstance(login_id, str):
+                self.authorizations[login_id.lower()] += 1
             return op, login_id, None, await self._authorize(request, login_id)
         if op == "DeleteCard" and request.method == "DELETE" and arg:
             if not self._api_key_ok(request):
