@@ -251,3 +251,11 @@ async def test_the_client_repr_and_limiter_repr_show_no_password() -> None:
     ) as client:
         assert "pw-s3cret" not in repr(client)
         assert "pw-s3cret" not in repr(client._coordination.limiter)
+
+
+def test_the_fallback_can_be_chosen_from_the_environment() -> None:
+    from flinks_async._config import Settings
+
+    env = {"FLINKS_CUSTOMER_ID": CUSTOMER, "FLINKS_REDIS_FALLBACK": "local"}
+    assert Settings.build(env=env).redis_fallback == "local"
+    assert Settings.build(env={"FLINKS_CUSTOMER_ID": CUSTOMER}).redis_fallback == "error"
