@@ -64,6 +64,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Rate limit as the server counts it": "ratelimit",
     "Shared rate limit on Redis": "coordination",
     "Distributed pull on arq": "distributed",
+    "Distributed pull, one worker killed": "distributed_killed",
 }
 
 

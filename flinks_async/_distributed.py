@@ -366,12 +366,14 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
     client: FlinksClient = ctx["flinks"]
     config: _Config = ctx["config"]
     stats: dict[str, int] = ctx["stats"]
-    login = await redis.hget(_key(job, "ids"), key)
-    ttl = await redis.hget(_key(job, "meta"), "ttl")
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip
+        pipe.hget(_key(job, "ids"), key)
+        pipe.hget(_key(job, "meta"), "ttl")
+        pipe.hget(_key(job, "state"), key)
+        login, ttl, raw_state = await pipe.execute()
     if login is None or ttl is None:
         return None  # purged or expired: nothing to pull
     login_id, ttl_ms = login.decode(), int(float(ttl) * 1000)
-    raw_state = await redis.hget(_key(job, "state"), key)
     state: dict[str, Any] = msgspec.json.decode(raw_state) if raw_state else {}
     state.setdefault("started", time.time())
     state.setdefault("tries", 0)
@@ -398,8 +400,7 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
             )
         part = min(config.slice, left)
         async with asyncio.timeout(_job_timeout() - 1):  # within arq's own job timeout
-            if not state.get("rid"):
-                await keep()  # the first slice's start counts for poll_timeout
+            if not state.get("rid"):  # the first slice: its start counts for poll_timeout
                 auth = await client.authorize(login_id)
                 await keep(rid=auth.request_id)
             body = await client.fetch(
