@@ -67,9 +67,13 @@ async def test_retries_count_and_the_limit_holds_through_503s_and_resets(emu: Em
 
 
 async def test_requests_cancelled_while_queued_take_no_slot(emu: Emulator) -> None:
+    # the emulator shares this event loop: it records an arrival when its handler runs,
+    # so a loop stall of a window's length bunches recorded arrivals that were spread
+    # out (13 in 50 ms seen once on an idle CI machine); a 0.2 s window keeps the count
+    # about the limiter, not about the loop's scheduling
     ids = demo_login_ids(200, seed=5)
-    async with fast_client(emu, rate_limit=10, rate_limit_window=0.05) as client:
-        with anyio.move_on_after(0.3):
+    async with fast_client(emu, rate_limit=10, rate_limit_window=0.2) as client:
+        with anyio.move_on_after(0.5):
             await pull_all(client, ids)
         cancelled_at = emu.requests_total
         assert 0 < cancelled_at < 3 * 200
@@ -77,7 +81,7 @@ async def test_requests_cancelled_while_queued_take_no_slot(emu: Emulator) -> No
         started = time.monotonic()
         await client.investments(ids[0])
         assert time.monotonic() - started < 5
-    assert emu.max_requests_in_window(0.05) <= 10
+    assert emu.max_requests_in_window(0.2) <= 10
 
 
 @pytest.mark.slow
