@@ -65,6 +65,7 @@ from ._errors import (
 )
 from ._jsonl import Output, error_line, ok_line
 from ._redact import shown_redis_url
+from ._redis._connection import redis_errors
 
 __all__ = [
     "QUEUE",
@@ -146,17 +147,11 @@ async def _pool(redis_url: str) -> Any:
     settings.conn_retries = 0  # one attempt: the caller says what failed, in one line
     try:
         return await arq.create_pool(settings, default_queue_name=QUEUE)
-    except (OSError, _redis_errors()) as exc:
+    except (OSError, redis_errors()) as exc:
         raise CoordinationError(
             f"the queue's Redis at {shown_redis_url(redis_url)} is unreachable: "
             f"{type(exc).__name__}"
         ) from None
-
-
-def _redis_errors() -> type[Exception]:
-    import redis.exceptions
-
-    return redis.exceptions.RedisError
 
 
 async def _ids(login_ids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
@@ -464,7 +459,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         probe = aioredis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
         try:
             await probe.ping()
-        except (OSError, _redis_errors()) as exc:
+        except (OSError, redis_errors()) as exc:
             await client.aclose()
             raise CoordinationError(
                 f"the coordination Redis (FLINKS_REDIS_URL) at {shown_redis_url(redis_url)} is "
@@ -582,7 +577,7 @@ async def run_worker(redis_url: str, *, burst: bool = False) -> None:
                 if stopping.is_set():
                     return
                 raise
-            except (OSError, _redis_errors()) as exc:
+            except (OSError, redis_errors()) as exc:
                 connected = "flinks" in worker.ctx  # this round had got going
                 ran = ran or connected
                 if not ran:
