@@ -11,7 +11,8 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
      ├── TransportError              network failure after the retries: connect, reset, timeout
      │    ├── ResponseTooLargeError  a body over ``max_response_bytes`` (read stops there)
      │    └── ServerUnreachableError ``unreachable_after`` connection failures and no answer ever
-     ├── DecodeError                 a body that is not the expected JSON (HTML page, shape)
+     ├── DecodeError                 a body that is not the expected JSON (HTML page, shape,
+     │    │                          nested too deep), or money that is not a finite number
      │    └── SchemaDriftError       nothing the model knows in a 200, or (strict_schema=True)
      │                               a key or type the models do not map (.drift)
      ├── PollTimeoutError            also a TimeoutError: still 202 after ``poll_timeout``
@@ -179,6 +180,9 @@ class DecodeError(FlinksError):
         http_status: the HTTP status of the response.
         content_type: its Content-Type header.
         retryable: whether the client retried it (see above).
+        field: the model and field holding a value that is not what it must be
+            (``"Balance.Current"``: a money value that is not a finite number, see
+            :mod:`flinks_async._money`), else ``None``.
     """
 
     def __init__(
@@ -188,6 +192,7 @@ class DecodeError(FlinksError):
         http_status: int | None = None,
         content_type: str | None = None,
         retryable: bool = False,
+        field: str | None = None,
         login_id: str | None = None,
         request_id: str | None = None,
         endpoint: str | None = None,
@@ -196,6 +201,7 @@ class DecodeError(FlinksError):
         self.http_status = http_status
         self.content_type = content_type
         self.retryable = retryable
+        self.field = field
 
 
 class SchemaDriftError(DecodeError):

@@ -42,6 +42,7 @@ from ._models import (
     Statements,
     decoder_for,
 )
+from ._money import check_money
 from ._schema import SchemaCheck, Unfit, data_probe, no_data, probe_has_data
 from ._transport import Call, Transport
 
@@ -121,6 +122,9 @@ def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
     * not JSON at all (an HTML or empty page): ``retryable=True``, the transport retries;
     * JSON that does not fit the model: :class:`~flinks_async._schema.Unfit` (not retried;
       :class:`~flinks_async._schema.SchemaCheck` repairs what it safely can);
+    * JSON nested too deep to read (msgspec's recursion limit): not retried;
+    * a money value that is not a finite number (:func:`~flinks_async._money.check_money`,
+      ``.field`` names it): not retried;
     * none of the model's data keys (``model.__data_fields__``):
       :class:`~flinks_async.SchemaDriftError`, raw or not.
 
@@ -142,6 +146,11 @@ def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
             raise Unfit(
                 f"the answer does not fit {what_model} ({len(body)} bytes): {exc}"
             ) from None
+        except RecursionError:
+            raise DecodeError(
+                f"the answer is JSON nested too deep to read as {what_model} "
+                f"({len(body)} bytes): no Flinks answer is (not retried)"
+            ) from None
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             head = body[:16].lstrip()
             page = not head.startswith((b"{", b"[", b'"')) and not head[:1].isdigit()
@@ -157,9 +166,11 @@ def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
             return body
         for name in fields:  # a loop, not all(<generator>): this runs for every answer
             if getattr(value, name) is not None:
-                return value
-        if fields:
-            raise no_data(model, body)
+                break
+        else:
+            if fields:
+                raise no_data(model, body)
+        check_money(value, model)
         return value
 
     _DECODE_FNS[model, raw] = decode

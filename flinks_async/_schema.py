@@ -64,6 +64,7 @@ import msgspec
 
 from ._errors import DecodeError, SchemaDriftError
 from ._events import Event, EventHook, dispatch, scoped_hooks
+from ._money import MAX_EXPONENT, check_money
 
 __all__ = [
     "SAMPLE",
@@ -129,7 +130,7 @@ def no_data(model: type[Any], body: bytes) -> SchemaDriftError:
     expected = [wire[n] for n in model.__data_fields__]
     try:
         generic = _GENERIC.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         generic = None
     known = set(_spec(model))
     keys = [k for k in generic if k not in known] if isinstance(generic, dict) else []
@@ -215,6 +216,42 @@ def _fits(kind: str, value: Any) -> bool:
     return isinstance(value, dict)  # "model"
 
 
+def _money_misfit(body: bytes, model: type[Any]) -> DecodeError | None:
+    """The error for the first money field of ``body`` that holds something other than a
+    number or ``null`` (``"12,50"``, ``true``, ``"N/A"``), or ``None``: such a value is
+    never set aside like other misfits (see :mod:`flinks_async._money`)."""
+    try:
+        generic = _GENERIC.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    return _find_money_misfit(generic, model, "$") if isinstance(generic, dict) else None
+
+
+def _find_money_misfit(obj: dict[str, Any], model: type[Any], at: str) -> DecodeError | None:
+    spec = _spec(model)
+    for key, item in obj.items():
+        field = spec.get(key)
+        if field is None or (field.many and not isinstance(item, list)):
+            continue
+        items: list[Any] = item if field.many else [item]
+        for i, one in enumerate(items):
+            where = f"{at}.{key}[{i}]" if field.many else f"{at}.{key}"
+            if field.kind == "decimal" and not _fits("decimal", one):
+                sent = f"a {type(one).__name__}" if not isinstance(one, bool) else str(one).lower()
+                name = f"{model.__name__}.{key}"
+                return DecodeError(
+                    f"{name} is {sent}, not a number (at {where}): money must be a finite "
+                    f"number below 10^{MAX_EXPONENT} or null (the answer is refused; "
+                    "not retried)",
+                    field=name,
+                )
+            if field.model is not None and isinstance(one, dict):
+                found = _find_money_misfit(one, field.model, where)
+                if found is not None:
+                    return found
+    return None
+
+
 class SchemaCheck:
     """One client's drift checking and bookkeeping (see the module docstring)."""
 
@@ -258,14 +295,20 @@ class SchemaCheck:
         try:
             value = decode(body)
         except Unfit as exc:
+            money = _money_misfit(body, model)
+            if money is not None:
+                raise money from None  # money is a number or refused, whatever the settings
             drift = self._check(body, model, None, endpoint, login_id)
             if self.strict:
                 raise SchemaDriftError(f"{exc.message} (strict_schema=True)", drift=drift) from None
             value = self._repair(body, model, exc, endpoint, login_id)
             self._references(value, endpoint, login_id)
             return value
-        except DecodeError:
-            self._check(body, model, None, endpoint, login_id)  # report why, then fail
+        except DecodeError as exc:
+            if exc.field is None and exc.retryable:  # not JSON: nothing to compare
+                pass
+            elif exc.field is None:
+                self._check(body, model, None, endpoint, login_id)  # report why, then fail
             raise
         if sampled:
             self._checked_count[model] += 1
@@ -302,6 +345,7 @@ class SchemaCheck:
             fields = getattr(model, "__data_fields__", ())
             if fields and all(getattr(value, f) is None for f in fields):
                 raise no_data(model, body)
+            check_money(value, model)
             return value
         raise unfit
 
@@ -322,8 +366,8 @@ class SchemaCheck:
     ) -> list[tuple[str, str]]:
         try:
             generic = _GENERIC.decode(body)
-        except (msgspec.DecodeError, UnicodeDecodeError):
-            return []  # not JSON at all: the DecodeError says so
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return []  # not JSON at all (or nested past reason): the DecodeError says so
         drift: list[tuple[str, str]] = []
         if isinstance(generic, dict):
             self._walk(generic, model, value, drift)

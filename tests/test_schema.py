@@ -39,14 +39,21 @@ SECRET_VALUE = "value-that-must-never-be-logged-7e1"
 
 
 def detail(
-    *, added: bool = False, renamed: bool = False, debit: object = 0.1, null_list: bool = False
+    *,
+    added: bool = False,
+    renamed: bool = False,
+    debit: object = 0.1,
+    description: object = "RENT",
+    null_list: bool = False,
 ) -> bytes:
     """A GetAccountsDetail answer with the drift asked for."""
     account: dict[str, Any] = {
         "Id": "a1",
         "Title": "Chequing",
         "Balance": {"Available": 10, ("CurrentBalance" if renamed else "Current"): "1234.50"},
-        "Transactions": [{"Id": "t1", "Debit": debit, "Credit": None, "Code": 7}],
+        "Transactions": [
+            {"Id": "t1", "Debit": debit, "Credit": None, "Code": 7, "Description": description}
+        ],
     }
     if added:
         account["NewField"] = SECRET_VALUE
@@ -112,26 +119,28 @@ async def test_a_number_sent_as_a_string_is_accepted_when_lossless(
 
 
 async def test_a_value_of_the_wrong_type_is_set_aside_not_fatal(emu: Emulator, login: str) -> None:
-    """One odd value (a Debit of "N/A") does not cost the answer: the rest decodes, the
-    value is kept in its transaction's .extra, the drift is reported, nothing re-sent."""
-    emu.set_login(login, pending=0, payloads={"GetAccountsDetail": detail(debit="N/A")})
+    """One odd value that is not money (a Description of 42) does not cost the answer: the
+    rest decodes, the value is kept in its transaction's .extra, the drift is reported,
+    nothing re-sent. (Money that is not a number is refused: tests/test_money.py.)"""
+    emu.set_login(login, pending=0, payloads={"GetAccountsDetail": detail(description=42)})
     async with fast_client(emu) as client:
         result = await client.accounts_detail(login)
-        assert client.schema_drift == {"Transaction": {"'Debit' (str)": 1}}
+        assert client.schema_drift == {"Transaction": {"'Description' (int)": 1}}
     assert emu.counts["GetAccountsDetail"] == 1
     assert result.accounts and result.accounts[0].transactions
     odd = result.accounts[0].transactions[0]
-    assert odd.debit is None and odd.extra == {"Debit": "N/A"} and odd.code == 7
+    assert odd.description is None and odd.extra == {"Description": 42}
+    assert odd.debit == Decimal("0.1") and odd.code == 7
     assert result.accounts[0].balance and result.accounts[0].balance.current == Decimal("1234.50")
 
 
 async def test_strict_schema_refuses_a_value_of_the_wrong_type(emu: Emulator, login: str) -> None:
-    emu.set_login(login, pending=0, payloads={"GetAccountsDetail": detail(debit="N/A")})
+    emu.set_login(login, pending=0, payloads={"GetAccountsDetail": detail(description=42)})
     async with fast_client(emu, strict_schema=True) as client:
         with pytest.raises(SchemaDriftError) as info:
             await client.accounts_detail(login)
-    assert ("Transaction", "'Debit' (str)") in info.value.drift
-    assert "Debit" in str(info.value)  # the path of the field that could not be read
+    assert ("Transaction", "'Description' (int)") in info.value.drift
+    assert "Description" in str(info.value)  # the path of the field that could not be read
     assert emu.counts["GetAccountsDetail"] == 1
 
 
