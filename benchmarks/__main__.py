@@ -30,6 +30,7 @@ from . import (
     distributed,
     fanout,
     looplag,
+    memory,
     percall,
     ratelimit,
     transport,
@@ -47,6 +48,7 @@ ALL = (
     "capacity",
     "fanout",
     "looplag",
+    "memory",
     "bulk_disk",
     "ratelimit",
     "coordination",
@@ -60,6 +62,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Capacity at the real poll interval": "capacity",
     "Fan-out scale": "fanout",
     "Event-loop lag with big payloads": "looplag",
+    "Memory of a fan-out of big answers": "memory",
     "Bulk pull to disk": "bulk_disk",
     "Rate limit as the server counts it": "ratelimit",
     "Shared rate limit on Redis": "coordination",
@@ -248,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         size = 5_000_000 if q else 50_000_000
         lag = anyio.run(looplag.run, size, 2 if q else 4)
         show("Event-loop lag with big payloads", looplag.markdown(lag, size))
+    if "memory" in only:
+        size, logins = (4_000_000, 8) if q else (20_000_000, 50)
+        mem = anyio.run(memory.run, size, logins)
+        show("Memory of a fan-out of big answers", memory.markdown(mem, size, logins))
     if "bulk_disk" in only:
         bd = anyio.run(bulk_disk.run, 500 if q else 10_000, 50 if q else 300)
         show("Bulk pull to disk", bulk_disk.markdown(bd))

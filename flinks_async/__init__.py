@@ -34,6 +34,7 @@ from ._errors import (
     SchemaDriftError,
     ServerUnreachableError,
     SessionExpiredError,
+    SetupError,
     TransientAPIError,
     TransportError,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "SecurityChallenge",
     "ServerUnreachableError",
     "SessionExpiredError",
+    "SetupError",
     "Statement",
     "Statements",
     "Transaction",

@@ -27,7 +27,8 @@ Rules of :func:`many` (and so of ``client.many`` / ``client.investments_many`` .
 * An exception raised by ``login_ids`` stops the feed; the logins already in flight still
   end in their results, and then the exception is raised (bare) from the ``async for``.
 * A closed client (:class:`ClientClosedError`, e.g. ``aclose()`` from another task), a
-  tripped circuit breaker (:class:`ServerUnreachableError`) or Redis failing under a
+  tripped circuit breaker (:class:`ServerUnreachableError`, :class:`SetupError`: the
+  first answers say the key, customer id or base URL is wrong) or Redis failing under a
   shared rate limit (:class:`CoordinationError`, without ``redis_fallback="local"``)
   cancels the logins in flight and is raised once from the ``async for``, not reported
   per login.
@@ -57,6 +58,7 @@ from ._errors import (
     CoordinationError,
     FlinksError,
     ServerUnreachableError,
+    SetupError,
 )
 from ._events import EventHook, scoped_hooks
 
@@ -65,7 +67,7 @@ __all__ = ["Result", "check_many_options", "many"]
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 #: Errors that no other login can escape: raised once from the ``async for``.
-_ENDS_THE_FAN_OUT = (ClientClosedError, ServerUnreachableError, CoordinationError)
+_ENDS_THE_FAN_OUT = (ClientClosedError, ServerUnreachableError, SetupError, CoordinationError)
 log = logging.getLogger("flinks_async")
 
 

@@ -64,7 +64,7 @@ def _token_of(body: bytes) -> str:
     """The ``Token`` of a ``/GenerateAuthorizeToken`` answer, or :class:`DecodeError`."""
     try:
         token = decoder_for(_Token).decode(body).token
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         token = None
     if not token:
         raise DecodeError("GenerateAuthorizeToken answered without a Token")
@@ -135,7 +135,12 @@ class FlinksClient:
             ``None``: off, ``request_timeout`` bounds it). Set it to catch a stalled
             connection sooner; it costs ~25 µs CPU per request (aiohttp re-arms a timer on
             every chunk), which is why it is off by default.
-        max_response_bytes: bodies above this raise :class:`ResponseTooLargeError` (256 MiB).
+        max_response_bytes: bodies above this raise :class:`ResponseTooLargeError` (64 MiB:
+            twice the largest real answer we know of, a 28 MB ``/GetAccountsDetail``).
+        max_body_bytes_in_flight: the most bytes of response bodies the client holds at
+            once, read or being decoded, across all its calls (256 MiB); a body that does not
+            fit waits for others to be decoded, so a fan-out's memory is bounded whatever the
+            answers weigh (:mod:`flinks_async._budget`). At least ``max_response_bytes``.
         ssl: ``True`` verifies TLS with the system CAs (default); an ``ssl.SSLContext`` for a
             custom CA or client certificate. ``False`` disables verification (never in
             production).
@@ -152,6 +157,13 @@ class FlinksClient:
             would otherwise churn through retries for every login). ``flinks-async pull``
             uses 20. Leave it off for long-lived apps that must survive Flinks being
             down at start-up.
+        stop_on_setup_error: the set-up breaker, on by default. When an endpoint that has
+            never answered this client with a 2xx answers 401/403 (``UNAUTHORIZED`` or no
+            FlinksCode) or 404 without a FlinksCode for 3 different logins (or once for
+            ``/GenerateAuthorizeToken``), the key, customer id or base URL is wrong, not
+            the logins: that call and every later one raise :class:`SetupError` without
+            sending anything, and a fan-out stops, instead of sending one doomed request per
+            login. An endpoint that has answered a 2xx is never judged this way.
         strict_schema: raise :class:`SchemaDriftError` for an answer holding a key or a
             value type the models do not map, instead of logging it (for integrators' CI).
             Checks every answer. Off by default: drift is then logged once per key and
@@ -199,7 +211,8 @@ class FlinksClient:
         connect_timeout: float = 10.0,
         read_timeout: float | None = None,
         request_timeout: float = 300.0,
-        max_response_bytes: int = 256 * 1024 * 1024,
+        max_response_bytes: int = 64 * 1024 * 1024,
+        max_body_bytes_in_flight: int = 256 * 1024 * 1024,
         ssl: _ssl.SSLContext | bool = True,
         proxy: str | None = None,
         trust_env: bool = False,
@@ -208,6 +221,7 @@ class FlinksClient:
         event_hooks: Iterable[EventHook] = (),
         tracing: bool = False,
         unreachable_after: int | None = None,
+        stop_on_setup_error: bool = True,
         strict_schema: bool = False,
         keep_extra: bool = False,
         redis_url: str | None = None,
@@ -236,12 +250,14 @@ class FlinksClient:
             read_timeout=read_timeout,
             request_timeout=request_timeout,
             max_response_bytes=max_response_bytes,
+            max_body_bytes_in_flight=max_body_bytes_in_flight,
             ssl=ssl,
             proxy=proxy,
             trust_env=trust_env,
             redact_login_ids=redact_login_ids,
             log_bodies=log_bodies,
             unreachable_after=unreachable_after,
+            stop_on_setup_error=stop_on_setup_error,
             strict_schema=strict_schema,
             keep_extra=keep_extra,
             redis_url=redis_url,

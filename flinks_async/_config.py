@@ -48,13 +48,15 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float | None = None
     request_timeout: float = 300.0
-    max_response_bytes: int = 256 * 1024 * 1024
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_body_bytes_in_flight: int = 256 * 1024 * 1024
     ssl: _ssl.SSLContext | bool = True
     proxy: str | None = None
     trust_env: bool = False
     redact_login_ids: bool = True
     log_bodies: bool = False
     unreachable_after: int | None = None
+    stop_on_setup_error: bool = True
     strict_schema: bool = False
     keep_extra: bool = False
     redis_url: str | None = dataclasses.field(default=None, repr=False)  # may hold a password
@@ -105,6 +107,11 @@ class Settings:
         if self.max_retries < 0 or self.max_connections < 1 or self.max_response_bytes < 1:
             raise ConfigurationError(
                 "need max_retries >= 0, max_connections >= 1, max_response_bytes >= 1"
+            )
+        if self.max_body_bytes_in_flight < self.max_response_bytes:
+            raise ConfigurationError(
+                f"max_body_bytes_in_flight ({self.max_body_bytes_in_flight}) must be at least "
+                f"max_response_bytes ({self.max_response_bytes}): raise both together"
             )
         if self.unreachable_after is not None and self.unreachable_after < 1:
             raise ConfigurationError("unreachable_after must be >= 1 (or None: off)")

@@ -22,7 +22,11 @@
   trouble (Redis unavailable, network errors, 5xx or rate limiting after the client's own
   retries, an unexpected error) goes back on the queue after a backoff of
   ``FLINKS_JOB_BACKOFF * 2**(n-1)`` seconds (5 s; at most 300 s), up to
-  ``FLINKS_JOB_TRIES`` (5) times; then the last error is the line.
+  ``FLINKS_JOB_TRIES`` (5) times; then the last error is the line. So does an
+  ``UNAUTHORIZED`` or a 404 without a FlinksCode from an endpoint that has not yet answered
+  this worker (the key may be wrong, not the login); once the set-up breaker trips
+  (:class:`~flinks_async.SetupError`), the worker stops (exit 2, one line) and every login
+  it held goes back on the queue without a line.
 * Each login's line is stored as ``flinks-async pull`` would write it, in one Redis hash
   per job (field: a hash of the login id), so a login has exactly one line: the last.
   :func:`collect` streams them (``HSCAN``) to a JSONL file.
@@ -60,6 +64,7 @@ from ._errors import (
     DecodeError,
     FlinksError,
     PollTimeoutError,
+    SetupError,
     TransientAPIError,
     TransportError,
 )
@@ -414,8 +419,16 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
             )
         )
         line, ok = error_line(login_id, name, error), False
+    except SetupError as exc:  # the key or the URL is wrong, not this login: no line
+        stop = ctx.get("stop_for_setup")
+        if stop is not None:
+            stop(exc)  # `flinks-async worker` stops, exit 2; its jobs go back on the queue
+        else:  # arq's own worker: wait for someone to fix the set-up
+            log.error("worker %s: %s", ctx.get("id"), exc)
+        raise arq.worker.Retry(defer=0 if stop is not None else 60) from None
     except Exception as exc:
-        if _transient(exc) and state["tries"] + 1 < config.tries:
+        doubt = client._transport.setup_in_doubt(exc)  # the key, or this login? later
+        if (_transient(exc) or doubt) and state["tries"] + 1 < config.tries:
             tries = state["tries"] + 1
             with contextlib.suppress(Exception):
                 await keep(tries=tries)
@@ -532,7 +545,19 @@ async def run_worker(redis_url: str, *, burst: bool = False) -> None:
 
     Redis going away does not end it: it logs one line, reconnects with backoff (1 s
     doubling to 30 s), logs one line when back. Its logins in progress go back on the
-    queue (arq's mark lapses after ``job_timeout + 10`` s) and resume their session."""
+    queue (arq's mark lapses after ``job_timeout + 10`` s) and resume their session.
+
+    A :class:`~flinks_async.SetupError` (the Flinks key, customer id or base URL is
+    wrong) stops it: the login that met it and those in progress go back on the queue
+    with no result line, and the error is raised (``flinks-async worker`` prints it as
+    one line and exits 2)."""
+    setup: list[SetupError] = []
+    await _run_worker(redis_url, burst, setup)
+    if setup:
+        raise setup[0]
+
+
+async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> None:
     arq = _arq()
     settings = arq.connections.RedisSettings.from_dsn(redis_url)
     settings.conn_retries = 0  # this loop retries, with one line per transition
@@ -547,6 +572,13 @@ async def run_worker(redis_url: str, *, burst: bool = False) -> None:
         stopping.set()
         if current:
             current[0].handle_sig(signum)  # cancels its jobs: they go back on the queue
+
+    def stop_for_setup(exc: SetupError) -> None:
+        if not setup:
+            setup.append(exc)
+            stopping.set()
+            if current:
+                current[0].handle_sig(signal.SIGTERM)  # cancels its jobs: back on the queue
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)
@@ -567,7 +599,7 @@ async def run_worker(redis_url: str, *, burst: bool = False) -> None:
                 poll_delay=WorkerSettings.poll_delay,
                 burst=burst,
                 handle_signals=False,
-                ctx={"id": worker_id},
+                ctx={"id": worker_id, "stop_for_setup": stop_for_setup},
             )
             current[:] = [worker]
             try:

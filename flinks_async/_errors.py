@@ -24,6 +24,8 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
           │                          INVALID_USERNAME, INVALID_PASSWORD
           ├── AccessDeniedError      UNAUTHORIZED, ACCESS_DENIED (Flinks' message says why)
           ├── InvalidRequestError    INVALID_REQUEST, ALREADY_AUTHORIZED, a redirect, odd status
+          ├── SetupError             the set-up is wrong (key, customer id, base URL): the
+          │                          breaker stops every call of the client; a fan-out ends
           ├── NotAvailableError      DISABLED_INSTITUTION, METHOD_NOT_AVAILABLE
           ├── NoTransactionsError    NO_TRANSACTION: too few transactions for the request
           └── MFAError               INVALID_SECURITY_RESPONSE, QUESTION_NOT_FOUND,
@@ -47,6 +49,7 @@ __all__ = [
     "FATAL_CODES",
     "RETRYABLE_CODES",
     "SESSION_CODES",
+    "SETUP_ERRORS",
     "APIError",
     "AccessDeniedError",
     "ClientClosedError",
@@ -67,6 +70,7 @@ __all__ = [
     "SchemaDriftError",
     "ServerUnreachableError",
     "SessionExpiredError",
+    "SetupError",
     "TransientAPIError",
     "TransportError",
     "api_error_for",
@@ -312,6 +316,25 @@ class AccessDeniedError(APIError):
 class InvalidRequestError(APIError):
     """INVALID_REQUEST, ALREADY_AUTHORIZED, or an answer the protocol does not allow
     (redirect, odd status)."""
+
+
+class SetupError(APIError):
+    """The answers say the client's set-up is wrong, not any one login: an endpoint that has
+    never answered this client with a 2xx answered 401/403 (``UNAUTHORIZED`` or no
+    FlinksCode: a wrong API key, secret key or customer id) or 404 without a FlinksCode (a
+    wrong ``base_url`` or ``investments_url``) for :data:`SETUP_ERRORS` different logins,
+    or once for ``/GenerateAuthorizeToken`` (no login involved). From then on every call of
+    the client fails at once with this error, sending nothing (``stop_on_setup_error``);
+    a fan-out, ``flinks-async pull`` and a queue worker stop with it. The message says what
+    to check; ``flinks_code`` and ``http_status`` are those of the answer that tripped it."""
+
+
+    def __str__(self) -> str:
+        return self.message  # it says the status, the code and what to check
+
+
+#: different logins answered with a set-up error before :class:`SetupError` trips
+SETUP_ERRORS = 3
 
 
 class NotAvailableError(APIError):

@@ -77,7 +77,12 @@ def scan(path: str, endpoint: str) -> ResumeState:
                 break
             try:
                 record = _LINE.decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            except (
+                msgspec.DecodeError,
+                msgspec.ValidationError,
+                UnicodeDecodeError,
+                RecursionError,
+            ):
                 raise NotOurs(
                     f"{path}: line {number} is not a flinks-async result line; not "
                     "resuming, the file is left as it is"

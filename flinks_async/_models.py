@@ -145,9 +145,10 @@ class Login(_Model):
     def last_refresh_at(self) -> dt.datetime | None:
         """``last_refresh`` parsed leniently, as an aware UTC datetime: Flinks documents
         ``LastRefresh`` as UTC and sends it without an offset (an offset, when sent, is
-        honoured and converted)."""
+        honoured and converted). ``None`` for a login never refreshed: Flinks then sends
+        ``"0001-01-01T00:00:00"`` (.NET's ``DateTime.MinValue``), which is not a time."""
         when = parse_datetime(self.last_refresh)
-        if when is None:
+        if when is None or when.year == 1:
             return None
         return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 

@@ -121,7 +121,11 @@ _NULL = msgspec.Raw(b"null")
 
 def probe_has_data(probe: msgspec.Struct) -> bool:
     """Whether a decoded :func:`data_probe` holds a non-null data key."""
-    return any(bytes(getattr(probe, f)) != b"null" for f in probe.__struct_fields__)
+    for name in probe.__struct_fields__:
+        raw = getattr(probe, name)
+        if len(raw) != 4 or raw != _NULL:  # never bytes(raw): a copy of the whole array
+            return True
+    return False
 
 
 def no_data(model: type[Any], body: bytes) -> SchemaDriftError:

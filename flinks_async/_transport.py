@@ -31,9 +31,11 @@ import msgspec
 from yarl import URL
 
 from . import _events, _otel
+from ._budget import BodyBudget
 from ._config import Settings
 from ._coordination import Limiter
 from ._errors import (
+    SETUP_ERRORS,
     APIError,
     ClientClosedError,
     DecodeError,
@@ -43,6 +45,7 @@ from ._errors import (
     RateLimitError,
     ResponseTooLargeError,
     ServerUnreachableError,
+    SetupError,
     TransientAPIError,
     TransportError,
     api_error_for,
@@ -80,6 +83,22 @@ class Call:
     #: ``body`` as an aiohttp payload, built on first send and reused by every poll (bytes
     #: payloads are stateless): no payload registry lookup per request
     payload: aiohttp.BytesPayload | None = dataclasses.field(default=None, repr=False)
+
+
+def _setup_kind(status: int | None, code: str | None) -> bool:
+    """An answer that may say the set-up is wrong (see :class:`SetupError`)."""
+    return (status in (401, 403) and code in (None, "UNAUTHORIZED")) or (
+        status == 404 and code is None
+    )
+
+
+class _Held:
+    """How many bytes of the budget one attempt's body holds."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -124,6 +143,8 @@ class Transport:
         self._closed = False
         #: the rate limiter the client chose (see flinks_async._coordination), or None
         self._limiter = limiter
+        #: bytes of bodies held at once (``max_body_bytes_in_flight``, see ``_budget``)
+        self.budget = BodyBudget(settings.max_body_bytes_in_flight)
         # A 429 / TOO_MANY_REQUESTS pauses every new request of the client until then.
         self._paused_until = 0.0
         self._pause_length = 0.0
@@ -131,6 +152,11 @@ class Transport:
         self._answered = False
         self._connect_failures = 0
         self._unreachable: ServerUnreachableError | None = None
+        #: the set-up breaker (``stop_on_setup_error``): endpoints that answered a 2xx, and
+        #: the logins an endpoint that never did answered a set-up error for
+        self._working: set[str] = set()
+        self._setup_failures: dict[str, set[str]] = {}
+        self._setup_error: SetupError | None = None
         self._rng = random.Random()
         self._timeout = aiohttp.ClientTimeout(
             total=settings.request_timeout,
@@ -221,6 +247,8 @@ class Transport:
                     )
                 if self._unreachable is not None:
                     raise self._unreachable
+                if self._setup_error is not None:
+                    raise self._setup_error
                 if self._paused_until:
                     await self._wait_out_pause()
                 if call.fresh_headers is not None:
@@ -239,6 +267,7 @@ class Transport:
                 failure: FlinksError | None = None
                 retry_after: float | None = None
                 status = 0
+                read = _Held()  # the body's share of the budget, given back after decoding
                 try:
                     self.in_flight += 1
                     self.requests_sent += 1
@@ -264,9 +293,12 @@ class Transport:
                                     and length <= s.max_response_bytes
                                     and "Content-Encoding" not in resp.headers
                                 ):
+                                    if not self.budget.try_take(length):
+                                        await self.budget.take(length)
+                                    read.size = length
                                     body = await resp.read()  # the common case, inline
                                 else:
-                                    body = await self._read(resp, call)
+                                    body = await self._read(resp, call, read)
                             except BaseException:
                                 resp.close()  # drop the connection: a half-read body is no use
                                 raise
@@ -316,6 +348,8 @@ class Transport:
                                     elapsed=time.monotonic() - started,
                                 )
                             )
+                        if call.endpoint not in self._working and status < 300:
+                            self._working.add(call.endpoint)
                         if status == 200:
                             if call.decode is None:
                                 return Reply(status, body)
@@ -334,12 +368,20 @@ class Transport:
                         else:
                             failure = self._error(call, status, headers, body)
                             if not isinstance(failure, TransientAPIError):
+                                if (
+                                    status in (401, 403, 404)
+                                    and call.endpoint not in self._working
+                                    and s.stop_on_setup_error
+                                ):
+                                    self._count_setup_error(call, failure)
                                 raise failure
                             retry_after = parse_retry_after(headers.get("Retry-After"))
                             if isinstance(failure, RateLimitError):
                                 failure.retry_after = retry_after
                                 self._pause(call, retry_after)
                 finally:
+                    if read.size:
+                        self.budget.give(read.size)
                     if span is not None:
                         self._end_span(span, status, failure)
                 if attempt > s.max_retries:
@@ -408,6 +450,51 @@ class Transport:
             self._closing.set()  # wake the calls sleeping before a retry: they raise it now
         raise self._unreachable
 
+    def setup_in_doubt(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is an answer the set-up breaker counts that has not tripped it
+        yet (its endpoint never answered a 2xx): it may be the key, not the login, so a
+        queue worker retries it later instead of writing a final line."""
+        return (
+            isinstance(exc, APIError)
+            and self.settings.stop_on_setup_error
+            and exc.endpoint not in self._working
+            and _setup_kind(exc.http_status, exc.flinks_code)
+        )
+
+    def _count_setup_error(self, call: Call, failure: APIError) -> None:
+        """Trip the set-up breaker (see :class:`SetupError`) when this answer, from an
+        endpoint that never answered 2xx, makes the set-up error plain."""
+        if self._setup_error is not None:  # tripped while this request was out
+            raise self._setup_error
+        code, status = failure.flinks_code, failure.http_status
+        if not _setup_kind(status, code):
+            return
+        logins = self._setup_failures.setdefault(call.endpoint, set())
+        logins.add((call.login_id or "").lower())
+        if call.login_id is not None and len(logins) < SETUP_ERRORS:
+            return
+        if status == 404:
+            host = URL(call.url).host or "the server"
+            what = f"base_url and investments_url: {host}{URL(call.url).path} does not exist"
+        elif call.login_id is None:
+            what = "secret_key (FLINKS_SECRET_KEY) and the customer id (FLINKS_CUSTOMER_ID)"
+        else:
+            what = (
+                "api_key (FLINKS_API_KEY), secret_key and the customer id (FLINKS_CUSTOMER_ID)"
+            )
+        many = f" for {len(logins)} different logins" if call.login_id is not None else ""
+        said = f'{code or "no FlinksCode"}, "{failure.message[:200]}"'
+        self._setup_error = SetupError(
+            f"set-up error: {call.endpoint} answered HTTP {status} ({said}){many} and has "
+            f"never succeeded; check {what}. Every call of this client now stops here",
+            flinks_code=code,
+            http_status=status,
+            endpoint=call.endpoint,
+        )
+        if self._session is not None:
+            self._closing.set()  # wake the calls sleeping before a retry: they raise it now
+        raise self._setup_error
+
     def _pause(self, call: Call, retry_after: float | None) -> None:
         """Flinks said "too many requests": hold every new request of this client for
         ``min(Retry-After, max_retry_after)`` (``backoff_initial`` without the header)."""
@@ -453,8 +540,9 @@ class Transport:
             _otel.error_status(span, failure)
         span.end()
 
-    async def _read(self, resp: aiohttp.ClientResponse, call: Call) -> bytes:
-        """The body, refusing more than ``max_response_bytes`` (counted after decompression)."""
+    async def _read(self, resp: aiohttp.ClientResponse, call: Call, read: _Held) -> bytes:
+        """The body, refusing more than ``max_response_bytes`` (counted after decompression),
+        each part taken from the budget (``read.size`` says how much is held)."""
         if resp.status in (301, 302, 303, 307, 308):
             location = resp.headers.get("Location", "")
             host = URL(location).host if location else None
@@ -471,13 +559,19 @@ class Transport:
             if length > limit:
                 raise self._too_large(call, limit)
             if "Content-Encoding" not in resp.headers:
+                if not self.budget.try_take(length):
+                    await self.budget.take(length)
+                read.size = length
                 return await resp.read()
+        budget = self.budget
         chunks: list[bytes] = []
-        size = 0
         while chunk := await resp.content.readany():
-            size += len(chunk)
-            if size > limit:
+            size = len(chunk)
+            if read.size + size > limit:
                 raise self._too_large(call, limit)
+            if not budget.try_take(size, read.size):
+                await budget.take(size, read.size)
+            read.size += size
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -496,7 +590,7 @@ class Transport:
         challenges = None
         try:
             env = _ERROR_DECODER.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
             kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
             message = f"HTTP {status} with a non-JSON body ({kind}, {len(body)} bytes)"
         else:

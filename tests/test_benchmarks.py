@@ -20,6 +20,7 @@ from benchmarks import (
     distributed,
     fanout,
     looplag,
+    memory,
     percall,
     ratelimit,
     transport,
@@ -106,3 +107,9 @@ async def test_ratelimit_runs() -> None:
     results = await ratelimit.run((0.0,), logins=40)
     assert set(results[0].runs) == {"ours", "v0.1 start-stamped"}
     assert "busiest 1 s window" in ratelimit.markdown(results)
+
+
+async def test_memory_runs() -> None:
+    results = await memory.run(size=1_000_000, logins=4)
+    assert len(results) == 4 and all(r.ok == 4 for r in results)
+    assert "tracemalloc" in memory.markdown(results, 1_000_000, 4)

@@ -13,6 +13,7 @@ import anyio.lowlevel
 import pytest
 
 from flinks_async import (
+    AccessDeniedError,
     ClientClosedError,
     ConfigurationError,
     Event,
@@ -22,6 +23,7 @@ from flinks_async import (
     Investments,
     LoginError,
     Result,
+    SetupError,
 )
 from flinks_async.testing import Emulator, demo_login_ids
 
@@ -313,3 +315,53 @@ async def test_dedupe_in_flight_holds_only_the_ids_in_flight(emu: Emulator) -> N
         got = await collect(client, source(), dedupe="in-flight", concurrency=4)
     assert sorted(r.login_id for r in got) == sorted([ids[0], ids[0], ids[1]])
     assert emu.counts["Authorize"] == 3
+
+
+async def test_a_wrong_key_ends_the_fan_out_with_one_typed_error(
+    emu: Emulator, login_ids: list[str]
+) -> None:
+    """many() with a wrong API key: SetupError from the async for, once; the logins not
+    yet started never send anything."""
+    ids = demo_login_ids(400, seed=77)
+    seen: list[Result[Any]] = []
+
+    async def pull(client: FlinksClient) -> None:
+        async with client.many("accounts-detail", ids, concurrency=20) as results:
+            async for r in results:
+                seen.append(r)
+
+    async with fast_client(emu, api_key="wrong-key-0000") as client:
+        with pytest.raises(SetupError) as info:
+            await pull(client)
+        with pytest.raises(SetupError):  # the client stays stopped, sending nothing
+            await client.accounts_detail(ids[-1])
+    assert "check api_key" in str(info.value) and "wrong-key-0000" not in str(info.value)
+    assert info.value.http_status == 401 and info.value.flinks_code == "UNAUTHORIZED"
+    assert len(seen) <= 2 and all(isinstance(r.error, AccessDeniedError) for r in seen)
+    assert emu.requests_total <= 3 * 20  # token, Authorize, data call of those in flight
+
+
+async def test_an_endpoint_that_has_answered_is_never_judged_a_set_up_error(
+    emu: Emulator, login_ids: list[str]
+) -> None:
+    """UNAUTHORIZED is also Flinks' answer for a card the institution did not authorize:
+    once the endpoint has answered this client, every login keeps its own result."""
+    ok, refused = login_ids[0], login_ids[1:8]
+    for one in refused:
+        emu.set_login(one, pending=0, faults=["UNAUTHORIZED@data"])
+    async with fast_client(emu) as client:
+        await client.accounts_detail(ok)
+        async with client.many("accounts-detail", refused, concurrency=7) as results:
+            ended = [r async for r in results]
+    assert len(ended) == 7
+    assert all(isinstance(r.error, AccessDeniedError) for r in ended)
+    assert not any(isinstance(r.error, SetupError) for r in ended)
+
+
+async def test_the_set_up_breaker_can_be_turned_off(emu: Emulator, login_ids: list[str]) -> None:
+    async with (
+        fast_client(emu, api_key="wrong-key-0000", stop_on_setup_error=False) as client,
+        client.many("accounts-detail", login_ids[:6], concurrency=6) as results,
+    ):
+        ended = [r async for r in results]
+    assert len(ended) == 6 and all(isinstance(r.error, AccessDeniedError) for r in ended)

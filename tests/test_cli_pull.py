@@ -271,3 +271,44 @@ async def test_an_unwritable_output_is_one_line(emu: Emulator, tmp_path: pathlib
     assert proc.returncode == 2
     assert first_line(proc.stderr) == "flinks-async: error: a_directory: Is a directory"
     assert len(proc.stderr.splitlines()) == 1 and emu.requests_total == 0
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint", "lines_at_most"),
+    [
+        ("FLINKS_SECRET_KEY", "check secret_key", 0),  # the token endpoint: no login involved
+        ("FLINKS_API_KEY", "check api_key", 2),  # Authorize 401: 3 different logins trip it
+        ("FLINKS_BASE_URL", "does not exist", 2),  # /v3 twice: a 404 without a FlinksCode
+        ("FLINKS_CUSTOMER_ID", "Unknown customer", 0),
+    ],
+)
+async def test_a_wrong_key_or_url_stops_the_pull_at_once(
+    emu: Emulator, tmp_path: pathlib.Path, wrong: str, hint: str, lines_at_most: int
+) -> None:
+    """It sent 1,500 requests for 1,500 logins and wrote 1,500 UNAUTHORIZED lines: against
+    real Flinks with 100,000 logins, 100,000 calls with a bad key."""
+    ids = demo_login_ids(1500, seed=49)
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    env = _env(emu, tmp_path)
+    env[wrong] = {
+        "FLINKS_BASE_URL": emu.url + "/v3",
+        "FLINKS_CUSTOMER_ID": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+    }.get(wrong, "wrong-key-0000")
+    proc = await anyio.run_process(
+        [*CLI, "pull", "--login-ids", "ids.txt", "--out", "out.jsonl", "--concurrency", "50"],
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.count("flinks-async: error: set-up error:") == 1 and hint in err, err
+    assert "wrong-key-0000" not in err and "Traceback" not in err
+    # what reached the server: the first requests of the 50 logins in flight (token,
+    # Authorize, data call), none for the 1,450 others
+    assert emu.requests_total <= 3 * 50, emu.counts
+    # no line for a login never tried; at most the two that answered before the third
+    written = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    assert len(written) <= lines_at_most
+    assert all(not msgspec.json.decode(line)["ok"] for line in written)
+    assert f"flinks-async pull: 0 ok, {len(written)} failed;" in err

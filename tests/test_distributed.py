@@ -381,3 +381,42 @@ async def test_a_worker_survives_the_queues_redis_restarting(tmp_path: pathlib.P
     assert "Traceback" not in text
     lines = [msgspec.json.decode(line) for line in out.read_bytes().splitlines()]
     assert sorted(line["login_id"] for line in lines) == sorted(ids)
+
+
+async def test_a_worker_with_a_wrong_key_stops_and_loses_no_login(
+    redis_server: tuple[str, subprocess.Popen[bytes]], tmp_path: pathlib.Path
+) -> None:
+    """A worker whose API key is wrong stops at the first answers (exit 2, one line), writes
+    no result for any login and leaves them all on the queue: a worker set up right then
+    pulls every one of them."""
+    redis_url, _ = redis_server
+    ids = demo_login_ids(30, seed=155)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    async with Emulator(pending=1, payload_bytes=300, api_key="right-key-1234") as emu:
+        env = {**_env(emu), "FLINKS_API_KEY": "wrong-key-0000", "FLINKS_WORKER_CONCURRENCY": "10"}
+        await anyio.run_process(_enqueue_cmd(redis_url, ids_file), env=env)
+        with anyio.fail_after(120):  # far beyond what it needs: one round of answers
+            wrong = await anyio.run_process(
+                [*CLI, "worker", "--redis", redis_url], env=env, check=False
+            )
+        err = wrong.stderr.decode()
+        assert wrong.returncode == 2, err
+        assert err.count("flinks-async: error: set-up error:") == 1 and "check api_key" in err
+        assert "wrong-key-0000" not in err and "Traceback" not in err
+        assert emu.requests_total <= 3 * 10, emu.counts  # the logins it had started, no more
+        status = await anyio.run_process(
+            [*CLI, "status", "--redis", redis_url, "--job", "nightly"], env=env
+        )
+        assert "30 logins, 0 done, 0 failed, 30 pending" in status.stdout.decode()
+        right = {**env, "FLINKS_API_KEY": "right-key-1234"}
+        with anyio.fail_after(120):
+            await anyio.run_process(
+                [*CLI, "worker", "--redis", redis_url, "--burst"], env=right, check=True
+            )
+        code, report = await _collect_when_done(redis_url, tmp_path / "out.jsonl")
+    lines = [
+        msgspec.json.decode(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()
+    ]
+    assert sorted(line["login_id"] for line in lines) == sorted(ids)  # each once, all ok
+    assert all(line["ok"] for line in lines) and code == 0, report

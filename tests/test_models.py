@@ -78,6 +78,15 @@ def test_last_refresh_is_utc() -> None:
     assert offset.login.last_refresh_at == dt.datetime(2019, 5, 9, 13, 47, 46, tzinfo=dt.UTC)
 
 
+@pytest.mark.parametrize("never", ["0001-01-01T00:00:00", "0001-01-01T00:00:00.0000000"])
+def test_a_login_never_refreshed_has_no_last_refresh_time(never: str) -> None:
+    """Flinks sends .NET's DateTime.MinValue for a login never refreshed: not year 1."""
+    auth = decoder_for(Authorization).decode(b'{"Login":{"LastRefresh":"%s"}}' % never.encode())
+    assert auth.login is not None
+    assert auth.login.last_refresh == never  # as sent
+    assert auth.login.last_refresh_at is None
+
+
 def test_numbers_sent_as_strings_are_accepted() -> None:
     d = decoder_for(AccountsDetail).decode(
         b'{"Accounts":[{"Balance":{"Current":"12.50"},"OverdraftLimit":"0"}]}'

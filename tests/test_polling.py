@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio
 import pytest
 
-from flinks_async import Event, FlinksClient, PollTimeoutError, SessionExpiredError
+from flinks_async import (
+    APIError,
+    DecodeError,
+    Event,
+    FlinksClient,
+    PollTimeoutError,
+    SessionExpiredError,
+)
 from flinks_async.testing import Emulator
 
 from .conftest import assert_polling_stopped, fast_client, wait_until
@@ -93,3 +102,63 @@ async def test_cancelling_during_a_slow_answer_closes_the_connection(
         assert client.in_flight_requests == 0
         await wait_until(lambda: emu.active == 0)  # the server sees the disconnect
     assert emu.abandoned == 1
+
+
+#: JSON nested past reason: 5,000 objects, and 100,000 '[' under a key the model ignores
+DEEP = {
+    "objects": b'{"HttpStatusCode":200,"Accounts":[{"Holder":'
+    + b'{"a":' * 5_000
+    + b"1"
+    + b"}" * 5_000
+    + b"}]}",
+    "arrays": b'{"HttpStatusCode":200,"Accounts":[],"Unknown":'
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+}
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["typed", "raw"])
+@pytest.mark.parametrize("shape", sorted(DEEP))
+async def test_json_nested_past_reason_is_a_final_decode_error(
+    emu: Emulator, login: str, shape: str, raw: bool
+) -> None:
+    emu.set_login(login, pending=0, payloads={"GetAccountsDetail": DEEP[shape]})
+    async with fast_client(emu) as client:
+        with pytest.raises(DecodeError) as info:
+            if raw:
+                await client.accounts_detail(login, raw=True)
+            else:
+                await client.accounts_detail(login)
+    assert type(info.value) is DecodeError and not info.value.retryable
+    assert "nested too deep" in str(info.value) and info.value.endpoint == "GetAccountsDetail"
+    assert emu.counts["GetAccountsDetail"] == 1  # never retried
+
+
+async def test_in_a_fan_out_deep_nesting_ends_its_login_without_a_traceback(
+    emu: Emulator, login_ids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was a bare RecursionError: an untyped error and an "unexpected error" traceback
+    in many(), and a queue job retried it 5 times."""
+    logins = login_ids[:4]
+    for one in logins:
+        emu.set_login(one, pending=0)
+    emu.set_login(logins[1], pending=0, payloads={"GetAccountsDetail": DEEP["objects"]})
+    with caplog.at_level(logging.DEBUG, logger="flinks_async"):
+        async with fast_client(emu) as client, client.many("accounts-detail", logins) as results:
+            ended = {r.login_id: r async for r in results}
+    assert [one for one, r in ended.items() if not r.ok] == [logins[1]]
+    assert type(ended[logins[1]].error) is DecodeError
+    assert "unexpected" not in caplog.text and "Traceback" not in caplog.text
+    assert "RecursionError" not in caplog.text
+
+
+async def test_an_error_answer_nested_past_reason_is_still_a_typed_api_error(
+    emu: Emulator, login: str
+) -> None:
+    deep = b'{"Unknown":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    emu.set_login(login, pending=0, payloads={"GetAccountsDetail": (400, deep)})
+    async with fast_client(emu) as client:
+        with pytest.raises(APIError) as info:
+            await client.accounts_detail(login)
+    assert info.value.http_status == 400 and "non-JSON body" in str(info.value)

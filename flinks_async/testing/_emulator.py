@@ -446,7 +446,7 @@ class Emulator:
         if request.method == "POST" and request.can_read_body:
             try:
                 body = msgspec.json.decode(await request.read())
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 return op, None, None, _error("INVALID_REQUEST", "Body is not JSON")
             if not isinstance(body, dict):
                 return op, None, None, _error("INVALID_REQUEST", "Body is not an object")
