@@ -18,7 +18,8 @@ Rules of :func:`many` (and so of ``client.many`` / ``client.investments_many`` .
   unless ``fail_fast=True``: then the first failure cancels everything still running and
   is raised from the ``async for``.
 * ``dedupe=True`` (default): a login id seen before (case-insensitive) is skipped, so each
-  distinct login is pulled once and reported once. This holds every distinct id seen:
+  distinct login is pulled once and reported once; the results iterator counts the ids
+  skipped so in ``.duplicates``. This holds every distinct id seen:
   about 113 bytes each (57 MB for 500,000 ids), without bound for an endless source.
   ``dedupe="in-flight"``: an id equal to one *in flight* is skipped, memory is bounded by
   ``concurrency``, and an id repeated later is pulled again. ``dedupe=False``: every
@@ -107,6 +108,8 @@ class _Results(Generic[T]):
         self._fail_fast = fail_fast
         #: raised once every result is delivered: what stopped the feed (from login_ids)
         self.feed_error: BaseException | None = None
+        #: login ids skipped as repeats of one seen before (``dedupe``), so far
+        self.duplicates = 0
 
     def __aiter__(self) -> AsyncIterator[Result[T]]:
         return self
@@ -246,6 +249,7 @@ async def many(
                 key = login_id.lower() if isinstance(login_id, str) else login_id
                 if seen is not None:
                     if key in seen:
+                        results.duplicates += 1
                         continue
                     seen.add(key)
                 # asyncio's semaphore does not check for cancellation when a slot is free:

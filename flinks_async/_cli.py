@@ -22,15 +22,16 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn, TextIO
 
 import anyio
 
 from ._client import FlinksClient
 from ._errors import CoordinationError, FlinksError
-from ._idsource import open_ids, read_ids
+from ._idsource import holds_ids, open_ids, read_ids
 from ._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
 from ._polling import ENDPOINTS
 from ._progress import Progress
@@ -105,7 +106,7 @@ def _add_loop(p: argparse.ArgumentParser) -> None:
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
-        help="event loop (auto: uvloop when installed, from flinks-async[speed]; about 20%% "
+        help="event loop (auto: uvloop when installed, from flinks-async[speed]; about 10%% "
         "less CPU per request)",
     )
 
@@ -487,9 +488,12 @@ async def _demo(args: argparse.Namespace) -> int:
         record=0,
     ) as emu:
         print(
-            f"flinks-async demo: {len(ids)} logins from the emulator at {emu.url}\n"
-            f"concurrency {args.concurrency}, poll interval {args.poll_interval}s, "
-            f"loop {_loop_name()}",
+            fit(f"flinks-async demo: {len(ids)} logins from the emulator at {emu.url}")
+            + "\n"
+            + fit(
+                f"concurrency {args.concurrency}, poll interval {args.poll_interval}s, "
+                f"loop {_loop_name()}"
+            ),
             file=sys.stderr,
         )
         async with (
@@ -532,7 +536,7 @@ async def _demo(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     print("\nsummary")
     for key, value in rows:
-        print(f"  {key:<{width}}  {value}")
+        print(fit(f"  {key:<{width}}  {value}", indent=" " * (width + 4), stream=sys.stdout))
     return 0
 
 
@@ -569,6 +573,12 @@ def _prepare_pull(args: argparse.Namespace) -> _PullJob:
     secret_key = _read_secret(args.secret_key_file, "FLINKS_SECRET_KEY")
     ids = open_ids(args.login_ids)
     try:
+        if (
+            args.login_ids != "-"
+            and os.path.isfile(args.login_ids)
+            and not holds_ids(args.login_ids)
+        ):
+            raise UsageError(f"{args.login_ids}: no login ids (every line is blank or a # comment)")
         state = ResumeState()
         if args.out != "-":
             if args.resume:
@@ -604,9 +614,12 @@ async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
     client, ids, out, state, endpoint = job.client, job.ids, job.out, job.state, job.endpoint
     skipped = skipped_failed = retried = 0
 
+    read = duplicates = 0
+
     async def todo() -> AsyncIterator[str]:
-        nonlocal skipped, skipped_failed, retried
+        nonlocal skipped, skipped_failed, retried, read
         async for login_id in read_ids(ids, args.login_ids):
+            read += 1
             key = login_id.lower()
             if key in state.ok:
                 skipped += 1
@@ -632,18 +645,20 @@ async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
                     on_event=progress.hook,
                     raw=True,
                 ) as results:
-                    async for r in results:
-                        if r.error is None:
-                            assert isinstance(r.value, bytes)
-                            out.write(ok_line(r.login_id, endpoint, r.value))
-                            written_ok += 1
-                        else:
-                            failures[
-                                getattr(r.error, "flinks_code", None) or type(r.error).__name__
-                            ] += 1
-                            out.write(error_line(r.login_id, endpoint, r.error))
-                            written_failed += 1
-            except Exception as exc:  # a bad id line, the circuit breaker: usage errors
+                    try:
+                        async for r in results:
+                            if r.error is None:
+                                assert isinstance(r.value, bytes)
+                                out.write(ok_line(r.login_id, endpoint, r.value))
+                                written_ok += 1
+                            else:
+                                reason = getattr(r.error, "flinks_code", None)
+                                failures[reason or type(r.error).__name__] += 1
+                                out.write(error_line(r.login_id, endpoint, r.error))
+                                written_failed += 1
+                    finally:
+                        duplicates = getattr(results, "duplicates", 0)
+            except Exception as exc:  # a bad id line, the circuit breakers: usage errors
                 stopped = exc
             tg.cancel_scope.cancel()
         if stopped is not None:
@@ -652,21 +667,43 @@ async def _pull(args: argparse.Namespace, job: _PullJob) -> int:
         out.close()
         elapsed = time.monotonic() - started
         also = f", {retried} of them failed before" if retried else ""
-        print(
-            f"flinks-async pull: {written_ok} ok, {written_failed} failed{also}; "
-            f"{skipped} skipped (already ok in {args.out})"
-            + (
-                f", {skipped_failed} failed before and skipped (--skip-failed)"
-                if skipped_failed
-                else ""
-            )
-            + f"; {client.requests_sent} requests, {elapsed:.1f}s",
-            file=sys.stderr,
-        )
+        clauses = [f"flinks-async pull: {written_ok} ok, {written_failed} failed{also}"]
+        if skipped:
+            clauses.append(f"{skipped} skipped (already ok in {args.out})")
+        if skipped_failed:
+            clauses.append(f"{skipped_failed} failed before and skipped (--skip-failed)")
+        if duplicates:
+            clauses.append(f"{duplicates} repeated ids skipped")
+        clauses.append(f"{client.requests_sent} requests, {elapsed:.1f}s")
+        print(fit("; ".join(clauses)), file=sys.stderr)
         for reason, n in failures.most_common():
-            print(f"  failed: {reason}: {n}", file=sys.stderr)
+            print(fit(f"  failed: {reason}: {n}", indent="    "), file=sys.stderr)
+    if not read:
+        print(f"flinks-async: error: {args.login_ids}: no login ids", file=sys.stderr)
+        return EXIT_USAGE
     # the exit status is the file's final state: a failure skipped with --skip-failed stays one
     return EXIT_FAILED_LOGINS if written_failed or skipped_failed else 0
+
+
+def fit(text: str, *, indent: str = "  ", stream: TextIO | None = None) -> str:
+    """``text`` broken at spaces to the width of the terminal ``stream`` (stderr) is, with
+    ``indent`` before each continuation; as it is when the stream is not a terminal (a log
+    file keeps one line per summary)."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        if not stream.isatty():
+            return text
+        width = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return text
+    width = max(width - 1, 20)  # the last column would wrap on some terminals
+    return textwrap.fill(
+        text,
+        width,
+        subsequent_indent=indent if len(indent) < width // 2 else "  ",
+        break_on_hyphens=False,
+        drop_whitespace=True,
+    )
 
 
 # --- serve-emulator ----------------------------------------------------------------------

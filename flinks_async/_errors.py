@@ -328,7 +328,6 @@ class SetupError(APIError):
     a fan-out, ``flinks-async pull`` and a queue worker stop with it. The message says what
     to check; ``flinks_code`` and ``http_status`` are those of the answer that tripped it."""
 
-
     def __str__(self) -> str:
         return self.message  # it says the status, the code and what to check
 

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import anyio.to_thread
 
-__all__ = ["IdSourceError", "open_ids", "read_ids"]
+__all__ = ["IdSourceError", "holds_ids", "open_ids", "read_ids"]
 
 CHUNK = 64 * 1024
 
@@ -56,6 +56,19 @@ async def read_ids(stream: BinaryIO, name: str) -> AsyncIterator[str]:
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+
+
+def holds_ids(path: str) -> bool:
+    """Whether the file at ``path`` holds at least one id (reads up to the first one).
+    A line that is not UTF-8 counts: :func:`read_ids` reports it where it is."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                if _id(raw, path, number) is not None:
+                    return True
+            except IdSourceError:
+                return True
+    return False
 
 
 def _id(raw: bytes, name: str, number: int) -> str | None:

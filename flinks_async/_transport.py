@@ -479,9 +479,7 @@ class Transport:
         elif call.login_id is None:
             what = "secret_key (FLINKS_SECRET_KEY) and the customer id (FLINKS_CUSTOMER_ID)"
         else:
-            what = (
-                "api_key (FLINKS_API_KEY), secret_key and the customer id (FLINKS_CUSTOMER_ID)"
-            )
+            what = "api_key (FLINKS_API_KEY), secret_key and the customer id (FLINKS_CUSTOMER_ID)"
         many = f" for {len(logins)} different logins" if call.login_id is not None else ""
         said = f'{code or "no FlinksCode"}, "{failure.message[:200]}"'
         self._setup_error = SetupError(

@@ -312,3 +312,49 @@ async def test_a_wrong_key_or_url_stops_the_pull_at_once(
     assert len(written) <= lines_at_most
     assert all(not msgspec.json.decode(line)["ok"] for line in written)
     assert f"flinks-async pull: 0 ok, {len(written)} failed;" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"# a comment\n   \n"])
+async def test_an_ids_file_without_ids_is_a_usage_error(
+    emu: Emulator, tmp_path: pathlib.Path, content: bytes
+) -> None:
+    (tmp_path / "ids.txt").write_bytes(content)
+    proc = await _pull(emu, tmp_path)
+    assert proc.returncode == 2
+    assert first_line(proc.stderr) == (
+        f"flinks-async: error: {tmp_path / 'ids.txt'}: no login ids (every line is blank or "
+        "a # comment)"
+    )
+    assert not (tmp_path / "out.jsonl").exists() and emu.requests_total == 0
+
+
+async def test_no_ids_on_standard_input_is_a_usage_error(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    proc = await anyio.run_process(
+        [*CLI, "pull", "--login-ids", "-", "--out", str(tmp_path / "out.jsonl")],
+        input=b"\n# nothing\n",
+        env=_env(emu, tmp_path),
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines()[-1] == "flinks-async: error: -: no login ids"
+
+
+async def test_the_summary_counts_repeats_and_says_already_ok_only_when_true(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    ids = demo_login_ids(4, seed=50)
+    repeated = [*ids, ids[0], ids[1].upper(), ids[0]]
+    first = await _pull(emu, tmp_path, ids=repeated)
+    summary = first.stderr.decode()
+    assert first.returncode == 0, summary
+    assert "flinks-async pull: 4 ok, 0 failed; 3 repeated ids skipped;" in summary
+    assert "already ok" not in summary  # no --resume: nothing was skipped for that
+    assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 4
+    again = await _pull(emu, tmp_path, "--resume", ids=ids)
+    assert f"0 ok, 0 failed; 4 skipped (already ok in {tmp_path / 'out.jsonl'});" in (
+        again.stderr.decode()
+    )
+    stdout = await _pull(emu, tmp_path, "--out", "-", ids=ids[:2])
+    assert "already ok" not in stdout.stderr.decode()

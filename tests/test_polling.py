@@ -125,11 +125,9 @@ async def test_json_nested_past_reason_is_a_final_decode_error(
 ) -> None:
     emu.set_login(login, pending=0, payloads={"GetAccountsDetail": DEEP[shape]})
     async with fast_client(emu) as client:
+        call = client.accounts_detail(login, raw=True) if raw else client.accounts_detail(login)
         with pytest.raises(DecodeError) as info:
-            if raw:
-                await client.accounts_detail(login, raw=True)
-            else:
-                await client.accounts_detail(login)
+            await call
     assert type(info.value) is DecodeError and not info.value.retryable
     assert "nested too deep" in str(info.value) and info.value.endpoint == "GetAccountsDetail"
     assert emu.counts["GetAccountsDetail"] == 1  # never retried

@@ -8,6 +8,7 @@ more than one progress line, and nothing on it may be wider than the window.
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -41,6 +42,11 @@ class Tmux:
 
     def screen(self) -> list[str]:
         return self("capture-pane", "-p", "-t", "demo").splitlines()
+
+    def logical_lines(self) -> list[str]:
+        """The screen with the lines the terminal wrapped joined back (``-J``): a line
+        that did not fit is longer than the window here."""
+        return self("capture-pane", "-p", "-J", "-S", "-", "-t", "demo").splitlines()
 
     def close(self) -> None:
         self("kill-server", check=False)
@@ -81,12 +87,16 @@ def test_one_progress_line_that_fits_the_terminal(cols: int) -> None:
     tmux = Tmux(demo(), cols)
     try:
         screen = watch(tmux, cols)
+        tmux_lines = tmux.logical_lines()
     finally:
         tmux.close()
     text = "\n".join(screen)
     assert "summary" in text and "succeeded" in text
     final = [line for line in screen if PROGRESS.search(line)]
     assert len(final) == 1 and "200/200" in final[0]
+    # the header and the summary fit too: nothing was wrapped by the terminal
+    wrapped = [line for line in tmux_lines if len(line.rstrip()) > cols]
+    assert not wrapped, f"wrapped at {cols} columns: {wrapped}"
 
 
 def test_a_resized_terminal_still_shows_one_line() -> None:
@@ -104,3 +114,42 @@ def test_without_rich_the_plain_line_fits_too() -> None:
     finally:
         tmux.close()
     assert "summary" in "\n".join(screen)
+
+
+def test_the_pull_summary_fits_a_narrow_terminal(tmp_path: pathlib.Path) -> None:
+    """The pull's final summary (and its failure lines) broken at spaces to 60 columns,
+    where the terminal used to wrap it mid-word; in a file it stays one line."""
+    from flinks_async.testing import demo_login_ids
+
+    from .conftest import free_port
+
+    ids = demo_login_ids(40, seed=61)
+    (tmp_path / "ids.txt").write_text("\n".join([*ids, ids[0], ids[1]]) + "\n")
+    port = free_port()
+    python = sys.executable
+    command = (
+        f"cd {tmp_path}; {python} -m flinks_async serve-emulator --port {port} "
+        f"--fault-rate INVALID_LOGIN@data=0.3 --seed 4 2>/dev/null & "
+        f"{python} -c 'import socket,time\nfor _ in range(600):\n try: "
+        f'socket.create_connection(("127.0.0.1",{port})).close(); break\n '
+        f"except OSError: time.sleep(0.05)'; "
+        f"FLINKS_CUSTOMER_ID=43387ca6-0391-4c82-857d-70d95f087ecb "
+        f"{python} -m flinks_async pull --login-ids ids.txt --out out.jsonl "
+        f"--base-url http://127.0.0.1:{port} --poll-interval 0.01 --progress off; "
+        f"echo DEMO-EXIT=$?; kill %1"
+    )
+    tmux = Tmux(command, 60)
+    try:
+        deadline = time.monotonic() + 120
+        while not any("DEMO-EXIT=" in line for line in tmux.screen()):
+            assert time.monotonic() < deadline, "\n".join(tmux.screen())
+            time.sleep(0.05)
+        lines = tmux.logical_lines()
+    finally:
+        tmux.close()
+    text = "\n".join(lines)
+    words = " ".join(text.split())  # broken at spaces, so the words read the same
+    assert "flinks-async pull: 30 ok, 10 failed; 2 repeated ids skipped;" in words, text
+    assert "failed: INVALID_LOGIN" in text, text
+    wrapped = [line for line in lines if len(line.rstrip()) > 60]
+    assert not wrapped, f"wrapped at 60 columns: {wrapped}"
