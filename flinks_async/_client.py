@@ -7,7 +7,15 @@ import dataclasses
 import functools
 import ssl as _ssl
 import time
-from collections.abc import AsyncIterable, Callable, Coroutine, Hashable, Iterable
+from collections.abc import (
+    AsyncIterable,
+    Callable,
+    Coroutine,
+    Hashable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Literal, Self, TypedDict, Unpack, overload
@@ -388,19 +396,51 @@ class FlinksClient:
         """
         return await self._authorize(check_login_id(login_id))
 
-    async def _authorize(self, login_id: str) -> Authorization:
+    async def answer_mfa(
+        self,
+        login_id: str,
+        request_id: str,
+        responses: Mapping[str, str | Sequence[str]],
+    ) -> Authorization:
+        """Answer the MFA questions of a ``203`` (:class:`MFARequiredError`) and open the
+        session: ``POST /Authorize`` again with the same ``RequestId`` and
+        ``SecurityResponses`` (``{prompt: [answers]}``; a single string is one answer).
+
+        Returns the :class:`Authorization`; continue the data call with its
+        ``request_id`` (``await client.investments(login_id, request_id=auth.request_id)``).
+        Raises :class:`MFARequiredError` again when the institution asks a follow-up
+        question (same ``request_id``, new ``challenges``), and :class:`MFAError` for a
+        wrong answer (``INVALID_SECURITY_RESPONSE``), a prompt that was not asked
+        (``UNKNOWN_CHALLENGE_KEY``) or one left out (``SECURITYRESPONSES_INCOMPLETE``).
+        The answers are sent once, never retried, and never logged.
+        """
+        check_login_id(login_id)
+        if not request_id:
+            raise ValueError("answer_mfa needs the RequestId of the MFARequiredError")
+        answers = {
+            str(prompt): [value] if isinstance(value, str) else [str(v) for v in value]
+            for prompt, value in responses.items()
+        }
+        return await self._authorize(
+            login_id, {"RequestId": request_id, "SecurityResponses": answers}
+        )
+
+    async def _authorize(
+        self, login_id: str, mfa: dict[str, object] | None = None
+    ) -> Authorization:
         s = self.settings
+        body: dict[str, object] = {"LoginId": login_id, "MostRecentCached": True}
         call = Call(
             "POST",
             self._authorize_url,
             "Authorize",
             self._auth_headers,
-            msgspec.json.encode({"LoginId": login_id, "MostRecentCached": True}),
+            msgspec.json.encode(body if mfa is None else {**body, **mfa}),
             login_id,
             None,
             _AUTHORIZATION,
             self._authorize_token if s.secret_key else None,
-            s,
+            s if mfa is None else dataclasses.replace(s, max_retries=0),  # answers: once
         )
         reply = await self._transport.send(call)
         if reply.status != 200 or not reply.value.request_id:

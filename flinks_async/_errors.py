@@ -346,15 +346,20 @@ class NoTransactionsError(APIError):
 
 
 class MFAError(APIError):
-    """The institution's security questions stand in the way: INVALID_SECURITY_RESPONSE,
-    QUESTION_NOT_FOUND (no stored answer for the question asked), UNKNOWN_CHALLENGE_KEY,
-    SECURITYRESPONSES_INCOMPLETE. The person must go through Flinks Connect again."""
+    """The institution's security questions stand in the way: INVALID_SECURITY_RESPONSE (a
+    wrong answer to :meth:`~flinks_async.FlinksClient.answer_mfa`: the person may answer
+    again), QUESTION_NOT_FOUND (no stored answer for the question asked),
+    UNKNOWN_CHALLENGE_KEY (a prompt that was not asked), SECURITYRESPONSES_INCOMPLETE (a
+    question left out)."""
 
 
 class MFARequiredError(MFAError):
     """HTTP 203 from ``/Authorize``: the institution asks MFA questions. Cached-mode calls
-    (what this client makes) should not see it; when they do, the questions are here so an
-    app can show them.
+    (what this client makes) rarely see it, but real captures show they can. Show the
+    ``challenges`` to the person, then send their answers with
+    :meth:`~flinks_async.FlinksClient.answer_mfa` (``request_id`` and a ``{prompt:
+    answer}`` dict) and continue the data call with the ``request_id`` it returns; a
+    follow-up question raises this error again, with the new ``challenges``.
 
     Attributes:
         challenges: the ``SecurityChallenges`` of the answer, as

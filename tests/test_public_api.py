@@ -51,6 +51,7 @@ EXPECTED = {
     "Security",
     "ServerUnreachableError",
     "SessionExpiredError",
+    "SetupError",
     "Statement",
     "Statements",
     "Transaction",

@@ -7,10 +7,18 @@ The pytest fixtures ``flinks_emulator`` and ``flinks_client`` are registered
 automatically when flinks-async is installed (pytest plugin ``flinks_async``).
 """
 
-from ._emulator import Emulator, Fault, LoginScenario, RecordedRequest, busiest_window
+from ._emulator import (
+    SANDBOX_MFA,
+    Emulator,
+    Fault,
+    LoginScenario,
+    RecordedRequest,
+    busiest_window,
+)
 from ._payloads import accounts_payload, demo_login_ids, investments_payload, statements_payload
 
 __all__ = [
+    "SANDBOX_MFA",
     "Emulator",
     "Fault",
     "LoginScenario",

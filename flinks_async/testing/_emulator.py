@@ -50,7 +50,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -59,7 +59,14 @@ from aiohttp import web
 
 from ._payloads import accounts_payload, investments_payload, statements_payload
 
-__all__ = ["Emulator", "Fault", "LoginScenario", "RecordedRequest", "busiest_window"]
+__all__ = [
+    "SANDBOX_MFA",
+    "Emulator",
+    "Fault",
+    "LoginScenario",
+    "RecordedRequest",
+    "busiest_window",
+]
 
 _STATUS_OF_CODE = {
     "SESSION_NONEXISTENT": 400,
@@ -154,6 +161,9 @@ class LoginScenario:
     #: ``"GetAccountsDetail"``..., ``"Authorize"``), instead of a generated payload: the 200
     #: body, or ``(status, body)`` for another status
     payloads: dict[str, bytes | tuple[int, bytes]] = dataclasses.field(default_factory=dict)
+    #: MFA rounds asked by ``/Authorize`` (203) until answered: each round a tuple of
+    #: ``(prompt, answer)``; a later round is a follow-up question
+    mfa: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     @classmethod
     def make(
@@ -185,11 +195,22 @@ class RecordedRequest:
     path: str = ""  #: the URL path as received, e.g. ``/v3/{customer}/Investments``
 
 
+#: The sandbox's questions (FlinksCapital): two at first, then a follow-up
+SANDBOX_MFA: tuple[tuple[tuple[str, str], ...], ...] = (
+    (
+        ("What city were you born in?", "Montreal"),
+        ("What is the best country on earth?", "Canada"),
+    ),
+    (("What shape do people like most?", "Triangle"),),
+)
+
+
 class _Login:
-    __slots__ = ("faults", "pending_body", "polls", "scenario")
+    __slots__ = ("faults", "mfa_done", "pending_body", "polls", "scenario")
 
     def __init__(self, scenario: LoginScenario) -> None:
         self.scenario = scenario
+        self.mfa_done = False  # answered once: the institution does not ask again
         self.faults = collections.deque(scenario.faults)
         self.polls: collections.Counter[str] = collections.Counter()
         #: the last 202 body encoded, by (family, requestId): polls answer it as it is
@@ -254,6 +275,8 @@ class Emulator:
         #: Authorize requests received per login id (lower-cased): "pulled twice" counted
         #: where Flinks counts it
         self.authorizations: collections.Counter[str] = collections.Counter()
+        #: sessions waiting for MFA answers: RequestId -> (login id, round asked)
+        self._mfa_sessions: dict[str, tuple[str, int]] = {}
         self.statuses: collections.Counter[int] = collections.Counter()
         self.faults_injected: collections.Counter[str] = collections.Counter()
         self.requests: collections.deque[RecordedRequest] = collections.deque(maxlen=record)
@@ -357,8 +380,17 @@ class Emulator:
         payload_bytes: int | None = None,
         faults: Iterable[str | Fault] = (),
         payloads: Mapping[str, bytes | tuple[int, bytes]] | None = None,
+        mfa: bool | Sequence[Sequence[tuple[str, str]]] = False,
     ) -> None:
         """Give one login its own scenario (resets what the emulator knew of it).
+
+        ``mfa``: ``/Authorize`` answers ``203`` with ``SecurityChallenges`` until they are
+        answered (Authorize again with the ``RequestId`` and ``SecurityResponses``:
+        ``{prompt: [answer]}``, case-insensitive), one round at a time; ``True`` asks the
+        sandbox's questions (:data:`SANDBOX_MFA`: two, then a follow-up), or give rounds of
+        ``(prompt, answer)``. A wrong answer is ``401 INVALID_SECURITY_RESPONSE`` (the round
+        may be answered again), an unknown prompt ``UNKNOWN_CHALLENGE_KEY``, a missing one
+        ``SECURITYRESPONSES_INCOMPLETE``. Once answered, the login opens sessions as usual.
 
         ``payloads`` maps an endpoint (``"Investments"``, ``"GetAccountsDetail"``,
         ``"GetAccountsSummary"``, ``"GetStatements"``, ``"Authorize"``) to the exact body to
@@ -373,6 +405,9 @@ class Emulator:
             faults,
         )
         scenario.payloads = dict(payloads or {})
+        if mfa:
+            rounds = SANDBOX_MFA if mfa is True else mfa
+            scenario.mfa = tuple(tuple((p, a) for p, a in one) for one in rounds)
         self.scenarios[login_id.lower()] = scenario
         self._logins.pop(login_id.lower(), None)
 
@@ -460,7 +495,7 @@ class Emulator:
             login_id = body.get("LoginId")
             if isinstance(login_id, str):
                 self.authorizations[login_id.lower()] += 1
-            return op, login_id, None, await self._authorize(request, login_id)
+            return op, login_id, None, await self._authorize(request, login_id, body)
         if op == "DeleteCard" and request.method == "DELETE" and arg:
             if not self._api_key_ok(request):
                 return op, arg, None, _error("UNAUTHORIZED", "Invalid API key")
@@ -494,7 +529,9 @@ class Emulator:
     def _api_key_ok(self, request: web.Request) -> bool:
         return not self.api_key or request.headers.get("x-api-key") == self.api_key
 
-    async def _authorize(self, request: web.Request, login_id: Any) -> web.StreamResponse:
+    async def _authorize(
+        self, request: web.Request, login_id: Any, body: Mapping[str, Any]
+    ) -> web.StreamResponse:
         if self.secret_key:
             token = request.headers.get("flinks-auth-key", "")
             issued = self._tokens.pop(token, None)
@@ -506,6 +543,8 @@ class Emulator:
         if login_id.lower() in self.deleted:
             return _error("INVALID_LOGIN", "The login was deleted")
         state = self._login(login_id)
+        if state.scenario.mfa and not state.mfa_done:
+            return self._mfa(state, login_id, body)
         fault = self._take_fault(state, "authorize")
         rid = str(uuid.uuid4())
 
@@ -517,27 +556,41 @@ class Emulator:
                     self._sessions[msgspec.json.decode(body)["RequestId"]] = login_id
                 return _verbatim(given)
             self._sessions[rid] = login_id
-            return _json(
-                {
-                    "HttpStatusCode": 200,
-                    "Links": [
-                        {"rel": "AccountsDetail", "href": "/GetAccountsDetail", "example": None}
-                    ],
-                    "Login": {
-                        "Username": "Greatday",
-                        "IsScheduledRefresh": False,
-                        "LastRefresh": "2019-05-09T13:47:46.5227901",
-                        "Type": "Personal",
-                        "Id": login_id,
-                    },
-                    "Institution": "FlinksCapital",
-                    "InstitutionName": "FlinksCapital",
-                    "InstitutionId": 14,
-                    "RequestId": rid,
-                }
-            )
+            return _json(_authorization(login_id, rid))
 
         return await self._respond(request, fault, answer, rid)
+
+    def _mfa(self, state: _Login, login_id: str, body: Mapping[str, Any]) -> web.Response:
+        """An MFA login's Authorize: ask the current round, or check its answers."""
+        rounds = state.scenario.mfa
+        given = body.get("SecurityResponses")
+        rid = body.get("RequestId")
+        if given is None:  # a first Authorize: a new session, asked the first round
+            rid = str(uuid.uuid4())
+            self._mfa_sessions[rid] = (login_id.lower(), 0)
+            return _challenge(rid, rounds[0])
+        asked = self._mfa_sessions.get(rid) if isinstance(rid, str) else None
+        if asked is None or asked[0] != login_id.lower() or not isinstance(given, dict):
+            return _error("INVALID_REQUEST", "No MFA question is pending for this RequestId")
+        assert isinstance(rid, str)
+        expected = {p.lower(): a.lower() for p, a in rounds[asked[1]]}
+        answers: dict[str, list[str]] = {}
+        for prompt, value in given.items():
+            values = value if isinstance(value, list) else [value]
+            answers[str(prompt).lower()] = [str(v).strip().lower() for v in values]
+        if set(answers) - set(expected):
+            return _error("UNKNOWN_CHALLENGE_KEY", "A prompt that was not asked", rid=rid)
+        if set(expected) - set(answers):
+            return _error("SECURITYRESPONSES_INCOMPLETE", "Answer every question", rid=rid)
+        if any(expected[p] not in answers[p] for p in expected):
+            return _error("INVALID_SECURITY_RESPONSE", "The answer is not valid", rid=rid)
+        if asked[1] + 1 < len(rounds):  # a follow-up question, same session
+            self._mfa_sessions[rid] = (asked[0], asked[1] + 1)
+            return _challenge(rid, rounds[asked[1] + 1])
+        del self._mfa_sessions[rid]
+        state.mfa_done = True
+        self._sessions[rid] = login_id
+        return _json(_authorization(login_id, rid))
 
     async def _data(
         self, request: web.Request, family: str, login_id: str, rid: str
@@ -708,6 +761,43 @@ def _verbatim(given: bytes | tuple[int, bytes]) -> web.Response:
 def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         body=_ENCODE(obj), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _authorization(login_id: str, rid: str) -> dict[str, Any]:
+    """The 200 of ``/Authorize`` (the shape of the API reference's example)."""
+    return {
+        "HttpStatusCode": 200,
+        "Links": [{"rel": "AccountsDetail", "href": "/GetAccountsDetail", "example": None}],
+        "Login": {
+            "Username": "Greatday",
+            "IsScheduledRefresh": False,
+            "LastRefresh": "2019-05-09T13:47:46.5227901",
+            "Type": "Personal",
+            "Id": login_id,
+        },
+        "Institution": "FlinksCapital",
+        "InstitutionName": "FlinksCapital",
+        "InstitutionId": 14,
+        "RequestId": rid,
+    }
+
+
+def _challenge(rid: str, questions: Sequence[tuple[str, str]]) -> web.Response:
+    """A ``203`` from ``/Authorize``: the institution asks ``questions``."""
+    return _json(
+        {
+            "HttpStatusCode": 203,
+            "SecurityChallenges": [
+                {"Type": "QuestionAndAnswer", "Prompt": prompt} for prompt, _ in questions
+            ],
+            "RequestId": rid,
+            "Institution": "FlinksCapital",
+            "InstitutionName": "FlinksCapital",
+            "InstitutionId": 14,
+            "Links": [],
+        },
+        203,
     )
 
 
