@@ -5,7 +5,7 @@ typed and ``raw=True``, with the default budget (256 MiB) and with the budget ou
 way (4 GiB, what the client did before it had one). Each pull runs in a child process of
 its own, against the emulator in another, so the figures are the client's alone:
 
-* peak RSS (``ru_maxrss``): what the operating system sees, allocator keeping included;
+* peak RSS (``VmHWM``): what the operating system sees, allocator keeping included;
 * Python's peak (``tracemalloc``, in a second child): the most memory held at once;
 * wall time of the pull (from the first child).
 """
@@ -29,7 +29,7 @@ MIB = 1024 * 1024
 
 CHILD = textwrap.dedent(
     """
-    import asyncio, json, resource, sys, time, tracemalloc
+    import asyncio, json, sys, time, tracemalloc
     from flinks_async import FlinksClient
 
     url, ids, customer = sys.argv[1], sys.argv[2].split(","), sys.argv[6]
@@ -50,7 +50,9 @@ CHILD = textwrap.dedent(
                     ok += result.ok
             wall = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1] if traced else 0
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # VmHWM, not ru_maxrss: Linux carries a parent's peak into ru_maxrss across exec
+        with open("/proc/self/status") as f:
+            rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) * 1024
         print(json.dumps({"ok": ok, "wall": wall, "rss": rss, "traced": peak}))
 
     asyncio.run(main())

@@ -106,24 +106,28 @@ def check_money(value: Any, model: type[Any]) -> None:
     """Raise :class:`~flinks_async.DecodeError` (``.field`` set, not retryable) when a money
     field of ``value`` (a decoded ``model``) is not a finite number of sane size."""
     plan = _plan(model)
-    if plan is not None and not _fine([value], plan):
+    if plan is None:
+        return
+    parts: list[Iterable[Any]] = []
+    _gather([value], plan, parts)
+    try:
+        with decimal.localcontext(_CONTEXT):  # one C loop over every money value
+            fine = sum(filter(None, _chain(parts)), _ZERO).is_finite()
+    except (decimal.InvalidOperation, decimal.Overflow):
+        fine = False
+    if not fine:
         raise _first_bad(value, model)
 
 
-def _fine(objs: list[Any], plan: _Plan) -> bool:
-    try:
-        with decimal.localcontext(_CONTEXT):
-            for _, get in plan.money:
-                if not sum(filter(None, map(get, objs)), _ZERO).is_finite():
-                    return False
-    except (decimal.InvalidOperation, decimal.Overflow):
-        return False
+def _gather(objs: list[Any], plan: _Plan, parts: list[Iterable[Any]]) -> None:
+    """Append to ``parts`` an iterator over each money field of ``objs``, and recurse."""
+    for _, get in plan.money:
+        parts.append(map(get, objs))
     for _, get, child, many in plan.children:
         found: Iterable[Any] = filter(None, map(get, objs))
         kids = list(_chain(found)) if many else list(found)
-        if kids and not _fine(kids, _PLANS[child]):  # type: ignore[arg-type]
-            return False
-    return True
+        if kids:
+            _gather(kids, _PLANS[child], parts)  # type: ignore[arg-type]
 
 
 def _what(amount: Decimal) -> str | None:
