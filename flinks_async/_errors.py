@@ -74,6 +74,7 @@ __all__ = [
     "TransientAPIError",
     "TransportError",
     "api_error_for",
+    "setup_error_for",
 ]
 
 #: FlinksCodes that are retried with backoff (plus HTTP 429 and every 5xx).
@@ -326,10 +327,27 @@ class SetupError(APIError):
     or once for ``/GenerateAuthorizeToken`` (no login involved). From then on every call of
     the client fails at once with this error, sending nothing (``stop_on_setup_error``);
     a fan-out, ``flinks-async pull`` and a queue worker stop with it. The message says what
-    to check; ``flinks_code`` and ``http_status`` are those of the answer that tripped it."""
+    to check; ``flinks_code`` and ``http_status`` are those of the answer that tripped it.
+    It is also an :class:`AccessDeniedError` (401/403) or an :class:`InvalidRequestError`
+    (404), as each such answer was before the breaker tripped."""
 
     def __str__(self) -> str:
         return self.message  # it says the status, the code and what to check
+
+
+class _AccessSetupError(SetupError, AccessDeniedError):
+    """A :class:`SetupError` from 401/403: still an :class:`AccessDeniedError`, as each
+    answer was before the breaker tripped (code catching that keeps working)."""
+
+
+class _NotFoundSetupError(SetupError, InvalidRequestError):
+    """A :class:`SetupError` from a 404 without a FlinksCode: still an
+    :class:`InvalidRequestError`."""
+
+
+def setup_error_for(status: int | None) -> type[SetupError]:
+    """The class of the :class:`SetupError` for an answer of ``status``."""
+    return _NotFoundSetupError if status == 404 else _AccessSetupError
 
 
 #: different logins answered with a set-up error before :class:`SetupError` trips

@@ -49,6 +49,7 @@ from ._errors import (
     TransientAPIError,
     TransportError,
     api_error_for,
+    setup_error_for,
 )
 from ._events import Event, EventHook
 from ._models import ErrorBody, decoder_for
@@ -482,7 +483,7 @@ class Transport:
             what = "api_key (FLINKS_API_KEY), secret_key and the customer id (FLINKS_CUSTOMER_ID)"
         many = f" for {len(logins)} different logins" if call.login_id is not None else ""
         said = f'{code or "no FlinksCode"}, "{failure.message[:200]}"'
-        self._setup_error = SetupError(
+        self._setup_error = setup_error_for(status)(
             f"set-up error: {call.endpoint} answered HTTP {status} ({said}){many} and has "
             f"never succeeded; check {what}. Every call of this client now stops here",
             flinks_code=code,

@@ -337,6 +337,7 @@ async def test_a_wrong_key_ends_the_fan_out_with_one_typed_error(
             await client.accounts_detail(ids[-1])
     assert "check api_key" in str(info.value) and "wrong-key-0000" not in str(info.value)
     assert info.value.http_status == 401 and info.value.flinks_code == "UNAUTHORIZED"
+    assert isinstance(info.value, AccessDeniedError)  # as each such answer was before
     assert len(seen) <= 2 and all(isinstance(r.error, AccessDeniedError) for r in seen)
     assert emu.requests_total <= 3 * 20  # token, Authorize, data call of those in flight
 
