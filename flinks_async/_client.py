@@ -279,6 +279,13 @@ class FlinksClient:
         # the client chooses the rate limiter and the shared flights; the transport and
         # the data calls are handed them (flinks_async._coordination)
         self._coordination = _coordination.build(s)
+        share_limit, share_flights = _coordination.shared_parts(s)
+        if share_limit or share_flights:
+            from . import _redis  # only with redis_url: import flinks_async never needs it
+
+            _redis.attach(
+                self._coordination, s, share_limit=share_limit, share_flights=share_flights
+            )
         self._transport = Transport(s, tuple(event_hooks), self._tracer, self._coordination.limiter)
         self._schema = SchemaCheck(
             strict=s.strict_schema, keep_extra=s.keep_extra, hooks=tuple(event_hooks)

@@ -12,8 +12,10 @@
   ``redis_url`` and ``redis_single_flight=True`` (the default), by
   :class:`~flinks_async._redis.RedisFlights`.
 
-:func:`build` makes them from a client's settings; the client owns the result
-(:class:`Coordination`) and closes it. Nothing else imports :mod:`flinks_async._redis`.
+:func:`build` makes this process's part from a client's settings, and the client adds the
+shared parts with :func:`flinks_async._redis.attach` when :func:`shared_parts` asks for
+them; the client owns the result (:class:`Coordination`) and closes it. This module never
+imports :mod:`flinks_async._redis` (it imports this one): only the client does.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._ratelimit import RateLimiter, capacity_and_window
-from ._redact import shown_redis_url
 
 if TYPE_CHECKING:
     from ._config import Settings
 
-__all__ = ["Coordination", "FlightDeadline", "Limiter", "SharedFlights", "build"]
+__all__ = ["Coordination", "FlightDeadline", "Limiter", "SharedFlights", "build", "shared_parts"]
 
 
 class FlightDeadline(TimeoutError):
@@ -86,36 +87,20 @@ class Coordination:
 
 
 def build(settings: Settings) -> Coordination:
-    """The limiter and shared flights ``settings`` ask for (see the module docstring)."""
+    """This process's own part of what ``settings`` ask for: the local rate limiter. The
+    client adds the shared parts (:func:`shared_parts`) with
+    :func:`flinks_async._redis.attach`."""
     coordination = Coordination()
-    local = None
     if settings.rate_limit:
         capacity, window = capacity_and_window(settings.rate_limit, settings.rate_limit_window)
-        local = coordination.limiter = RateLimiter(capacity, window)
-    url = settings.redis_url
-    share_limit = bool(url and local is not None and settings.redis_rate_limit)
-    share_flights = bool(url and settings.redis_single_flight)
-    if not url or not (share_limit or share_flights):
-        return coordination
-    from . import _redis
-
-    fallback = settings.redis_fallback == "local"
-    coordination.redis = redis = _redis.connect(url, timeout=settings.coordination_timeout)
-    if share_limit:
-        assert local is not None
-        coordination.limiter = _redis.RedisRateLimiter(
-            redis,
-            shown_url=shown_redis_url(url),
-            customer_id=settings.customer_id,
-            capacity=local.capacity,
-            window=local.window,
-            fallback=fallback,
-        )
-    if share_flights:
-        coordination.flights = _redis.RedisFlights(
-            redis,
-            shown_url=shown_redis_url(url),
-            customer_id=settings.customer_id,
-            fallback=fallback,
-        )
+        coordination.limiter = RateLimiter(capacity, window)
     return coordination
+
+
+def shared_parts(settings: Settings) -> tuple[bool, bool]:
+    """Whether ``settings`` share (the rate limit, single-flight) through Redis."""
+    url = settings.redis_url
+    return (
+        bool(url and settings.rate_limit and settings.redis_rate_limit),
+        bool(url and settings.redis_single_flight),
+    )

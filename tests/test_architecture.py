@@ -1,0 +1,90 @@
+"""Rules that keep the package's layers as drawn (checked on the source, with every import,
+lazy ones inside functions included; ``if TYPE_CHECKING:`` imports aside)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "flinks_async"
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _imports(name: str, path: pathlib.Path, modules: dict[str, pathlib.Path]) -> set[str]:
+    """The package modules ``name`` imports, anywhere in it but under TYPE_CHECKING."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(sub)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for sub in ast.walk(node)
+    }
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            module = ".".join([*base, node.module] if node.module else base)
+            if not node.level:
+                module = node.module or ""
+            for alias in node.names:
+                target = f"{module}.{alias.name}"
+                out.add(target if target in modules else module)
+        elif isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+    return {m for m in out if m in modules and m != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str], done: set[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in trail:
+                cycles.append([*trail[trail.index(nxt) :], nxt])
+            elif nxt not in done:
+                visit(nxt, [*trail, nxt], done)
+        done.add(node)
+
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start], done)
+    assert not cycles, cycles
+
+
+def test_only_the_client_and_the_queue_import_redis_code() -> None:
+    """The core (transport, polling, coordination's protocols) never imports the Redis
+    implementations: the client attaches them, the queue layer uses its error types."""
+    allowed = {"flinks_async._client", "flinks_async._distributed"}
+    offenders = {
+        name: sorted(t for t in targets if t.startswith("flinks_async._redis"))
+        for name, targets in _graph().items()
+        if not name.startswith("flinks_async._redis") and name not in allowed
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_the_rules_see_a_cycle_when_there_is_one(tmp_path: pathlib.Path) -> None:
+    """The checker itself: two modules importing each other inside functions."""
+    (tmp_path / "a.py").write_text("def f():\n    from . import b\n")
+    (tmp_path / "b.py").write_text("from .a import f\n")
+    modules = {"p.a": tmp_path / "a.py", "p.b": tmp_path / "b.py"}
+    assert _imports("p.a", tmp_path / "a.py", modules) == {"p.b"}
+    assert _imports("p.b", tmp_path / "b.py", modules) == {"p.a"}
