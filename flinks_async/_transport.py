@@ -86,13 +86,6 @@ class Call:
     payload: aiohttp.BytesPayload | None = dataclasses.field(default=None, repr=False)
 
 
-def _setup_kind(status: int | None, code: str | None) -> bool:
-    """An answer that may say the set-up is wrong (see :class:`SetupError`)."""
-    return (status in (401, 403) and code in (None, "UNAUTHORIZED")) or (
-        status == 404 and code is None
-    )
-
-
 class _Held:
     """How many bytes of the budget one attempt's body holds."""
 
@@ -369,11 +362,7 @@ class Transport:
                         else:
                             failure = self._error(call, status, headers, body)
                             if not isinstance(failure, TransientAPIError):
-                                if (
-                                    status in (401, 403, 404)
-                                    and call.endpoint not in self._working
-                                    and s.stop_on_setup_error
-                                ):
+                                if self._setup_counts(failure, s):
                                     self._count_setup_error(call, failure)
                                 raise failure
                             retry_after = parse_retry_after(headers.get("Retry-After"))
@@ -455,21 +444,26 @@ class Transport:
         """Whether ``exc`` is an answer the set-up breaker counts that has not tripped it
         yet (its endpoint never answered a 2xx): it may be the key, not the login, so a
         queue worker retries it later instead of writing a final line."""
+        return isinstance(exc, APIError) and self._setup_counts(exc, self.settings)
+
+    def _setup_counts(self, failure: APIError, s: Settings) -> bool:
+        """Whether the set-up breaker counts ``failure`` (see :class:`SetupError`)."""
+        code, status = failure.flinks_code, failure.http_status
         return (
-            isinstance(exc, APIError)
-            and self.settings.stop_on_setup_error
-            and exc.endpoint not in self._working
-            and _setup_kind(exc.http_status, exc.flinks_code)
+            s.stop_on_setup_error
+            and failure.endpoint not in self._working
+            and (
+                (status in (401, 403) and code in (None, "UNAUTHORIZED"))
+                or (status == 404 and code is None)
+            )
         )
 
     def _count_setup_error(self, call: Call, failure: APIError) -> None:
-        """Trip the set-up breaker (see :class:`SetupError`) when this answer, from an
-        endpoint that never answered 2xx, makes the set-up error plain."""
+        """Trip the set-up breaker (see :class:`SetupError`) when this answer, one it
+        counts, makes the set-up error plain."""
         if self._setup_error is not None:  # tripped while this request was out
             raise self._setup_error
         code, status = failure.flinks_code, failure.http_status
-        if not _setup_kind(status, code):
-            return
         logins = self._setup_failures.setdefault(call.endpoint, set())
         logins.add((call.login_id or "").lower())
         if call.login_id is not None and len(logins) < SETUP_ERRORS:
