@@ -309,10 +309,8 @@ class SchemaCheck:
             self._references(value, endpoint, login_id)
             return value
         except DecodeError as exc:
-            if exc.field is None and exc.retryable:  # not JSON: nothing to compare
-                pass
-            elif exc.field is None:
-                self._check(body, model, None, endpoint, login_id)  # report why, then fail
+            if exc.field is None and not exc.retryable:  # JSON: report why, then fail
+                self._check(body, model, None, endpoint, login_id)
             raise
         if sampled:
             self._checked_count[model] += 1
