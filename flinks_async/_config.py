@@ -8,6 +8,7 @@ import ssl as _ssl
 from collections.abc import Mapping
 
 from ._errors import ConfigurationError
+from ._options import CallOptions
 from ._ratelimit import capacity_and_window
 from ._redact import mask, short_id, shown_redis_url
 
@@ -77,6 +78,22 @@ class Settings:
             raise ConfigurationError("customer_id is required: pass it or set FLINKS_CUSTOMER_ID")
         try:
             settings = cls(**values)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+        settings._validate()
+        return settings
+
+    def replace_call_options(self, options: Mapping[str, object]) -> Settings:
+        """These settings with other per-call options (:class:`CallOptions`), validated;
+        :class:`ConfigurationError` for an unknown option or a bad value."""
+        unknown = sorted(set(options) - set(CallOptions.__annotations__))
+        if unknown:
+            raise ConfigurationError(
+                f"with_options takes {', '.join(CallOptions.__annotations__)}; "
+                f"not {', '.join(map(repr, unknown))}"
+            )
+        try:
+            settings = dataclasses.replace(self, **options)  # type: ignore[arg-type]
         except TypeError as exc:
             raise ConfigurationError(str(exc)) from None
         settings._validate()

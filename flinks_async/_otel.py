@@ -41,3 +41,26 @@ def error_status(span: Any, exc: BaseException) -> None:
 
     span.set_attribute("error.type", type(exc).__name__)
     span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+
+
+def attempt_span(tracer: Any, call: Any, attempt: int, shown_login_id: str) -> Any:
+    """The span of one HTTP attempt (``POST Authorize``...), started."""
+    return tracer.start_span(
+        f"{call.method} {call.endpoint}",
+        attributes={
+            "http.request.method": call.method,
+            "flinks.endpoint": call.endpoint,
+            "flinks.attempt": attempt,
+            "flinks.login_id": shown_login_id,
+            "flinks.request_id": call.request_id or "",
+        },
+    )
+
+
+def end_attempt_span(span: Any, status: int, failure: BaseException | None) -> None:
+    """End an attempt's span with its status code, failed if ``failure``."""
+    if status:
+        span.set_attribute("http.response.status_code", status)
+    if failure is not None:
+        error_status(span, failure)
+    span.end()

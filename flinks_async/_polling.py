@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from ._config import Settings
-from ._errors import DecodeError, PollTimeoutError, SessionExpiredError
+from ._errors import ConfigurationError, DecodeError, PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
 from ._models import (
     AccountsDetail,
@@ -43,10 +43,18 @@ from ._models import (
     decoder_for,
 )
 from ._money import check_money
-from ._schema import SchemaCheck, Unfit, data_probe, no_data, probe_has_data
+from ._schema import Unfit, data_probe, no_data, probe_has_data
 from ._transport import Call, Transport
 
-__all__ = ["ENDPOINTS", "Endpoint", "Progress", "fetch", "make_decoder"]
+__all__ = [
+    "ENDPOINTS",
+    "Endpoint",
+    "Plan",
+    "endpoint_named",
+    "endpoint_urls",
+    "fetch",
+    "make_decoder",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,16 +108,93 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 
-@dataclasses.dataclass(slots=True)
-class Progress:
-    """How far one :func:`fetch` got, so that a run handed over to another task (see
-    :mod:`flinks_async._singleflight`) carries on instead of starting again: same session,
-    same deadline, no second first-request once it was answered."""
+#: The wire name of each endpoint option (options left ``None`` are not sent).
+_WIRE_NAMES = {
+    "with_account_identity": "WithAccountIdentity",
+    "with_kyc": "WithKYC",
+    "with_transactions": "WithTransactions",
+    "with_balance": "WithBalance",
+    "days_of_transactions": "DaysOfTransactions",
+    "accounts_filter": "AccountsFilter",
+    "date_from": "DateFrom",
+    "date_to": "DateTo",
+    "most_recent_cached": "MostRecentCached",
+    "number_of_statements": "NumberOfStatements",
+}
+_DAYS = ("Days90", "Days365")
 
+
+def endpoint_named(key: str) -> Endpoint:
+    """The :data:`ENDPOINTS` entry for ``key``, or :class:`ConfigurationError`."""
+    try:
+        return ENDPOINTS[key]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown endpoint {key!r}; one of {', '.join(sorted(ENDPOINTS))}"
+        ) from None
+
+
+def endpoint_urls(settings: Settings) -> dict[str, str]:
+    """Each endpoint's URL under ``settings``, by key."""
+    return {
+        key: settings.investments_endpoint_url
+        if key == "investments"
+        else f"{settings.banking_url}/{endpoint.name}"
+        for key, endpoint in ENDPOINTS.items()
+    }
+
+
+def wire_options(endpoint: Endpoint, options: dict[str, Any]) -> dict[str, Any]:
+    """The request body fields for ``options``; :class:`ConfigurationError` naming every
+    option ``endpoint`` does not take, or a ``days_of_transactions`` Flinks refuses."""
+    unknown = sorted(name for name in options if name not in endpoint.options)
+    if unknown:
+        takes = ", ".join(endpoint.options) or "no options"
+        raise ConfigurationError(
+            f"{endpoint.key} does not take {', '.join(map(repr, unknown))} (it takes: {takes})"
+        )
+    days = options.get("days_of_transactions")
+    if days is not None and days not in _DAYS:
+        raise ConfigurationError(
+            f"days_of_transactions must be one of {', '.join(_DAYS)} (what Flinks accepts), "
+            f"got {days!r}"
+        )
+    return {_WIRE_NAMES[k]: v for k, v in options.items() if v is not None}
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Plan:
+    """One data call, as the client planned it, and how far it got.
+
+    Built once by the client for each call and handed down: :func:`fetch` runs it, the
+    single-flight table shares it (a run handed over to another task carries on from the
+    same plan instead of starting again: same session, same deadline, no second first
+    request once it was answered), and events, spans and errors read the login from it.
+    """
+
+    endpoint: Endpoint
+    login_id: str
+    #: the session to use: the caller's ``request_id``, else the one Authorize opened
+    request_id: str | None
+    #: the endpoint's request options, as sent (wire names, ``None``s left out)
+    body: dict[str, Any]
+    #: the call's options (the client's, or a view's): ``poll_timeout`` and the retries
+    settings: Settings
+    #: turns the 200 body into the value returned (typed and checked, or the bytes)
+    decode: Callable[[bytes], Any]
+    url: str
+    headers: dict[str, str]
+    transport: Transport
+    #: ``POST /Authorize`` for a login
+    authorize: Callable[[str], Awaitable[Authorization]]
     started: float | None = None  #: ``time.monotonic()`` of the first attempt
-    request_id: str | None = None  #: the session, once authorized
     posted: bool = False  #: the endpoint's first request was answered: poll from now on
     polls: int = 0  #: 202 answers so far
+
+    @property
+    def deadline(self) -> float:
+        """When the call gives up: ``started + poll_timeout`` (monotonic clock)."""
+        return (self.started or time.monotonic()) + self.settings.poll_timeout
 
 
 _DECODE_FNS: dict[tuple[type[Any], bool], Callable[[bytes], Any]] = {}
@@ -177,75 +262,55 @@ def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
     return decode
 
 
-def _calls(
-    endpoint: Endpoint,
-    url: str,
-    login_id: str,
-    rid: str,
-    params: dict[str, Any],
-    headers: dict[str, str],
-    decode: Callable[[bytes], Any],
-    settings: Settings,
-) -> tuple[Call, Call]:
+def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
     """The first request of a session and the poll that repeats it (built once, reused)."""
+    endpoint, login_id, s = plan.endpoint, plan.login_id, plan.settings
     if endpoint.poll_by_get:
-        body = {**params, "RequestId": rid}
+        body = {**plan.body, "RequestId": rid}
     else:  # /Investments: polled by re-sending the same request
         body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
+    encoded = msgspec.json.encode(body)
     post = Call(
         "POST",
-        url,
+        plan.url,
         endpoint.name,
-        headers,
-        msgspec.json.encode(body),
+        plan.headers,
+        encoded,
         login_id,
         rid,
-        decode,
-        settings=settings,
+        plan.decode,
+        settings=s,
     )
     if not endpoint.poll_by_get:
         return post, post
+    url = f"{plan.url}Async/{rid}"
     poll = Call(
         "GET",
-        f"{url}Async/{rid}",
+        url,
         f"{endpoint.name}Async",
-        headers,
+        plan.headers,
         None,
         login_id,
         rid,
-        decode,
-        settings=settings,
+        plan.decode,
+        settings=s,
     )
     return post, poll
 
 
-async def fetch(
-    transport: Transport,
-    endpoint: Endpoint,
-    url: str,
-    login_id: str,
-    request_id: str | None,
-    params: dict[str, Any],
-    raw: bool,
-    authorize: Callable[[str], Awaitable[Authorization]],
-    headers: dict[str, str],
-    settings: Settings,
-    schema: SchemaCheck | None,
-    progress: Progress,
-) -> Any:
-    """Run the polling rule for one login (see the module docstring); return the 200 value.
-    ``authorize``: ``POST /Authorize`` for a login (its answer has a ``request_id``).
-    ``settings``: the client's, or those of a :meth:`FlinksClient.with_options` view.
-    ``progress``: where a previous attempt of this same run got to (it is updated)."""
-    s = settings
-    p = progress
+async def fetch(plan: Plan) -> Any:
+    """Run the polling rule for one planned call (see the module docstring); return the
+    200 value. Updates ``plan`` as it goes, so that a second run of the same plan carries on.
+    """
+    p = plan
+    s = p.settings
+    transport = p.transport
+    login_id = p.login_id
+    endpoint = p.endpoint
     if p.started is None:
         p.started = time.monotonic()
     started = p.started
-    decode = make_decoder(endpoint.model, raw=raw)
-    if schema is not None and not raw:
-        decode = schema.wrap(decode, endpoint.model, endpoint.name, login_id)
-    rid = request_id or p.request_id
+    rid = p.request_id
     # asyncio's own timeout and sleep, not anyio's: the client runs on asyncio only
     # (aiohttp), and these cost a third as much on the path every poll takes
     left = s.poll_timeout - (time.monotonic() - started)
@@ -254,8 +319,8 @@ async def fetch(
         async with deadline:
             reauthorized = False
             if rid is None:
-                rid = p.request_id = (await authorize(login_id)).request_id or ""
-            post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode, s)
+                rid = p.request_id = (await p.authorize(login_id)).request_id or ""
+            post, poll = _calls(p, rid)
             call = poll if p.posted else post
             while True:
                 try:
@@ -265,8 +330,8 @@ async def fetch(
                         raise
                     reauthorized = True
                     p.posted = False
-                    rid = p.request_id = (await authorize(login_id)).request_id or ""
-                    post, poll = _calls(endpoint, url, login_id, rid, params, headers, decode, s)
+                    rid = p.request_id = (await p.authorize(login_id)).request_id or ""
+                    post, poll = _calls(p, rid)
                     call = post
                     continue
                 p.posted = True

@@ -49,14 +49,10 @@ re-encodes a typed value with them, losing no key and no digit.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import decimal
-import functools
 import logging
 import re
 import threading
-import types
-import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +60,7 @@ import msgspec
 
 from ._errors import DecodeError, SchemaDriftError
 from ._events import Event, EventHook, dispatch, scoped_hooks
+from ._fields import fits, spec_of
 from ._money import MAX_EXPONENT, check_money
 
 __all__ = [
@@ -136,7 +133,7 @@ def no_data(model: type[Any], body: bytes) -> SchemaDriftError:
         generic = _GENERIC.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         generic = None
-    known = set(_spec(model))
+    known = set(spec_of(model))
     keys = [k for k in generic if k not in known] if isinstance(generic, dict) else []
     found = ", ".join(repr(k) for k in keys[:10]) or "no other key"
     return SchemaDriftError(
@@ -151,75 +148,6 @@ _WARNED: set[tuple[str, str]] = set()  # (model, key): logged once per process
 _WARNED_LOCK = threading.Lock()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Field:
-    attr: str
-    kind: str  # "decimal", "float", "int", "bool", "str", "model", "any"
-    model: type[Any] | None = None  # the nested model, for "model"
-    many: bool = False  # a list of it
-
-
-_SPECS: dict[type[Any], dict[str, _Field]] = {}
-
-
-def _spec(model: type[Any]) -> dict[str, _Field]:
-    """``{Flinks key: _Field}`` of a model (computed once per model)."""
-    spec = _SPECS.get(model)
-    if spec is None:
-        spec = {}
-        for f in msgspec.structs.fields(model):
-            if f.encode_name.startswith("__flinks_"):
-                continue  # .extra, a resolved .security: never on the wire
-            spec[f.encode_name] = _field(f.name, f.type)
-        _SPECS[model] = spec
-    return spec
-
-
-def _field(attr: str, tp: Any) -> _Field:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        structs = [a for a in args if isinstance(a, type) and issubclass(a, msgspec.Struct)]
-        if structs:  # str | Institution: a dict is walked as the model, the rest fits
-            return _Field(attr, "model" if len(args) == 1 else "any", structs[0])
-        if len(args) == 1:
-            return _field(attr, args[0])
-        return _Field(attr, "any")  # int | str ...: anything goes
-    if typing.get_origin(tp) is list:
-        inner = _field(attr, typing.get_args(tp)[0])
-        return dataclasses.replace(inner, many=True)
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        return _Field(attr, "model", tp)
-    names = {decimal.Decimal: "decimal", float: "float", int: "int", bool: "bool", str: "str"}
-    return _Field(attr, names.get(tp, "any"))
-
-
-def _lossless_number(text: str) -> bool:
-    try:
-        value = decimal.Decimal(text.strip())
-    except decimal.InvalidOperation:
-        return False
-    return value.is_finite()
-
-
-def _fits(kind: str, value: Any) -> bool:
-    """Whether a JSON value is one the model takes as it is (or losslessly)."""
-    if value is None or kind == "any":
-        return True
-    if kind in ("decimal", "float"):
-        return (
-            isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
-        ) or (isinstance(value, str) and _lossless_number(value))
-    if kind == "int":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, str) and value.strip().lstrip("-").isdigit()
-        )
-    if kind == "bool":  # as msgspec reads them
-        return isinstance(value, bool) or value in ("true", "false", "True", "False", "1", "0")
-    if kind == "str":
-        return isinstance(value, str)
-    return isinstance(value, dict)  # "model"
-
-
 def _money_misfit(body: bytes, model: type[Any]) -> DecodeError | None:
     """The error for the first money field of ``body`` that holds something other than a
     number or ``null`` (``"12,50"``, ``true``, ``"N/A"``), or ``None``: such a value is
@@ -232,7 +160,7 @@ def _money_misfit(body: bytes, model: type[Any]) -> DecodeError | None:
 
 
 def _find_money_misfit(obj: dict[str, Any], model: type[Any], at: str) -> DecodeError | None:
-    spec = _spec(model)
+    spec = spec_of(model)
     for key, item in obj.items():
         field = spec.get(key)
         if field is None or (field.many and not isinstance(item, list)):
@@ -240,7 +168,7 @@ def _find_money_misfit(obj: dict[str, Any], model: type[Any], at: str) -> Decode
         items: list[Any] = item if field.many else [item]
         for i, one in enumerate(items):
             where = f"{at}.{key}[{i}]" if field.many else f"{at}.{key}"
-            if field.kind == "decimal" and not _fits("decimal", one):
+            if field.kind == "decimal" and not fits("decimal", one):
                 sent = f"a {type(one).__name__}" if not isinstance(one, bool) else str(one).lower()
                 name = f"{model.__name__}.{key}"
                 return DecodeError(
@@ -281,49 +209,8 @@ class SchemaCheck:
         login_id: str | None,
     ) -> Callable[[bytes], Any]:
         """``decode`` plus the check (when this answer is to be checked), the repair of an
-        answer that does not fit, and the check of ``SecurityId`` references. (A partial,
-        not a closure: fewer objects held per login in flight.)"""
-        return functools.partial(self._checked, decode, model, endpoint, login_id)
-
-    def _checked(
-        self,
-        decode: Callable[[bytes], Any],
-        model: type[Any],
-        endpoint: str,
-        login_id: str | None,
-        body: bytes,
-    ) -> Any:
-        sampled = self._check_every or (
-            self._checked_count[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES
-        )
-        try:
-            value = decode(body)
-        except Unfit as exc:
-            money = _money_misfit(body, model)
-            if money is not None:
-                raise money from None  # money is a number or refused, whatever the settings
-            drift = self._check(body, model, None, endpoint, login_id)
-            if self.strict:
-                raise SchemaDriftError(f"{exc.message} (strict_schema=True)", drift=drift) from None
-            value = self._repair(body, model, exc, endpoint, login_id)
-            self._references(value, endpoint, login_id)
-            return value
-        except DecodeError as exc:
-            if exc.field is None and not exc.retryable:  # JSON: report why, then fail
-                self._check(body, model, None, endpoint, login_id)
-            raise
-        if sampled:
-            self._checked_count[model] += 1
-            drift = self._check(body, model, value, endpoint, login_id)
-            if drift and self.strict:
-                model_name, key = drift[0]
-                raise SchemaDriftError(
-                    f"{model_name} has {key}, which the client does not know "
-                    f"({len(drift)} finding(s) in this answer; strict_schema=True)",
-                    drift=drift,
-                )
-        self._references(value, endpoint, login_id)
-        return value
+        answer that does not fit, and the check of ``SecurityId`` references."""
+        return Checked(self, decode, model, endpoint, login_id)
 
     def _repair(
         self, body: bytes, model: type[Any], unfit: Unfit, endpoint: str, login_id: str | None
@@ -411,7 +298,7 @@ class SchemaCheck:
         """Compare ``obj`` (generic JSON) with ``model``, appending findings to ``drift``.
         ``fix``: also move each value that does not fit into ``obj``'s extra dict (and, with
         keep_extra, the unknown keys), for :meth:`_repair`."""
-        spec = _spec(model)
+        spec = spec_of(model)
         name = model.__name__
         extra: dict[str, Any] | None = None
         for key, item in list(obj.items()):
@@ -433,12 +320,12 @@ class SchemaCheck:
                     obj.setdefault(_EXTRA, {})[key] = obj.pop(key)
                 continue
             items = (item or []) if field.many else [item]
-            misfits = [one for one in items if not _fits(field.kind, one)]
+            misfits = [one for one in items if not fits(field.kind, one)]
             if misfits:
                 drift.append((name, f"{key!r} ({type(misfits[0]).__name__})"))
                 if fix:
                     if field.many:
-                        items = obj[key] = [one for one in items if _fits(field.kind, one)]
+                        items = obj[key] = [one for one in items if fits(field.kind, one)]
                         obj.setdefault(_EXTRA, {})[key] = misfits
                     else:
                         obj.setdefault(_EXTRA, {})[key] = obj.pop(key)
@@ -452,6 +339,60 @@ class SchemaCheck:
                         self._walk(one, field.model, sub, drift, fix=fix)
         if extra is not None and isinstance(value, msgspec.Struct) and hasattr(value, "extra"):
             value.extra = {**(value.extra or {}), **extra}
+
+
+class Checked:
+    """A decoder of one call with its schema check (see :meth:`SchemaCheck.wrap`)."""
+
+    __slots__ = ("_decode", "_schema", "endpoint", "login_id", "model")
+
+    def __init__(
+        self,
+        schema: SchemaCheck,
+        decode: Callable[[bytes], Any],
+        model: type[Any],
+        endpoint: str,
+        login_id: str | None,
+    ) -> None:
+        self._schema = schema
+        self._decode = decode
+        self.model = model
+        self.endpoint = endpoint
+        self.login_id = login_id
+
+    def __call__(self, body: bytes) -> Any:
+        schema, model, endpoint, login_id = self._schema, self.model, self.endpoint, self.login_id
+        sampled = schema._check_every or (
+            schema._checked_count[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES
+        )
+        try:
+            value = self._decode(body)
+        except Unfit as exc:
+            money = _money_misfit(body, model)
+            if money is not None:
+                raise money from None  # money is a number or refused, whatever the settings
+            drift = schema._check(body, model, None, endpoint, login_id)
+            if schema.strict:
+                raise SchemaDriftError(f"{exc.message} (strict_schema=True)", drift=drift) from None
+            value = schema._repair(body, model, exc, endpoint, login_id)
+            schema._references(value, endpoint, login_id)
+            return value
+        except DecodeError as exc:
+            if exc.field is None and not exc.retryable:  # JSON: report why, then fail
+                schema._check(body, model, None, endpoint, login_id)
+            raise
+        if sampled:
+            schema._checked_count[model] += 1
+            drift = schema._check(body, model, value, endpoint, login_id)
+            if drift and schema.strict:
+                model_name, key = drift[0]
+                raise SchemaDriftError(
+                    f"{model_name} has {key}, which the client does not know "
+                    f"({len(drift)} finding(s) in this answer; strict_schema=True)",
+                    drift=drift,
+                )
+        schema._references(value, endpoint, login_id)
+        return value
 
 
 def _move_at(generic: dict[str, Any], model: type[Any], message: str) -> tuple[str, str] | None:
@@ -472,7 +413,7 @@ def _move_at(generic: dict[str, Any], model: type[Any], message: str) -> tuple[s
             if not isinstance(node, dict) or step not in node:
                 return None
             owner, key, node, owner_model = node, step, node[step], current
-            field = _spec(current).get(step)
+            field = spec_of(current).get(step)
             current = field.model if field is not None and field.model is not None else current
         else:
             if not isinstance(node, list) or step >= len(node):

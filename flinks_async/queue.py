@@ -1,23 +1,22 @@
 """Distributed bulk pulls on the arq job queue (``pip install 'flinks-async[queue]'``).
 
 ``arq flinks_async.queue.WorkerSettings`` runs a worker with arq's own command line (or
-``flinks-async worker --redis URL``); see :mod:`flinks_async._distributed` for the rules.
+``flinks-async worker --redis URL``); see :mod:`flinks_async._distributed` for the rules
+(:mod:`._jobs`: the producer's side, :mod:`._worker`: the worker's).
 Importing this module does not import arq: the functions do, when called.
 """
 
-from ._distributed import (
+from ._distributed._jobs import (
     QUEUE,
     JobStatus,
     UnknownJobError,
-    WorkerSettings,
     collect,
     enqueue,
-    pull_login,
     purge,
     retry_failed,
-    run_worker,
     status,
 )
+from ._distributed._worker import WorkerSettings, pull_login, run_worker
 
 __all__ = [
     "QUEUE",

@@ -257,7 +257,7 @@ async def test_enqueue_never_calls_a_login_known_and_then_pulls_it(
     redis_url, _ = redis_server
     import redis.asyncio as aioredis
 
-    from flinks_async._distributed import enqueue
+    from flinks_async.queue import enqueue
 
     ids = demo_login_ids(10, seed=152)
     ids_file = tmp_path / "ids.txt"

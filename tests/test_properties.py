@@ -23,12 +23,12 @@ from flinks_async import (
     parse_date,
     parse_datetime,
 )
-from flinks_async._client import check_login_id
-from flinks_async._config import Settings
+from flinks_async._answers import answer_error
+from flinks_async._authorize import check_login_id
 from flinks_async._polling import make_decoder
 from flinks_async._redact import is_guid
 from flinks_async._retry import RETRY_AFTER_JITTER, backoff_delay, parse_retry_after, retry_delay
-from flinks_async._transport import Call, Transport
+from flinks_async._transport import Call
 from flinks_async.testing import accounts_payload, investments_payload
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -76,9 +76,8 @@ def test_decoding_yields_a_model_or_a_decode_error(
 def test_any_error_answer_maps_to_a_typed_api_error(
     body: bytes, status: int, content_type: str
 ) -> None:
-    transport = Transport(Settings.build(customer_id="c", env={}))
     call = Call("POST", "http://x", "Investments", {}, None, "l", "r")
-    error = transport._error(call, status, {"Content-Type": content_type}, body)
+    error = answer_error(call, status, {"Content-Type": content_type}, body)
     assert isinstance(error, APIError)
     assert error.http_status == status
     assert len(error.message) <= 500 + 60

@@ -62,6 +62,13 @@ EXPECTED = {
     "parse_date",
     "parse_datetime",
 }
+# the options, one TypedDict a group (flinks_async._options)
+EXPECTED |= {
+    *("ClientOptions", "CallOptions", "CallArgs", "DaysOfTransactions", "ManyOptions"),
+    *("AccountsDetailOptions", "AccountsDetailCall", "AccountsDetailMany"),
+    *("AccountsSummaryOptions", "AccountsSummaryCall", "AccountsSummaryMany"),
+    *("StatementsOptions", "StatementsCall", "StatementsMany"),
+}
 
 
 def _isort_key(name: str) -> tuple[int, str]:

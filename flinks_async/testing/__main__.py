@@ -1,6 +1,6 @@
 """``python -m flinks_async.testing --port 8080``: the emulator as a standalone server."""
 
-from .._cli import main
+from ._serve import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(["serve-emulator", *__import__("sys").argv[1:]]))
+    raise SystemExit(main())

@@ -1,65 +1,25 @@
-"""Bulk pulls spread over many processes and machines, on the arq job queue
-(``pip install 'flinks-async[queue]'``).
-
-* :func:`enqueue` records each login of a job once (``HSETNX`` in the job's ids hash) and
-  puts an arq job on the queue ``flinks-async`` **only for a login it has just recorded**:
-  a login it calls known is never pulled again (``retry_failed=True`` re-queues the
-  logins whose line says they failed). Blank ids are skipped, sync or async source.
-* A **worker** (:func:`run_worker`, ``flinks-async worker``) holds one
-  :class:`~flinks_async.FlinksClient` for its lifetime, built from the ``FLINKS_*``
-  environment, and runs up to ``FLINKS_WORKER_CONCURRENCY`` (50) logins at once.
-* A login is pulled in **slices** of ``FLINKS_JOB_SLICE`` seconds (20): Authorize once,
-  store the session (its ``RequestId``) in Redis, poll for at most a slice, and if the
-  answer is still pending, go back on the queue to carry on *the same session* from any
-  worker. arq marks a running job for ``job_timeout + 10`` s (``job_timeout`` =
-  ``max(2 * slice, slice + 5)`` = 40 s), so a worker killed with -9 leaves its logins to
-  another worker within about **50 s**, and they resume polling where they were: no second
-  Authorize unless the kill fell between the Authorize and the write of its session (at
-  most once more).
-* Only a final answer is a login's line: a Flinks error that retrying cannot change
-  (INVALID_LOGIN, DISABLED_LOGIN, ...), a body that is not the expected JSON, or still
-  pending after ``FLINKS_POLL_TIMEOUT`` (1800 s) counted from the first slice. Transient
-  trouble (Redis unavailable, network errors, 5xx or rate limiting after the client's own
-  retries, an unexpected error) goes back on the queue after a backoff of
-  ``FLINKS_JOB_BACKOFF * 2**(n-1)`` seconds (5 s; at most 300 s), up to
-  ``FLINKS_JOB_TRIES`` (5) times; then the last error is the line. So does an
-  ``UNAUTHORIZED`` or a 404 without a FlinksCode from an endpoint that has not yet answered
-  this worker (the key may be wrong, not the login); once the set-up breaker trips
-  (:class:`~flinks_async.SetupError`), the worker stops (exit 2, one line) and every login
-  it held goes back on the queue without a line.
-* Each login's line is stored as ``flinks-async pull`` would write it, in one Redis hash
-  per job (field: a hash of the login id), so a login has exactly one line: the last.
-  :func:`collect` streams them (``HSCAN``) to a JSONL file.
-
-Every key a job creates expires ``ttl`` seconds (``enqueue --ttl``, default 7 days) after
-its last write: ``flinks-async:job:{job}:meta`` / ``:ids`` (login ids: personal data) /
-``:state`` (sessions in progress) / ``:results`` (the lines: personal data). The queue's
-own records hold the job name and a hash of the login id, never the id. :func:`purge`
-(``collect --delete`` / ``flinks-async purge``) removes a job at once.
-"""
+"""The worker's side of a distributed pull: :func:`pull_login` (one slice of one login),
+the worker's start-up, progress lines and shut-down, :class:`WorkerSettings` for arq's own
+command line, and :func:`run_worker` (rules in :mod:`flinks_async._distributed`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import random
 import secrets
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
 
-from ._client import FlinksClient
-from ._errors import (
+from .._client import FlinksClient
+from .._errors import (
     ClientClosedError,
-    ConfigurationError,
     CoordinationError,
     DecodeError,
     FlinksError,
@@ -68,37 +28,14 @@ from ._errors import (
     TransientAPIError,
     TransportError,
 )
-from ._jsonl import Output, error_line, ok_line
-from ._redact import shown_redis_url
-from ._redis._connection import redis_errors
+from .._jsonl import error_line, ok_line
+from .._redact import shown_redis_url
+from .._redis._connection import redis_errors
+from ._jobs import QUEUE, WORKERS, arq_module, job_key
 
-__all__ = [
-    "QUEUE",
-    "JobStatus",
-    "UnknownJobError",
-    "WorkerSettings",
-    "collect",
-    "enqueue",
-    "pull_login",
-    "purge",
-    "retry_failed",
-    "run_worker",
-    "status",
-]
+__all__ = ["WorkerSettings", "pull_login", "run_worker"]
 
 log = logging.getLogger("flinks_async")
-
-#: the arq queue every flinks-async worker reads
-QUEUE = "flinks-async"
-#: how long a job's keys live after their last write (seconds): 7 days
-DEFAULT_TTL = 7 * 24 * 3600
-_CHUNK = 500
-_PREFIX = "flinks-async:job:"
-_WORKERS = "flinks-async:worker:"
-
-
-class UnknownJobError(ConfigurationError):
-    """No job of that name on this Redis (never enqueued, purged, or expired)."""
 
 
 def _env_float(name: str, default: float) -> float:
@@ -121,234 +58,6 @@ class _Config:
     )
 
 
-def _arq() -> Any:
-    try:
-        import arq
-        import arq.connections
-    except ImportError:
-        raise ConfigurationError(
-            "distributed pulls need the queue extra: pip install 'flinks-async[queue]'"
-        ) from None
-    return arq
-
-
-def _login_key(login_id: str) -> str:
-    return hashlib.sha256(login_id.strip().lower().encode()).hexdigest()[:32]
-
-
-def _key(job: str, part: str) -> str:
-    return f"{_PREFIX}{job}:{part}"
-
-
-def _check_job(job: str) -> str:
-    if not job or any(c in job for c in " :*?[]\n\t"):
-        raise ConfigurationError("a job name is one word without ':', '*', '?', '[' or spaces")
-    return job
-
-
-async def _pool(redis_url: str) -> Any:
-    arq = _arq()
-    settings = arq.connections.RedisSettings.from_dsn(redis_url)
-    settings.conn_retries = 0  # one attempt: the caller says what failed, in one line
-    try:
-        return await arq.create_pool(settings, default_queue_name=QUEUE)
-    except (OSError, redis_errors()) as exc:
-        raise CoordinationError(
-            f"the queue's Redis at {shown_redis_url(redis_url)} is unreachable: "
-            f"{type(exc).__name__}"
-        ) from None
-
-
-async def _ids(login_ids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
-    """The non-blank, stripped ids of a sync or async source."""
-    if isinstance(login_ids, AsyncIterable):
-        async for login_id in login_ids:
-            if login_id.strip():
-                yield login_id.strip()
-    else:
-        for login_id in login_ids:
-            if login_id.strip():
-                yield login_id.strip()
-
-
-async def enqueue(
-    redis_url: str,
-    login_ids: Iterable[str] | AsyncIterable[str],
-    *,
-    job: str,
-    endpoint: str = "investments",
-    ttl: float = DEFAULT_TTL,
-) -> tuple[int, int]:
-    """Record and queue every login of ``job`` not recorded yet; return (new, already
-    known). A known login is not queued again (see :func:`retry_failed`)."""
-    _check_job(job)
-    if ttl <= 0:
-        raise ConfigurationError("the job's ttl must be > 0 seconds")
-    pool = await _pool(redis_url)
-    new = known = 0
-    ttl_ms = int(ttl * 1000)
-    try:
-        meta = _key(job, "meta")
-        await pool.hsetnx(meta, "endpoint", endpoint)
-        await pool.hsetnx(meta, "created", str(time.time()))
-        await pool.hset(meta, "ttl", str(ttl))
-        stored = (await pool.hget(meta, "endpoint")).decode()
-        if stored != endpoint:
-            raise ConfigurationError(f"job {job} pulls {stored}, not {endpoint}")
-        chunk: list[str] = []
-
-        async def flush() -> None:
-            nonlocal new, known
-            keys = [_login_key(i) for i in chunk]
-            async with pool.pipeline(transaction=False) as pipe:
-                for login_id, key in zip(chunk, keys, strict=True):
-                    pipe.hsetnx(_key(job, "ids"), key, login_id)
-                pipe.pexpire(_key(job, "ids"), ttl_ms)
-                pipe.pexpire(meta, ttl_ms)
-                added = (await pipe.execute())[: len(chunk)]
-            fresh = {key for key, was_added in zip(keys, added, strict=True) if was_added}
-            known += len(chunk) - len(fresh)
-            new += len(fresh)
-            for key in keys:
-                if key in fresh:
-                    fresh.discard(key)  # a duplicate within the chunk is queued once
-                    await pool.enqueue_job("pull_login", job, endpoint, key, _job_id=f"{job}:{key}")
-            chunk.clear()
-
-        async for login_id in _ids(login_ids):
-            chunk.append(login_id)
-            if len(chunk) >= _CHUNK:
-                await flush()
-        if chunk:
-            await flush()
-    finally:
-        await pool.aclose()
-    return new, known
-
-
-async def retry_failed(redis_url: str, *, job: str) -> int:
-    """Put the logins of ``job`` whose line says they failed back on the queue (their line
-    is removed until they end again); return how many."""
-    _check_job(job)
-    pool = await _pool(redis_url)
-    try:
-        endpoint = await _job_endpoint(pool, job)
-        failed: list[str] = []
-        async for key, line in pool.hscan_iter(_key(job, "results")):
-            if b'"ok":false' in line[:400]:
-                failed.append(key.decode())
-        for key in failed:
-            await pool.hdel(_key(job, "results"), key)
-            await pool.hdel(_key(job, "state"), key)
-            again = f"{job}:{key}:{uuid.uuid4().hex[:8]}"
-            await pool.enqueue_job("pull_login", job, endpoint, key, _job_id=again)
-    finally:
-        await pool.aclose()
-    return len(failed)
-
-
-async def _job_endpoint(pool: Any, job: str) -> str:
-    endpoint = await pool.hget(_key(job, "meta"), "endpoint")
-    if endpoint is None:
-        raise UnknownJobError(
-            f"no job named {job!r} on this Redis (purged, expired, or never enqueued)"
-        )
-    return str(endpoint.decode())
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class JobStatus:
-    """Where a job stands (:func:`status`)."""
-
-    logins: int  #: recorded by enqueue
-    done: int  #: ended ok
-    failed: int  #: ended with a final error
-    pending: int  #: not ended yet
-    in_flight: int  #: held by a worker right now
-    workers: int  #: workers alive on this Redis (any job)
-
-
-async def status(redis_url: str, *, job: str) -> JobStatus:
-    """Count a job's logins by state, streaming its lines (memory stays flat)."""
-    _check_job(job)
-    pool = await _pool(redis_url)
-    try:
-        await _job_endpoint(pool, job)
-        logins = await pool.hlen(_key(job, "ids"))
-        done = failed = 0
-        async for _, line in pool.hscan_iter(_key(job, "results")):
-            if b'"ok":false' in line[:400]:
-                failed += 1
-            else:
-                done += 1
-        in_flight = 0
-        async for _ in pool.scan_iter(match=f"arq:in-progress:{job}:*", count=1000):
-            in_flight += 1
-        workers = 0
-        async for _ in pool.scan_iter(match=f"{_WORKERS}*", count=1000):
-            workers += 1
-    finally:
-        await pool.aclose()
-    return JobStatus(logins, done, failed, max(logins - done - failed, 0), in_flight, workers)
-
-
-async def collect(
-    redis_url: str, *, job: str, out: str, overwrite: bool = False, delete: bool = False
-) -> tuple[int, int, int]:
-    """Write every stored line of ``job`` to ``out``; return (lines, failed, pending).
-
-    Streams the job's hash (``HSCAN``): memory stays flat however big the job. Refuses a
-    non-empty ``out`` unless ``overwrite``; ``delete`` purges the job once written."""
-    _check_job(job)
-    _check_output(out, overwrite)
-    pool = await _pool(redis_url)
-    lines = failed = 0
-    try:
-        await _job_endpoint(pool, job)
-        total = await pool.hlen(_key(job, "ids"))
-        output = Output(out, truncate=True)
-        try:
-            async for _, line in pool.hscan_iter(_key(job, "results"), count=200):
-                output.write(line)
-                lines += 1
-                failed += b'"ok":false' in line[:400]
-        finally:
-            output.close()
-        if delete:
-            await _purge(pool, job)
-    finally:
-        await pool.aclose()
-    return lines, failed, max(total - lines, 0)
-
-
-def _check_output(out: str, overwrite: bool) -> None:
-    if out != "-" and not overwrite and os.path.exists(out) and os.path.getsize(out) > 0:
-        raise ConfigurationError(f"{out} is not empty: pass --overwrite to replace it")
-
-
-async def purge(redis_url: str, *, job: str) -> int:
-    """Delete every key of ``job`` and its queued work; return how many keys went."""
-    _check_job(job)
-    pool = await _pool(redis_url)
-    try:
-        await _job_endpoint(pool, job)
-        return await _purge(pool, job)
-    finally:
-        await pool.aclose()
-
-
-async def _purge(pool: Any, job: str) -> int:
-    gone = await pool.delete(*(_key(job, part) for part in ("meta", "ids", "state", "results")))
-    async for name in pool.scan_iter(match=f"arq:job:{job}:*", count=1000):
-        job_id = name.decode()[len("arq:job:") :]
-        await pool.zrem(QUEUE, job_id)
-        gone += await pool.delete(name)
-    return int(gone)
-
-
-# --- the worker ---------------------------------------------------------------------
-
-
 def _transient(exc: BaseException) -> bool:
     """Whether retrying later may change the outcome (see the module docstring)."""
     if isinstance(exc, DecodeError):
@@ -361,15 +70,15 @@ def _transient(exc: BaseException) -> bool:
 async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> bool | None:
     """The arq job: one slice of one login (see the module docstring). True when it ended
     ok, False when it ended failed, None when it went back on the queue (or was purged)."""
-    arq = _arq()
+    arq = arq_module()
     redis = ctx["redis"]
     client: FlinksClient = ctx["flinks"]
     config: _Config = ctx["config"]
     stats: dict[str, int] = ctx["stats"]
     async with redis.pipeline(transaction=False) as pipe:  # one round trip
-        pipe.hget(_key(job, "ids"), key)
-        pipe.hget(_key(job, "meta"), "ttl")
-        pipe.hget(_key(job, "state"), key)
+        pipe.hget(job_key(job, "ids"), key)
+        pipe.hget(job_key(job, "meta"), "ttl")
+        pipe.hget(job_key(job, "state"), key)
         login, ttl, raw_state = await pipe.execute()
     if login is None or ttl is None:
         return None  # purged or expired: nothing to pull
@@ -381,8 +90,8 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
     async def keep(**changes: Any) -> None:
         state.update(changes)
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(_key(job, "state"), key, msgspec.json.encode(state))
-            pipe.pexpire(_key(job, "state"), ttl_ms)
+            pipe.hset(job_key(job, "state"), key, msgspec.json.encode(state))
+            pipe.pexpire(job_key(job, "state"), ttl_ms)
             await pipe.execute()
 
     name = _endpoint_name(endpoint)
@@ -441,16 +150,16 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
     finally:
         stats["in_flight"] -= 1
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(_key(job, "results"), key, line)
-        pipe.pexpire(_key(job, "results"), ttl_ms)
-        pipe.hdel(_key(job, "state"), key)
+        pipe.hset(job_key(job, "results"), key, line)
+        pipe.pexpire(job_key(job, "results"), ttl_ms)
+        pipe.hdel(job_key(job, "state"), key)
         await pipe.execute()
     stats["done" if ok else "failed"] += 1
     return ok
 
 
 def _endpoint_name(endpoint: str) -> str:
-    from ._polling import ENDPOINTS
+    from .._polling import ENDPOINTS
 
     spec = ENDPOINTS.get(endpoint)
     return spec.name if spec is not None else endpoint
@@ -501,7 +210,7 @@ async def _progress(ctx: dict[str, Any]) -> None:
         )
         with contextlib.suppress(Exception):
             await ctx["redis"].set(
-                f"{_WORKERS}{ctx['id']}",
+                f"{WORKERS}{ctx['id']}",
                 msgspec.json.encode(stats),
                 px=int(config.progress_every * 3000),
             )
@@ -512,7 +221,7 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     if progress is not None:
         progress.cancel()
     with contextlib.suppress(Exception):
-        await ctx["redis"].delete(f"{_WORKERS}{ctx['id']}")
+        await ctx["redis"].delete(f"{WORKERS}{ctx['id']}")
     client = ctx.pop("flinks", None)
     if client is not None:
         await client.aclose()
@@ -558,7 +267,7 @@ async def run_worker(redis_url: str, *, burst: bool = False) -> None:
 
 
 async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> None:
-    arq = _arq()
+    arq = arq_module()
     settings = arq.connections.RedisSettings.from_dsn(redis_url)
     settings.conn_retries = 0  # this loop retries, with one line per transition
     shown = shown_redis_url(redis_url)

@@ -1,0 +1,122 @@
+"""What an HTTP answer holds, for the transport.
+
+* :func:`read_body`: the body, refused past ``max_response_bytes`` (counted after
+  decompression) with :class:`ResponseTooLargeError`, each part taken from the client's
+  body budget (:mod:`flinks_async._budget`) before it is held; a redirect is refused with
+  :class:`InvalidRequestError` (credentials must not travel to another host).
+* :func:`answer_error`: the typed :class:`APIError` of a non-200/202 answer, keyed on its
+  FlinksCode, then on the HTTP status (:func:`~flinks_async._errors.api_error_for`); a
+  body that is not JSON (an HTML error page) is named by its content type and size, never
+  quoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from ._budget import BodyBudget
+from ._errors import (
+    APIError,
+    InvalidRequestError,
+    MFARequiredError,
+    ResponseTooLargeError,
+    api_error_for,
+)
+from ._models import ErrorBody, decoder_for
+
+if TYPE_CHECKING:
+    from ._transport import Call
+
+__all__ = ["Held", "answer_error", "read_body", "too_large"]
+
+_ERROR_DECODER = decoder_for(ErrorBody)
+
+
+class Held:
+    """How many bytes of the budget one attempt's body holds."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
+
+
+async def read_body(
+    resp: aiohttp.ClientResponse, call: Call, read: Held, limit: int, budget: BodyBudget
+) -> bytes:
+    """The body, refusing more than ``max_response_bytes`` (counted after decompression),
+    each part taken from the budget (``read.size`` says how much is held)."""
+    if resp.status in (301, 302, 303, 307, 308):
+        location = resp.headers.get("Location", "")
+        host = URL(location).host if location else None
+        raise InvalidRequestError(
+            f"unexpected redirect to {host or 'an unknown host'}; not followed",
+            http_status=resp.status,
+            login_id=call.login_id,
+            request_id=call.request_id,
+            endpoint=call.endpoint,
+        )
+    length = resp.content_length
+    if length is not None:
+        if length > limit:
+            raise too_large(call, limit)
+        if "Content-Encoding" not in resp.headers:
+            if not budget.try_take(length):
+                await budget.take(length)
+            read.size = length
+            return await resp.read()
+    chunks: list[bytes] = []
+    while chunk := await resp.content.readany():
+        size = len(chunk)
+        if read.size + size > limit:
+            raise too_large(call, limit)
+        if not budget.try_take(size, read.size):
+            await budget.take(size, read.size)
+        read.size += size
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(call: Call, limit: int) -> ResponseTooLargeError:
+    """:class:`ResponseTooLargeError` for ``call``."""
+    return ResponseTooLargeError(
+        f"response body over max_response_bytes={limit}",
+        login_id=call.login_id,
+        request_id=call.request_id,
+        endpoint=call.endpoint,
+    )
+
+
+def answer_error(call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+    """The typed error for a non-200/202 answer (keyed on FlinksCode, then status)."""
+    code: str | None = None
+    request_id = call.request_id
+    challenges = None
+    try:
+        env = _ERROR_DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        kind = headers.get("Content-Type", "").split(";")[0] or "no content type"
+        message = f"HTTP {status} with a non-JSON body ({kind}, {len(body)} bytes)"
+    else:
+        code = env.flinks_code.strip().upper() if env.flinks_code else None
+        message = (env.message or "")[:500] or f"HTTP {status}"
+        request_id = env.request_id or request_id
+        challenges = env.security_challenges
+    error = api_error_for(code, status)(
+        message,
+        flinks_code=code,
+        http_status=status,
+        login_id=call.login_id,
+        request_id=request_id,
+        endpoint=call.endpoint,
+    )
+    if isinstance(error, MFARequiredError):
+        error.challenges = list(challenges or ())
+        if error.message == f"HTTP {status}" and error.challenges:
+            error.message = f"the institution asks {len(error.challenges)} MFA question(s)"
+    return error

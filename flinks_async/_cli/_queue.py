@@ -1,0 +1,149 @@
+"""The distributed pull's commands (arq on Redis, the ``queue`` extra): ``enqueue``,
+``worker``, ``collect``, ``status`` and ``purge``; the work is in
+:mod:`flinks_async._distributed`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+import anyio
+
+from .._cmdline import number
+from .._errors import CoordinationError
+from .._idsource import open_ids, read_ids
+from .._polling import ENDPOINTS
+from .._redact import shown_redis_url
+from ._pull import EXIT_FAILED_LOGINS
+
+__all__ = ["COMMANDS", "add_parsers", "run"]
+
+
+def add_parsers(sub: Any) -> None:
+    """The queue commands and their options, on the command line's subparsers."""
+    q = sub.add_parser(
+        "enqueue",
+        help="put logins on the job queue for distributed workers",
+        description="Record each login id of a job and put one job per new login on the arq "
+        "queue of a Redis, for `flinks-async worker` processes on any machine (needs "
+        "flinks-async[queue]). A login already recorded for this job is never queued again "
+        "(--retry-failed re-queues the failed ones). Every key of the job expires --ttl "
+        "seconds after its last write.",
+    )
+    q.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+    q.add_argument("--job", required=True, help="a name for this pull (one word)")
+    ids_or_retry = q.add_mutually_exclusive_group(required=True)
+    ids_or_retry.add_argument("--login-ids", help="file with one loginId a line, or - for stdin")
+    ids_or_retry.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-queue the logins of the job whose line says they failed",
+    )
+    q.add_argument(
+        "--endpoint", choices=sorted(ENDPOINTS), default="investments", help="what to pull"
+    )
+    q.add_argument(
+        "--ttl",
+        type=number(float, 1),
+        default=7 * 24 * 3600,
+        help="seconds the job's keys (ids, results) live after their last write (7 days)",
+    )
+    w = sub.add_parser(
+        "worker",
+        help="run a queue worker (arq)",
+        description="Run an arq worker pulling queued logins with one FlinksClient, configured "
+        "from FLINKS_* variables (FLINKS_REDIS_URL: one rate limit and one single-flight for "
+        "all workers, checked at start-up; FLINKS_RATE_LIMIT, FLINKS_POLL_INTERVAL, "
+        "FLINKS_POLL_TIMEOUT, FLINKS_WORKER_CONCURRENCY, FLINKS_JOB_SLICE, FLINKS_JOB_TRIES, "
+        "FLINKS_JOB_BACKOFF, FLINKS_WORKER_PROGRESS). Logs a line at start-up and a progress "
+        "line every FLINKS_WORKER_PROGRESS seconds (30); survives the queue's Redis going "
+        "away (reconnects). On SIGINT/SIGTERM it stops at once: its logins go back on the "
+        "queue and resume their session on another worker.",
+    )
+    w.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+    w.add_argument(
+        "--burst", action="store_true", help="stop once the queue is empty (default: wait)"
+    )
+    c = sub.add_parser(
+        "collect",
+        help="write a distributed pull's results as JSONL",
+        description="Write every result of a job stored so far, one JSON line per login (the "
+        "line format of `pull`), and report how many logins are still pending. Exit status: "
+        "0 all done and ok, 1 some failed or pending, 2 an unknown job or a usage error.",
+    )
+    c.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+    c.add_argument("--job", required=True, help="the name given to enqueue")
+    c.add_argument("--out", required=True, help="JSONL output file, or - for stdout")
+    c.add_argument(
+        "--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)"
+    )
+    c.add_argument("--delete", action="store_true", help="purge the job from Redis once written")
+    for name, text in (
+        ("status", "show where a distributed pull stands"),
+        ("purge", "delete a distributed pull's keys and queued work from Redis"),
+    ):
+        x = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        x.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
+        x.add_argument("--job", required=True, help="the name given to enqueue")
+
+
+COMMANDS = ("enqueue", "worker", "collect", "status", "purge")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``enqueue`` / ``worker`` / ``collect`` / ``status`` / ``purge``: the distributed
+    pull (arq). Redis unreachable is one line and exit status 2, as for ``pull``."""
+    from .. import queue
+
+    try:
+        return anyio.run(_queue_async, args, queue)
+    except (OSError, TimeoutError) as exc:
+        raise CoordinationError(
+            f"the queue's Redis at {shown_redis_url(args.redis)} failed: {type(exc).__name__}"
+        ) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("redis"):
+            raise CoordinationError(
+                f"the queue's Redis at {shown_redis_url(args.redis)} failed: {type(exc).__name__}"
+            ) from None
+        raise
+
+
+async def _queue_async(args: argparse.Namespace, dist: Any) -> int:
+    if args.command == "worker":
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+        await dist.run_worker(args.redis, burst=args.burst)
+        return 0
+    if args.command == "enqueue":
+        if args.retry_failed:
+            n = await dist.retry_failed(args.redis, job=args.job)
+            print(f"re-queued {n} failed logins of job {args.job}", file=sys.stderr)
+            return 0
+        ids = read_ids(open_ids(args.login_ids), args.login_ids)
+        new, known = await dist.enqueue(
+            args.redis, ids, job=args.job, endpoint=args.endpoint, ttl=args.ttl
+        )
+        print(f"enqueued {new} logins for job {args.job} ({known} already known)", file=sys.stderr)
+        return 0
+    if args.command == "status":
+        st = await dist.status(args.redis, job=args.job)
+        print(
+            f"job {args.job}: {st.logins} logins, {st.done} done, {st.failed} failed, "
+            f"{st.pending} pending, {st.in_flight} in flight; {st.workers} workers alive"
+        )
+        return 0
+    if args.command == "purge":
+        gone = await dist.purge(args.redis, job=args.job)
+        print(f"purged job {args.job} ({gone} keys)", file=sys.stderr)
+        return 0
+    lines, failed, pending = await dist.collect(
+        args.redis, job=args.job, out=args.out, overwrite=args.overwrite, delete=args.delete
+    )
+    print(
+        f"{lines} logins written to {args.out} ({failed} failed), {pending} pending"
+        + (f"; job {args.job} purged" if args.delete else ""),
+        file=sys.stderr,
+    )
+    return 0 if pending == 0 and failed == 0 else EXIT_FAILED_LOGINS

@@ -1,0 +1,145 @@
+"""What stops or holds every request of one client, whatever the call (:class:`Guards`).
+
+* **The 429 pause.** Flinks said "too many requests" (HTTP 429 or ``TOO_MANY_REQUESTS``):
+  every new request of the client waits ``min(Retry-After, max_retry_after)`` seconds
+  (``backoff_initial`` without the header), plus a jitter of up to ``RETRY_AFTER_JITTER``
+  of that length so the held requests do not all go out at the same instant.
+* **The unreachable breaker** (``unreachable_after``, off by default): that many connection
+  attempts in a row fail before the server ever answered: every call raises
+  :class:`ServerUnreachableError` at once (a wrong ``base_url``).
+* **The set-up breaker** (``stop_on_setup_error``, on by default): an endpoint that never
+  answered a 2xx answers 401/403 (``UNAUTHORIZED`` or no FlinksCode) or 404 without a
+  FlinksCode for ``SETUP_ERRORS`` (3) different logins, or once for
+  ``/GenerateAuthorizeToken``: every call raises :class:`SetupError` without sending
+  anything (a wrong key, customer id or base URL).
+
+A tripped breaker calls ``wake()`` (set by the transport) so that calls sleeping before a
+retry raise at once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+from yarl import URL
+
+from ._config import Settings
+from ._errors import SETUP_ERRORS, APIError, ServerUnreachableError, SetupError, setup_error_for
+from ._logs import extra, log
+from ._retry import RETRY_AFTER_JITTER
+
+if TYPE_CHECKING:
+    from ._transport import Call
+
+__all__ = ["Guards"]
+
+
+class Guards:
+    """One client's pause and breakers (see the module docstring)."""
+
+    def __init__(self, settings: Settings, rng: random.Random) -> None:
+        self.settings = settings
+        self._rng = rng
+        #: wakes the calls sleeping before a retry (the transport sets it)
+        self.wake: Callable[[], None] = lambda: None
+        self.paused_until = 0.0  #: ``time.monotonic()`` until which new requests wait
+        self._pause_length = 0.0
+        self.answered = False  #: the server has answered at least once
+        self._connect_failures = 0
+        self.unreachable: ServerUnreachableError | None = None
+        #: endpoints that answered a 2xx: the set-up breaker never judges them
+        self.working: set[str] = set()
+        self._setup_failures: dict[str, set[str]] = {}  # endpoint -> logins refused
+        self.setup_error: SetupError | None = None
+
+    def count_connect_failure(self, call: Call, exc: BaseException) -> None:
+        """Trip the unreachable breaker after ``unreachable_after`` connection failures in
+        a row with no answer ever received (then raise its error)."""
+        limit = self.settings.unreachable_after
+        self._connect_failures += 1
+        if limit is None or self._connect_failures < limit or self.unreachable is not None:
+            return
+        host = URL(call.url).host or "the server"
+        self.unreachable = ServerUnreachableError(
+            f"{host} never answered: {self._connect_failures} connection attempts in a row "
+            f"failed ({type(exc).__name__}: {exc}); check base_url (unreachable_after="
+            f"{limit})",
+            endpoint=call.endpoint,
+        )
+        self.unreachable.__cause__ = exc
+        self.wake()
+        raise self.unreachable
+
+    def setup_in_doubt(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is an answer the set-up breaker counts that has not tripped it
+        yet (its endpoint never answered a 2xx): it may be the key, not the login, so a
+        queue worker retries it later instead of writing a final line."""
+        return isinstance(exc, APIError) and self.setup_counts(exc, self.settings)
+
+    def setup_counts(self, failure: APIError, s: Settings) -> bool:
+        """Whether the set-up breaker counts ``failure`` (see :class:`SetupError`)."""
+        code, status = failure.flinks_code, failure.http_status
+        return (
+            s.stop_on_setup_error
+            and failure.endpoint not in self.working
+            and (
+                (status in (401, 403) and code in (None, "UNAUTHORIZED"))
+                or (status == 404 and code is None)
+            )
+        )
+
+    def count_setup_error(self, call: Call, failure: APIError) -> None:
+        """Trip the set-up breaker when this answer, one it counts, makes the set-up error
+        plain (then raise its error)."""
+        if self.setup_error is not None:  # tripped while this request was out
+            raise self.setup_error
+        code, status = failure.flinks_code, failure.http_status
+        logins = self._setup_failures.setdefault(call.endpoint, set())
+        logins.add((call.login_id or "").lower())
+        if call.login_id is not None and len(logins) < SETUP_ERRORS:
+            return
+        if status == 404:
+            host = URL(call.url).host or "the server"
+            what = f"base_url and investments_url: {host}{URL(call.url).path} does not exist"
+        elif call.login_id is None:
+            what = "secret_key (FLINKS_SECRET_KEY) and the customer id (FLINKS_CUSTOMER_ID)"
+        else:
+            what = "api_key (FLINKS_API_KEY), secret_key and the customer id (FLINKS_CUSTOMER_ID)"
+        many = f" for {len(logins)} different logins" if call.login_id is not None else ""
+        said = f'{code or "no FlinksCode"}, "{failure.message[:200]}"'
+        self.setup_error = setup_error_for(status)(
+            f"set-up error: {call.endpoint} answered HTTP {status} ({said}){many} and has "
+            f"never succeeded; check {what}. Every call of this client now stops here",
+            flinks_code=code,
+            http_status=status,
+            endpoint=call.endpoint,
+        )
+        self.wake()
+        raise self.setup_error
+
+    def pause(self, call: Call, retry_after: float | None, s: Settings) -> None:
+        """Hold every new request for ``min(Retry-After, max_retry_after)`` seconds
+        (``backoff_initial`` without the header)."""
+        length = s.backoff_initial if retry_after is None else min(retry_after, s.max_retry_after)
+        now = time.monotonic()
+        if length <= 0 or now + length <= self.paused_until:
+            return
+        if self.paused_until <= now:
+            log.info(
+                "Flinks answered TOO_MANY_REQUESTS to %s: pausing new requests for %.3fs",
+                call.endpoint,
+                length,
+                extra=extra(self.settings, call, pause=length),
+            )
+        self.paused_until = now + length
+        self._pause_length = length
+
+    async def wait_out_pause(self) -> None:
+        """Sleep out the pause, plus its jitter."""
+        left = self.paused_until - time.monotonic()
+        if left > 0:
+            await anyio.sleep(left + self._rng.uniform(0, RETRY_AFTER_JITTER * self._pause_length))
