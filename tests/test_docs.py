@@ -54,7 +54,7 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["first_pull", "bulk_pull", "handling_errors", "metrics", "scenarios"]
+    "name", ["first_pull", "bulk_pull", "handling_errors", "metrics", "scenarios", "typed_options"]
 )
 def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     module = runpy.run_path(str(DOCS / "examples" / f"{name}.py"))
@@ -71,6 +71,8 @@ def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> Non
         assert counts["request"] == counts["response"] >= 3 + counts["pending"]
     elif name == "scenarios":
         assert out.startswith("7 Investments requests; {'http_503': 1, 'RETRY_LATER': 1} faults")
+    elif name == "typed_options":
+        assert re.fullmatch(r"[1-9]\d* transactions\n", out)
     elif name == "handling_errors":
         lines = out.strip().splitlines()
         assert lines[0].endswith("accounts") and "reconnect (DISABLED_LOGIN)" in lines[1]

@@ -13,6 +13,7 @@ import pytest
 from flinks_async import (
     AccountsDetail,
     AccountsSummary,
+    ConfigurationError,
     FlinksClient,
     Investments,
     Result,
@@ -56,3 +57,19 @@ async def test_single_calls_are_typed_by_raw(client: FlinksClient) -> None:
     assert_type(await client.investments(login), Investments)
     assert_type(await client.investments(login, raw=True), bytes)
     assert_type(await client.with_options(poll_timeout=5).accounts_summary(login), AccountsSummary)
+
+
+async def test_a_wrong_option_fails_the_type_check_and_the_call(client: FlinksClient) -> None:
+    """mypy --strict (CI) reports each line below, or its ``type: ignore`` would be unused
+    (``warn_unused_ignores``); at run time each raises before any request."""
+    login = demo_login_ids(1, seed=62)[0]
+    sent = client.requests_sent
+    with pytest.raises(ConfigurationError, match="days_of_transactions"):
+        await client.accounts_detail(login, days_of_transactions="Days30")  # type: ignore[call-overload]
+    with pytest.raises(ConfigurationError, match="does not take 'with_kyc'"):
+        await client.statements(login, with_kyc=True)  # type: ignore[call-overload]
+    with pytest.raises(ConfigurationError):
+        client.with_options(poll_timout=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="max_conections"):
+        FlinksClient(client.settings.customer_id, max_conections=5)  # type: ignore[call-arg]
+    assert client.requests_sent == sent
