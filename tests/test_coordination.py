@@ -7,12 +7,15 @@ every request arrived: the limit is checked as Flinks would count it.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -302,3 +305,64 @@ async def test_a_password_and_tls_in_the_url_work_and_are_never_shown(
     finally:
         proc.kill()
         proc.wait()
+
+
+def _client_commands(redis_url: str, stop: threading.Event, seen: list[str]) -> None:
+    """Every command a client sends to the redis-server (MONITOR: what the server ran,
+    a script's own commands excepted), as ``NAME`` or ``EVALSHA <sha>``, until ``stop``."""
+    import redis
+
+    server: Any = redis.Redis.from_url(redis_url)
+    with server.monitor() as monitor:
+        while not stop.is_set():
+            info = monitor.next_command()
+            if info["client_type"] == "lua":
+                continue
+            words = info["command"].split()
+            name = words[0].upper()
+            seen.append(f"EVALSHA {words[1]}" if name == "EVALSHA" else name)
+
+
+@needs_redis
+async def test_a_login_costs_a_few_redis_round_trips_counted_at_the_server(
+    redis_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """With the shared limit and single-flight, a login of Authorize, one 202 and the 200
+    costs the client at most 8 commands at the redis-server: a take per request (carrying
+    the give-backs of earlier answers), one script to arrive at the flight and one to store
+    its outcome, and a give-back of its own for each answer no take carried in time (it
+    was 11: the flight sent GET, SET NX, GET, SET, then a script, and every answer its own
+    give-back). The heartbeat (one script a second) is not counted."""
+    import hashlib
+
+    from flinks_async._redis import _scripts
+
+    redis_url, _ = redis_server
+    beat = hashlib.sha1(_scripts.KEEP.encode()).hexdigest()
+    stop, seen = threading.Event(), list[str]()
+    watcher = threading.Thread(target=_client_commands, args=(redis_url, stop, seen))
+    watcher.start()
+    ids = demo_login_ids(60, seed=97)
+    try:
+        async with (
+            Emulator(pending=1, payload_bytes=500) as emu,
+            FlinksClient(
+                CUSTOMER,
+                base_url=emu.url,
+                redis_url=redis_url,
+                rate_limit=1000,
+                poll_interval=0.005,
+            ) as client,
+            client.investments_many(ids, concurrency=4) as results,
+        ):
+            assert sum([r.ok async for r in results]) == len(ids)
+        assert emu.counts["Investments"] == 2 * len(ids)  # one 202 and the 200 each
+    finally:
+        stop.set()
+        import redis
+
+        redis.Redis.from_url(redis_url).ping()  # MONITOR sees it: the watcher wakes, ends
+        watcher.join(10)
+    per_login = [c for c in seen if c.startswith(("EVALSHA", "GET", "SET", "DEL"))]
+    per_login = [c for c in per_login if c != f"EVALSHA {beat}"]
+    assert 5 * len(ids) <= len(per_login) <= 8 * len(ids), collections.Counter(seen)

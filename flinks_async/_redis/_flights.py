@@ -3,8 +3,9 @@ authorized and polled once, and every caller gets its answer, or its failure.
 
 The first process takes a **lease** (``SET NX PX``, renewed every third of its length while
 the work runs, by a check-and-extend script so a lapsed owner cannot renew another's
-lease); the others wait, asking Redis every ``poll`` seconds. When the work ends, the owner
-stores its outcome, then gives the lease back:
+lease); the others wait, asking Redis every ``poll`` seconds. Arriving is one round trip
+(one script: the stored outcome, else the lease if free, else "wait"). When the work
+ends, the owner stores its outcome and gives the lease back, in one script:
 
 * the 200 body, for ``result_ttl`` seconds (at most ``max_result_bytes``; over that, a
   marker telling the waiters to pull it themselves);
@@ -147,6 +148,8 @@ class RedisFlights:
         self._redis = redis
         self._renew = redis.register_script(_scripts.RENEW_LEASE)
         self._release = redis.register_script(_scripts.RELEASE_LEASE)
+        self._arrive = redis.register_script(_scripts.LEASE_OR_RESULT)
+        self._store_script = redis.register_script(_scripts.STORE_AND_RELEASE)
         self._pending: set[asyncio.Task[Any]] = set()
 
     async def run(
@@ -187,20 +190,19 @@ class RedisFlights:
     ) -> bytes | None:
         """Wait until an outcome is stored (return it) or the lease is ours (None). Only
         Redis' own errors and :class:`FlightDeadline` come out of here."""
+        lease_ms = int(self.lease * 1000)
         while True:
-            cached: bytes | None = await guarded(self._redis.get(result_key))
+            found = await guarded(
+                self._arrive(keys=[lease_key, result_key], args=[token, lease_ms])
+            )
             if self._away or self._trouble:
                 self._away = self._trouble = False
                 log.warning("single-flight: Redis at %s answers again: shared", self.url)
-            if cached is not None:
-                return cached
-            if await guarded(self._redis.set(lease_key, token, nx=True, px=int(self.lease * 1000))):
-                # the owner stores its outcome before giving the lease back: a lease taken
-                # just after that must not pull again
-                cached = await guarded(self._redis.get(result_key))
-                if cached is not None:
-                    await guarded(self._release(keys=[lease_key], args=[token]))
-                return cached
+            if found[0] == 1:
+                stored: bytes = found[1]
+                return stored
+            if found[0] == 0:
+                return None  # the lease is ours
             pause = self.poll * random.uniform(0.8, 1.2)
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -236,8 +238,11 @@ class RedisFlights:
         self, lease_key: str, result_key: str, token: str, stored: bytes, ttl: float
     ) -> None:
         try:
-            await guarded(self._redis.set(result_key, stored, px=int(ttl * 1000)))
-            await guarded(self._release(keys=[lease_key], args=[token]))
+            await guarded(
+                self._store_script(
+                    keys=[lease_key, result_key], args=[token, stored, int(ttl * 1000)]
+                )
+            )
         except (OSError, TimeoutError, redis_errors()) as exc:
             # our caller has its outcome; waiters take the lease over when it lapses
             if not (self._trouble or self._away):

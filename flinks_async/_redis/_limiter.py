@@ -14,9 +14,12 @@ frees, on Redis' clock):
   holds (sent, no answer yet) to ``now + hold``. A request queued in aiohttp's connection
   pool, or waiting minutes for a slow answer, keeps its slot however long that takes; a
   process killed with -9 stops renewing, and its slots free within ``hold``;
-* **give back** (batched: one script for every slot released meanwhile): the slot frees
-  ``window`` from now. A take cancelled while its script ran is dropped the same way (its
-  request was never sent).
+* **give back**: the slot frees ``window`` from now. A take cancelled while its script ran
+  is dropped the same way (its request was never sent). Give-backs wait up to
+  :data:`GIVE_BACK_DELAY` (5 ms, or a 50th of the window if less) and ride on the next
+  take's script (one round trip for both); if no take comes, one script gives back every
+  slot released meanwhile. A slot given back late frees late: capacity waits a few
+  milliseconds, the limit is never exceeded.
 
 Why not the ``limits`` package (its moving window on Redis): it counts requests as they
 *start*. Answers take different times, so starts one second apart can arrive closer
@@ -55,9 +58,20 @@ from .._ratelimit import RateLimiter
 from . import _scripts
 from ._connection import guarded, redis_errors
 
-__all__ = ["BEAT", "HOLD_MARGIN", "MAX_WAIT", "PEER_TTL", "RedisRateLimiter", "share_of"]
+__all__ = [
+    "BEAT",
+    "GIVE_BACK_DELAY",
+    "HOLD_MARGIN",
+    "MAX_WAIT",
+    "PEER_TTL",
+    "RedisRateLimiter",
+    "share_of",
+]
 
 log = logging.getLogger("flinks_async")
+
+#: how long a give-back waits for a take to carry it (seconds), at most a 50th of the window
+GIVE_BACK_DELAY = 0.005
 
 #: the longest a waiting process sleeps before asking Redis again (seconds)
 MAX_WAIT = 0.02
@@ -119,6 +133,7 @@ class RedisRateLimiter:
         self._returns: list[str] = []  # answered: to give back
         self._drops: list[str] = []  # take cancelled: to drop
         self._flusher: asyncio.Task[None] | None = None
+        self._flush_delay = min(GIVE_BACK_DELAY, window / 50)
         self._keeper: asyncio.Task[None] | None = None
         #: this process's share while Redis is away (redis_fallback="local"), else None
         self._local: RateLimiter | None = None
@@ -173,17 +188,32 @@ class RedisRateLimiter:
             while True:
                 if self._local is not None:  # fell back while this waited for the lock
                     return None
+                gives, self._returns = self._returns, []
+                drops, self._drops = self._drops, []
                 try:
                     wait = await guarded(
                         self._take(
                             keys=[self.key],
-                            args=[self.capacity, int(self.hold * 1000), token],
+                            args=[
+                                self.capacity,
+                                int(self.hold * 1000),
+                                token,
+                                int(self.window * 1000),
+                                len(gives),
+                                *gives,
+                                *drops,
+                            ],
                         )
                     )
-                except asyncio.CancelledError:
-                    # the script may have run: drop the slot rather than hold it for `hold`
-                    self._drops.append(token)
-                    self._flush_soon()
+                except BaseException as exc:
+                    # what the take carried is given back again (later than needed, never
+                    # early); cancelled, the script may have run: drop the slot rather
+                    # than hold it for `hold`
+                    self._returns += gives
+                    self._drops += drops
+                    if isinstance(exc, asyncio.CancelledError):
+                        self._drops.append(token)
+                        self._flush_soon()
                     raise
                 if wait < 0:
                     self._held.add(token)
@@ -213,11 +243,14 @@ class RedisRateLimiter:
 
     def _flush_soon(self) -> None:
         if self._flusher is None and not self._closed:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(self._flush_delay))
 
-    async def _flush(self) -> None:
-        """Give back (and drop) every slot released meanwhile, one script per round trip."""
+    async def _flush(self, delay: float = 0.0) -> None:
+        """Give back (and drop) every slot released meanwhile and not carried by a take
+        within ``delay``, one script per round trip."""
         try:
+            if delay:
+                await asyncio.sleep(delay)
             while self._returns or self._drops:
                 gives, self._returns = self._returns, []
                 drops, self._drops = self._drops, []

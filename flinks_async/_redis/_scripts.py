@@ -6,7 +6,16 @@ Times are milliseconds; ``now`` is Redis' ``TIME`` in milliseconds.
 
 from __future__ import annotations
 
-__all__ = ["GIVE_BACK", "KEEP", "RELEASE_LEASE", "RENEW_LEASE", "SEED", "TAKE"]
+__all__ = [
+    "GIVE_BACK",
+    "KEEP",
+    "LEASE_OR_RESULT",
+    "RELEASE_LEASE",
+    "RENEW_LEASE",
+    "SEED",
+    "STORE_AND_RELEASE",
+    "TAKE",
+]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -14,11 +23,21 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS[1] the slots (sorted set: token -> when the slot frees); ARGV: capacity, hold ms,
-#: token. Drops the slots whose time has passed; if fewer than capacity remain, adds ours
-#: at ``now + hold`` and answers -1; else answers the ms until the earliest slot frees.
+#: token, window ms, how many tokens are given back, those tokens, then the tokens to drop
+#: (the give-backs of :data:`GIVE_BACK`, carried by a take that happens first: one round
+#: trip for both). Gives back and drops; drops the slots whose time has passed; if fewer
+#: than capacity remain, adds ours at ``now + hold`` and answers -1; else answers the ms
+#: until the earliest slot frees.
 TAKE = (
     _NOW
     + """
+local n = tonumber(ARGV[5])
+for i = 6, 5 + n do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[4]), ARGV[i])
+end
+for i = 6 + n, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
@@ -95,6 +114,32 @@ return 0
 RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: KEYS[1] a lease, KEYS[2] its result; ARGV: owner token, lease ms. One round trip for a
+#: caller arriving at a flight: the stored outcome if there is one (``{1, outcome}``); else
+#: the lease, taken for this token if nobody holds it (``{0}``: run the work); else
+#: ``{2}`` (another process runs it: wait). Atomic, so a lease is never taken just after
+#: an outcome was stored.
+LEASE_OR_RESULT = """
+local stored = redis.call('GET', KEYS[2])
+if stored then
+  return {1, stored}
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
+  return {0}
+end
+return {2}
+"""
+
+#: KEYS[1] a lease, KEYS[2] its result; ARGV: owner token, the outcome, its ttl ms. Stores
+#: the outcome, then gives the lease back if it is still ours: one round trip.
+STORE_AND_RELEASE = """
+redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
 end
 return 0
 """
