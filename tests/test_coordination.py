@@ -307,15 +307,23 @@ async def test_a_password_and_tls_in_the_url_work_and_are_never_shown(
         proc.wait()
 
 
-def _client_commands(redis_url: str, stop: threading.Event, seen: list[str]) -> None:
+_END = "flinks-async-test-end"
+
+
+def _client_commands(redis_url: str, ready: threading.Event, seen: list[str]) -> None:
     """Every command a client sends to the redis-server (MONITOR: what the server ran,
-    a script's own commands excepted), as ``NAME`` or ``EVALSHA <sha>``, until ``stop``."""
+    a script's own commands excepted), as ``NAME`` or ``EVALSHA <sha>``, from ``ready``
+    until ``ECHO`` of :data:`_END` (MONITOR keeps the server's order: nothing before it is
+    missed, however far behind this thread runs)."""
     import redis
 
     server: Any = redis.Redis.from_url(redis_url)
-    with server.monitor() as monitor:
-        while not stop.is_set():
+    with server.monitor() as monitor:  # MONITOR sent and answered: nothing is missed now
+        ready.set()
+        while True:
             info = monitor.next_command()
+            if _END in info["command"]:
+                return
             if info["client_type"] == "lua":
                 continue
             words = info["command"].split()
@@ -339,9 +347,10 @@ async def test_a_login_costs_a_few_redis_round_trips_counted_at_the_server(
 
     redis_url, _ = redis_server
     beat = hashlib.sha1(_scripts.KEEP.encode()).hexdigest()
-    stop, seen = threading.Event(), list[str]()
-    watcher = threading.Thread(target=_client_commands, args=(redis_url, stop, seen))
+    ready, seen = threading.Event(), list[str]()
+    watcher = threading.Thread(target=_client_commands, args=(redis_url, ready, seen))
     watcher.start()
+    assert await anyio.to_thread.run_sync(ready.wait, 30)
     ids = demo_login_ids(60, seed=97)
     try:
         async with (
@@ -358,11 +367,11 @@ async def test_a_login_costs_a_few_redis_round_trips_counted_at_the_server(
             assert sum([r.ok async for r in results]) == len(ids)
         assert emu.counts["Investments"] == 2 * len(ids)  # one 202 and the 200 each
     finally:
-        stop.set()
         import redis
 
-        redis.Redis.from_url(redis_url).ping()  # MONITOR sees it: the watcher wakes, ends
-        watcher.join(10)
+        redis.Redis.from_url(redis_url).echo(_END)  # the watcher ends once it reads this
+        await anyio.to_thread.run_sync(watcher.join, 60)
+    assert not watcher.is_alive()
     per_login = [c for c in seen if c.startswith(("EVALSHA", "GET", "SET", "DEL"))]
     per_login = [c for c in per_login if c != f"EVALSHA {beat}"]
     assert 5 * len(ids) <= len(per_login) <= 8 * len(ids), collections.Counter(seen)
