@@ -22,6 +22,22 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
+
+def _giving_back(at: int) -> str:
+    """Lua giving back the slots named from ``ARGV[at]`` on: ``ARGV[at]`` the window ms,
+    ``ARGV[at + 1]`` how many tokens are given back, those tokens, then the tokens to drop
+    (to the end). A given-back slot frees ``window`` from now; a dropped one at once."""
+    return f"""
+local n = tonumber(ARGV[{at + 1}])
+for i = {at + 2}, {at + 1} + n do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[{at}]), ARGV[i])
+end
+for i = {at + 2} + n, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+"""
+
+
 #: KEYS[1] the slots (sorted set: token -> when the slot frees); ARGV: capacity, hold ms,
 #: token, window ms, how many tokens are given back, those tokens, then the tokens to drop
 #: (the give-backs of :data:`GIVE_BACK`, carried by a take that happens first: one round
@@ -30,14 +46,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 #: until the earliest slot frees.
 TAKE = (
     _NOW
+    + _giving_back(4)
     + """
-local n = tonumber(ARGV[5])
-for i = 6, 5 + n do
-  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[4]), ARGV[i])
-end
-for i = 6 + n, #ARGV do
-  redis.call('ZREM', KEYS[1], ARGV[i])
-end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
@@ -52,19 +62,7 @@ return tonumber(first[2]) - now
 #: KEYS[1] the slots; ARGV: window ms, how many tokens are given back, those tokens, then
 #: the tokens to drop. A given-back slot frees ``window`` from now (its answer began); a
 #: dropped one (its take was cancelled: nothing was sent) frees at once.
-GIVE_BACK = (
-    _NOW
-    + """
-local n = tonumber(ARGV[2])
-for i = 3, 2 + n do
-  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
-end
-for i = 3 + n, #ARGV do
-  redis.call('ZREM', KEYS[1], ARGV[i])
-end
-return 0
-"""
-)
+GIVE_BACK = _NOW + _giving_back(1) + "return 0\n"
 
 #: KEYS[1] the slots, KEYS[2] the peers (sorted set: process id -> when its heartbeat
 #: lapses); ARGV: hold ms, process id, heartbeat ms, then the tokens this process holds.
