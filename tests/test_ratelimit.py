@@ -103,9 +103,11 @@ async def test_a_minted_token_never_waits_behind_the_queue(emu: Emulator) -> Non
     ids = demo_login_ids(60, seed=9)
     async with fast_client(emu, rate_limit=5, rate_limit_window=0.05) as client:
         assert await pull_all(client, ids) == 60
-    # 60 logins x 4+ requests at 100/s: ~2.5 s of queue; a token waits one window at most
+    # 60 logins x 4+ requests at 100/s: ~2.5 s of queue; a token waits one window (0.05 s),
+    # plus what a busy machine adds (0.16 s was seen on CI): a token queued behind the
+    # others would wait seconds
     assert len(emu.token_ages) == 60
-    assert max(emu.token_ages) < 0.05 + 0.1
+    assert max(emu.token_ages) < 0.5
     assert emu.max_requests_in_window(0.05) <= 5
 
 
