@@ -2,8 +2,11 @@
 
 Contenders, alternated within each round on the same bytes:
 
-* ``flinks-async``: exactly what the client runs on a 200 body (``make_decoder``: the
-  shared ``msgspec.json.Decoder`` of the model, plus our error mapping);
+* ``flinks-async``: the client's decode of a 200 body in one go (``make_decoder``: the
+  shared ``msgspec.json.Decoder`` of the model, plus our error mapping and money check);
+* ``flinks-async, in slices``: what the client runs on a body of 1 MiB or more: the same
+  value, decoded a piece at a time with a turn of the event loop at least every 2 ms
+  (:mod:`flinks_async._slices`; run here without a loop, each turn a bare yield);
 * ``flinks-async, keep_extra=True``: the same, plus the generic second read that keeps
   unknown keys on ``.extra`` and checks for schema drift (also what ``strict_schema=True``
   and the first 20 answers per model cost);
@@ -34,12 +37,12 @@ import msgspec
 import orjson
 
 from flinks_async import AccountsDetail, Investments
-from flinks_async._polling import make_decoder
+from flinks_async._decoding import make_decoder
 from flinks_async._schema import SchemaCheck
 from flinks_async.testing import accounts_payload, investments_payload
 
 from . import _alt_models as alt
-from ._common import Stat, table
+from ._common import Stat, drive, table
 
 SIZES = (100_000, 1_000_000, 10_000_000, 50_000_000)
 QUICK_SIZES = (100_000, 1_000_000, 10_000_000)
@@ -55,6 +58,7 @@ def contenders(kind: str) -> dict[str, Callable[[bytes], Any]]:
     extra = SchemaCheck(strict=False, keep_extra=True, hooks=()).wrap(ours, model, kind, None)
     return {
         "flinks-async": ours,
+        "flinks-async, in slices": lambda b: drive(ours.in_slices(b)),
         "flinks-async, keep_extra=True": extra,
         "bare msgspec": lambda b: msgspec.json.decode(b, type=model),
         "msgspec, float money (v0.1)": floats.decode,

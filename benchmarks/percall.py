@@ -29,8 +29,8 @@ from typing import Any
 import msgspec
 
 from flinks_async import FlinksClient
+from flinks_async._decoding import make_decoder
 from flinks_async._models import Authorization, Investments
-from flinks_async._polling import make_decoder
 from flinks_async._transport import Call, Reply, Transport
 from flinks_async.testing import demo_login_ids
 from flinks_async.testing._payloads import investments_payload

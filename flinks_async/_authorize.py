@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from ._config import Settings
+from ._decoding import make_decoder
 from ._errors import DecodeError, InvalidLoginIdError
 from ._models import Authorization, decoder_for
-from ._polling import make_decoder
 from ._redact import is_guid
 from ._transport import Call, Transport
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Coroutine, Hashable
 from typing import Any
 
-from . import _otel
+from . import _otel, _slices
 from ._coordination import FlightDeadline, SharedFlights
+from ._decoding import BodyDecoder
 from ._errors import DecodeError, PollTimeoutError
 from ._events import Event, dispatch, scoped_hooks
 from ._polling import Plan, fetch
@@ -74,7 +75,7 @@ async def shared_run(
     flights: SharedFlights,
     key: Hashable,
     plan: Plan,
-    decode: Callable[[bytes], Any] | None,
+    decode: BodyDecoder | None,
 ) -> Any:
     """Run ``plan`` (which returns the 200 body's bytes) once among every process sharing
     ``flights``, then ``decode`` the body here (``None``: return the bytes).
@@ -101,7 +102,7 @@ async def shared_run(
     if decode is None:
         return body
     try:
-        return decode(body)
+        return (await decode.in_slices(body)) if len(body) >= _slices.SLICE_FROM else decode(body)
     except DecodeError as exc:
         exc.login_id, exc.endpoint, exc.http_status = login_id, endpoint, 200
         raise

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Self, TypeAlias, TypeVar, Unpack, overload
 
@@ -25,6 +25,7 @@ from ._authorize import Authorizer, check_login_id
 from ._bulk import Result, check_many_options, many
 from ._call import flight_key, observed, shared_run
 from ._config import Settings
+from ._decoding import BodyDecoder, make_decoder
 from ._events import EventHook, scoped_hooks
 from ._models import AccountsDetail, AccountsSummary, Authorization, Investments, Statements
 from ._options import CallOptions, ClientOptions
@@ -34,7 +35,6 @@ from ._polling import (
     endpoint_named,
     endpoint_urls,
     fetch,
-    make_decoder,
     wire_options,
 )
 from ._schema import SchemaCheck
@@ -229,6 +229,7 @@ class FlinksClient:
         it: none of ours is added)."""
         login_id = check_login_id(login_id)
         shared = self._shared  # one run among every process on this Redis
+        decode: BodyDecoder
         if raw or shared is not None:  # shared runs hand bytes over; each caller decodes
             decode = make_decoder(endpoint.model, raw=True)
         else:
@@ -257,7 +258,7 @@ class FlinksClient:
             return run
         return observed(run, plan, self._tracer)
 
-    def _typed(self, endpoint: Endpoint, login_id: str) -> Callable[[bytes], Any]:
+    def _typed(self, endpoint: Endpoint, login_id: str) -> BodyDecoder:
         """The typed decoder of a call, with the schema check."""
         model = endpoint.model
         return self._schema.wrap(make_decoder(model, raw=False), model, endpoint.name, login_id)

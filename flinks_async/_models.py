@@ -53,6 +53,7 @@ __all__ = [
     "decoder_for",
     "parse_date",
     "parse_datetime",
+    "resolve_security_ids",
 ]
 
 _DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
@@ -308,12 +309,8 @@ class Investments(_Answer):
         dangling = 0
         for account in self.accounts or ():
             for items in (account.positions, account.transactions):
-                for item in items or ():
-                    ref = item.security_id
-                    if ref is not None:
-                        item.security = found = index.get(ref)
-                        if found is None:
-                            dangling += 1
+                if items:
+                    dangling += resolve_security_ids(index, items)
         return dangling
 
     def dangling_security_ids(self) -> list[str]:
@@ -326,6 +323,21 @@ class Investments(_Answer):
                     if item.security_id is not None and item.security is None:
                         seen[item.security_id] = None
         return list(seen)
+
+
+def resolve_security_ids(
+    index: dict[str, Security], items: list[Position] | list[InvestmentTransaction]
+) -> int:
+    """Set each item's ``.security`` from ``index`` (``{id: Security}``); return how many
+    name an id that is not in it."""
+    dangling = 0
+    for item in items:
+        ref = item.security_id
+        if ref is not None:
+            item.security = found = index.get(ref)
+            if found is None:
+                dangling += 1
+    return dangling
 
 
 class Balance(_Model):

@@ -44,7 +44,7 @@ import msgspec
 
 from ._errors import DecodeError
 
-__all__ = ["MAX_EXPONENT", "check_money"]
+__all__ = ["MAX_EXPONENT", "check_money", "money_fine"]
 
 #: money values below ``10**MAX_EXPONENT`` in magnitude are always accepted (see above)
 MAX_EXPONENT = 30
@@ -105,18 +105,23 @@ def _strip_none(tp: Any) -> Any:
 def check_money(value: Any, model: type[Any]) -> None:
     """Raise :class:`~flinks_async.DecodeError` (``.field`` set, not retryable) when a money
     field of ``value`` (a decoded ``model``) is not a finite number of sane size."""
+    if not money_fine([value], model):
+        raise _first_bad(value, model)
+
+
+def money_fine(values: list[Any], model: type[Any]) -> bool:
+    """Whether every money field of ``values`` (each a decoded ``model``) is a finite number of
+    sane size: :func:`check_money` without the error, for a list of them."""
     plan = _plan(model)
-    if plan is None:
-        return
+    if plan is None or not values:
+        return True
     parts: list[Iterable[Any]] = []
-    _gather([value], plan, parts)
+    _gather(values, plan, parts)
     try:
         with decimal.localcontext(_CONTEXT):  # one C loop over every money value
-            fine = sum(filter(None, _chain(parts)), _ZERO).is_finite()
+            return bool(sum(filter(None, _chain(parts)), _ZERO).is_finite())
     except (decimal.InvalidOperation, decimal.Overflow):
-        fine = False
-    if not fine:
-        raise _first_bad(value, model)
+        return False
 
 
 def _gather(objs: list[Any], plan: _Plan, parts: list[Iterable[Any]]) -> None:

@@ -31,19 +31,16 @@ from typing import Any
 import msgspec
 
 from ._config import Settings
-from ._errors import ConfigurationError, DecodeError, PollTimeoutError, SessionExpiredError
+from ._decoding import BodyDecoder
+from ._errors import ConfigurationError, PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
 from ._models import (
     AccountsDetail,
     AccountsSummary,
-    AnyObject,
     Authorization,
     Investments,
     Statements,
-    decoder_for,
 )
-from ._money import check_money
-from ._schema import Unfit, data_probe, no_data, probe_has_data
 from ._transport import Call, Transport
 
 __all__ = [
@@ -53,7 +50,6 @@ __all__ = [
     "endpoint_named",
     "endpoint_urls",
     "fetch",
-    "make_decoder",
 ]
 
 
@@ -181,7 +177,7 @@ class Plan:
     #: the call's options (the client's, or a view's): ``poll_timeout`` and the retries
     settings: Settings
     #: turns the 200 body into the value returned (typed and checked, or the bytes)
-    decode: Callable[[bytes], Any]
+    decode: BodyDecoder
     url: str
     headers: dict[str, str]
     transport: Transport
@@ -195,71 +191,6 @@ class Plan:
     def deadline(self) -> float:
         """When the call gives up: ``started + poll_timeout`` (monotonic clock)."""
         return (self.started or time.monotonic()) + self.settings.poll_timeout
-
-
-_DECODE_FNS: dict[tuple[type[Any], bool], Callable[[bytes], Any]] = {}
-
-
-def make_decoder(model: type[Any], *, raw: bool) -> Callable[[bytes], Any]:
-    """The function turning a 200 body into ``model`` (or, ``raw``, checking that it is one
-    JSON object and returning the bytes); anything else raises :class:`DecodeError`:
-
-    * not JSON at all (an HTML or empty page): ``retryable=True``, the transport retries;
-    * JSON that does not fit the model: :class:`~flinks_async._schema.Unfit` (not retried;
-      :class:`~flinks_async._schema.SchemaCheck` repairs what it safely can);
-    * JSON nested too deep to read (msgspec's recursion limit): not retried;
-    * a money value that is not a finite number (:func:`~flinks_async._money.check_money`,
-      ``.field`` names it): not retried;
-    * none of the model's data keys (``model.__data_fields__``):
-      :class:`~flinks_async.SchemaDriftError`, raw or not.
-
-    One per (model, raw), shared: the transport adds the login, request and endpoint to a
-    :class:`DecodeError` it catches.
-    """
-    fn = _DECODE_FNS.get((model, raw))
-    if fn is not None:
-        return fn
-    fields: tuple[str, ...] = getattr(model, "__data_fields__", ())
-    probe = data_probe(model) if raw and fields else AnyObject
-    decoder = decoder_for(probe if raw else model)
-    what_model = "a JSON object" if raw else model.__name__
-
-    def decode(body: bytes) -> Any:
-        try:
-            value = decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise Unfit(
-                f"the answer does not fit {what_model} ({len(body)} bytes): {exc}"
-            ) from None
-        except RecursionError:
-            raise DecodeError(
-                f"the answer is JSON nested too deep to read as {what_model} "
-                f"({len(body)} bytes): no Flinks answer is (not retried)"
-            ) from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            head = body[:16].lstrip()
-            page = not head.startswith((b"{", b"[", b'"')) and not head[:1].isdigit()
-            low = head.lower()
-            what = "an HTML page" if low.startswith((b"<!doctype", b"<html")) else "not valid"
-            raise DecodeError(
-                f"the answer is {what} as {what_model} ({len(body)} bytes): {exc}",
-                retryable=page,
-            ) from None
-        if raw:
-            if fields and not probe_has_data(value):
-                raise no_data(model, body)
-            return body
-        for name in fields:  # a loop, not all(<generator>): this runs for every answer
-            if getattr(value, name) is not None:
-                break
-        else:
-            if fields:
-                raise no_data(model, body)
-        check_money(value, model)
-        return value
-
-    _DECODE_FNS[model, raw] = decode
-    return decode
 
 
 def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
@@ -280,6 +211,7 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
         rid,
         plan.decode,
         settings=s,
+        decode_big=plan.decode.in_slices,
     )
     if not endpoint.poll_by_get:
         return post, post
@@ -294,6 +226,7 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
         rid,
         plan.decode,
         settings=s,
+        decode_big=plan.decode.in_slices,
     )
     return post, poll
 

@@ -53,8 +53,7 @@ import decimal
 import logging
 import re
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -62,6 +61,9 @@ from ._errors import DecodeError, SchemaDriftError
 from ._events import Event, EventHook, dispatch, scoped_hooks
 from ._fields import fits, spec_of
 from ._money import MAX_EXPONENT, check_money
+
+if TYPE_CHECKING:
+    from ._decoding import Decode
 
 __all__ = [
     "SAMPLE",
@@ -203,11 +205,11 @@ class SchemaCheck:
 
     def wrap(
         self,
-        decode: Callable[[bytes], Any],
+        decode: Decode,
         model: type[Any],
         endpoint: str,
         login_id: str | None,
-    ) -> Callable[[bytes], Any]:
+    ) -> Checked:
         """``decode`` plus the check (when this answer is to be checked), the repair of an
         answer that does not fit, and the check of ``SecurityId`` references."""
         return Checked(self, decode, model, endpoint, login_id)
@@ -349,7 +351,7 @@ class Checked:
     def __init__(
         self,
         schema: SchemaCheck,
-        decode: Callable[[bytes], Any],
+        decode: Decode,
         model: type[Any],
         endpoint: str,
         login_id: str | None,
@@ -360,11 +362,29 @@ class Checked:
         self.endpoint = endpoint
         self.login_id = login_id
 
+    def _sampled(self, body: bytes) -> bool:
+        schema = self._schema
+        return schema._check_every or (
+            schema._checked_count[self.model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES
+        )
+
+    async def in_slices(self, body: bytes) -> Any:
+        """``body`` decoded in slices (:mod:`flinks_async._slices`), unless this answer is
+        to be checked for drift (the check reads it whole: then in one go, as is any answer
+        the slices do not take); the same value or error as ``self(body)``."""
+        if self._sampled(body):
+            return self(body)
+        done = await self._decode.sliced(body)
+        if done is None:
+            return self(body)
+        value, dangling = done
+        if dangling:
+            self._schema._references(value, self.endpoint, self.login_id)
+        return value
+
     def __call__(self, body: bytes) -> Any:
         schema, model, endpoint, login_id = self._schema, self.model, self.endpoint, self.login_id
-        sampled = schema._check_every or (
-            schema._checked_count[model] < SAMPLE and len(body) <= SAMPLE_MAX_BYTES
-        )
+        sampled = self._sampled(body)
         try:
             value = self._decode(body)
         except Unfit as exc:

@@ -28,8 +28,8 @@ import aiohttp
 import anyio
 import anyio.lowlevel
 
-from . import _events, _otel
-from ._answers import Held, answer_error, read_body
+from . import _events, _otel, _slices
+from ._answers import Held, answer_error, read_big, read_body
 from ._budget import BodyBudget
 from ._config import Settings
 from ._coordination import Limiter
@@ -73,6 +73,9 @@ class Call:
     #: ``body`` as an aiohttp payload, built on first send and reused by every poll (bytes
     #: payloads are stateless): no payload registry lookup per request
     payload: aiohttp.BytesPayload | None = dataclasses.field(default=None, repr=False)
+    #: the same decoding, awaited in slices for a body of ``SLICE_FROM`` bytes or more
+    #: (:mod:`flinks_async._slices`): the event loop runs other tasks meanwhile
+    decode_big: Callable[[bytes], Awaitable[Any]] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -279,7 +282,10 @@ class Transport:
                                     if not self.budget.try_take(length):
                                         await self.budget.take(length)
                                     read.size = length
-                                    body = await resp.read()  # the common case, inline
+                                    if length < _slices.SLICE_FROM:
+                                        body = await resp.read()  # the common case, inline
+                                    else:  # joined off the event loop
+                                        body = await read_big(resp, length)
                                 else:
                                     limit = s.max_response_bytes
                                     body = await read_body(resp, call, read, limit, self.budget)
@@ -340,6 +346,9 @@ class Transport:
                             if call.decode is None:
                                 return Reply(status, body)
                             try:
+                                big = call.decode_big
+                                if big is not None and len(body) >= _slices.SLICE_FROM:
+                                    return Reply(status, body, await big(body))
                                 return Reply(status, body, call.decode(body))
                             except DecodeError as exc:
                                 exc.login_id, exc.endpoint = call.login_id, call.endpoint

@@ -108,6 +108,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_answers",
         "_transport",
         "_schema",
+        "_slices",
+        "_decoding",
         "_polling",
         "_authorize",
         "_call",

@@ -94,8 +94,9 @@ async def test_fanout_runs() -> None:
 
 
 async def test_looplag_runs() -> None:
-    results = await looplag.run(size=200_000, logins=2)
+    results = await looplag.run(sizes=(1_500_000,), logins=2)
     assert len(results) == len(looplag.VARIANTS)
+    assert "vs one go" in looplag.markdown(results)
 
 
 async def test_bulk_disk_runs() -> None:

@@ -21,7 +21,7 @@ from flinks_async import (
     _schema,
     dump,
 )
-from flinks_async._polling import make_decoder
+from flinks_async._decoding import make_decoder
 from flinks_async._schema import SchemaCheck
 from flinks_async.testing import (
     Emulator,
