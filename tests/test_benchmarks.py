@@ -94,7 +94,7 @@ async def test_fanout_runs() -> None:
 
 
 async def test_looplag_runs() -> None:
-    results = await looplag.run(sizes=(1_500_000,), logins=2)
+    results = await looplag.run(sizes=(1_500_000,), logins=2, rounds=1)
     assert len(results) == len(looplag.VARIANTS)
     assert "vs one go" in looplag.markdown(results)
 
