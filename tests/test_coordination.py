@@ -336,11 +336,12 @@ async def test_a_login_costs_a_few_redis_round_trips_counted_at_the_server(
     redis_server: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
     """With the shared limit and single-flight, a login of Authorize, one 202 and the 200
-    costs the client at most 8 commands at the redis-server: a take per request (carrying
-    the give-backs of earlier answers), one script to arrive at the flight and one to store
-    its outcome, and a give-back of its own for each answer no take carried in time (it
-    was 11: the flight sent GET, SET NX, GET, SET, then a script, and every answer its own
-    give-back). The heartbeat (one script a second) is not counted."""
+    costs the client at most 8 commands at the redis-server: at most a take per request
+    (one script takes for every caller queued at the time, carrying the give-backs of
+    earlier answers), one script to arrive at the flight and one to store its outcome, and
+    a give-back of its own for each answer no take carried in time (it was 11: the flight
+    sent GET, SET NX, GET, SET, then a script, each request its own take, and every answer
+    its own give-back). The heartbeat (one script a second) is not counted."""
     import hashlib
 
     from flinks_async._redis import _scripts
@@ -374,4 +375,4 @@ async def test_a_login_costs_a_few_redis_round_trips_counted_at_the_server(
     assert not watcher.is_alive()
     per_login = [c for c in seen if c.startswith(("EVALSHA", "GET", "SET", "DEL"))]
     per_login = [c for c in per_login if c != f"EVALSHA {beat}"]
-    assert 5 * len(ids) <= len(per_login) <= 8 * len(ids), collections.Counter(seen)
+    assert 2 * len(ids) <= len(per_login) <= 8 * len(ids), collections.Counter(seen)

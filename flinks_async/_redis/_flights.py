@@ -3,9 +3,11 @@ authorized and polled once, and every caller gets its answer, or its failure.
 
 The first process takes a **lease** (``SET NX PX``, renewed every third of its length while
 the work runs, by a check-and-extend script so a lapsed owner cannot renew another's
-lease); the others wait, asking Redis every ``poll`` seconds. Arriving is one round trip
-(one script: the stored outcome, else the lease if free, else "wait"). When the work
-ends, the owner stores its outcome and gives the lease back, in one script:
+lease; one script renews every lease a process holds); the others wait, asking Redis every
+``poll`` seconds. Arriving is one script (the stored outcome, else the lease if free, else
+"wait"), shared by every call of the process arriving meanwhile
+(:class:`~flinks_async._redis._batch.Batched`). When the work ends, the owner stores its
+outcome and gives the lease back, in one script (also shared):
 
 * the 200 body, for ``result_ttl`` seconds (at most ``max_result_bytes``; over that, a
   marker telling the waiters to pull it themselves);
@@ -43,6 +45,7 @@ from .. import _errors
 from .._coordination import FlightDeadline
 from .._errors import CoordinationError, FlinksError
 from . import _scripts
+from ._batch import Batched
 from ._connection import guarded, redis_errors
 
 __all__ = [
@@ -146,11 +149,37 @@ class RedisFlights:
         self._retry_at = 0.0  # while away: when to ask Redis again
         self._trouble = False  # a failure to share was logged (once per outage)
         self._redis = redis
-        self._renew = redis.register_script(_scripts.RENEW_LEASE)
+        self._renew = redis.register_script(_scripts.RENEW_LEASES)
         self._release = redis.register_script(_scripts.RELEASE_LEASE)
-        self._arrive = redis.register_script(_scripts.LEASE_OR_RESULT)
+        self._arrive_script = redis.register_script(_scripts.LEASE_OR_RESULT)
         self._store_script = redis.register_script(_scripts.STORE_AND_RELEASE)
+        #: one script for every caller arriving meanwhile, one for every outcome stored
+        self._arrive = Batched(self._arrive_many, orphan=self._arrived_for_nobody)
+        self._store_many = Batched(self._store_all)
+        self._owned: dict[str, str] = {}  # lease key -> token, renewed by _keep
+        self._keeper: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
+
+    async def _arrive_many(self, calls: list[tuple[str, str, str]]) -> list[Any]:
+        """``LEASE_OR_RESULT`` for (lease key, result key, token) of several calls."""
+        keys = [k for lease_key, result_key, _ in calls for k in (lease_key, result_key)]
+        args = [int(self.lease * 1000), *(token for _, _, token in calls)]
+        found: list[Any] = await guarded(self._arrive_script(keys=keys, args=args))
+        return found
+
+    def _arrived_for_nobody(self, call: tuple[str, str, str], found: Any) -> None:
+        """A caller cancelled while its arrival was on the way: a lease taken for it is
+        given back at once (a waiter then runs the work)."""
+        if found[0] == 0:
+            self._give_up_soon(call[0], call[2])
+
+    async def _store_all(self, outcomes: list[tuple[str, str, str, bytes, int]]) -> list[None]:
+        """``STORE_AND_RELEASE`` for (lease key, result key, token, outcome, ttl ms) of
+        several calls."""
+        keys = [k for lease_key, result_key, *_ in outcomes for k in (lease_key, result_key)]
+        args = [a for _, _, token, stored, ttl in outcomes for a in (token, stored, ttl)]
+        await guarded(self._store_script(keys=keys, args=args))
+        return [None] * len(outcomes)
 
     async def run(
         self,
@@ -190,11 +219,8 @@ class RedisFlights:
     ) -> bytes | None:
         """Wait until an outcome is stored (return it) or the lease is ours (None). Only
         Redis' own errors and :class:`FlightDeadline` come out of here."""
-        lease_ms = int(self.lease * 1000)
         while True:
-            found = await guarded(
-                self._arrive(keys=[lease_key, result_key], args=[token, lease_ms])
-            )
+            found = await self._arrive((lease_key, result_key, token))
             if self._away or self._trouble:
                 self._away = self._trouble = False
                 log.warning("single-flight: Redis at %s answers again: shared", self.url)
@@ -214,11 +240,13 @@ class RedisFlights:
     async def _own(
         self, lease_key: str, result_key: str, token: str, work: Callable[[], Awaitable[bytes]]
     ) -> bytes:
-        renewing = asyncio.get_running_loop().create_task(self._keep(lease_key, token))
+        self._owned[lease_key] = token
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
         try:
             body = await work()
         except FlinksError as exc:
-            renewing.cancel()
+            self._owned.pop(lease_key, None)
             stored = encode_error(exc)
             if stored is None:
                 self._give_up_soon(lease_key, token)
@@ -226,10 +254,10 @@ class RedisFlights:
                 await self._store(lease_key, result_key, token, stored, self.error_ttl)
             raise
         except BaseException:
-            renewing.cancel()
+            self._owned.pop(lease_key, None)
             self._give_up_soon(lease_key, token)
             raise
-        renewing.cancel()
+        self._owned.pop(lease_key, None)
         stored = body if len(body) <= self.max_result_bytes else TOO_LARGE
         await self._store(lease_key, result_key, token, stored, self.result_ttl)
         return body
@@ -238,11 +266,7 @@ class RedisFlights:
         self, lease_key: str, result_key: str, token: str, stored: bytes, ttl: float
     ) -> None:
         try:
-            await guarded(
-                self._store_script(
-                    keys=[lease_key, result_key], args=[token, stored, int(ttl * 1000)]
-                )
-            )
+            await self._store_many((lease_key, result_key, token, stored, int(ttl * 1000)))
         except (OSError, TimeoutError, redis_errors()) as exc:
             # our caller has its outcome; waiters take the lease over when it lapses
             if not (self._trouble or self._away):
@@ -264,12 +288,23 @@ class RedisFlights:
         with contextlib.suppress(Exception):
             await guarded(self._release(keys=[lease_key], args=[token]))
 
-    async def _keep(self, lease_key: str, token: str) -> None:
-        """Renew the lease every third of its length while the work runs."""
-        with contextlib.suppress(Exception):
-            while True:
+    async def _keep(self) -> None:
+        """Every third of a lease's length, renew every lease this process holds (one
+        script for them all), while it holds any."""
+        try:
+            while self._owned:
                 await asyncio.sleep(self.lease / 3)
-                await guarded(self._renew(keys=[lease_key], args=[token, int(self.lease * 1000)]))
+                owned = list(self._owned.items())
+                if owned:
+                    with contextlib.suppress(OSError, TimeoutError, redis_errors()):
+                        await guarded(
+                            self._renew(
+                                keys=[k for k, _ in owned],
+                                args=[int(self.lease * 1000), *(t for _, t in owned)],
+                            )
+                        )
+        finally:
+            self._keeper = None
 
     async def _unavailable(self, exc: BaseException, work: Callable[[], Awaitable[bytes]]) -> bytes:
         if not self.fallback:
@@ -289,6 +324,8 @@ class RedisFlights:
         return await work()
 
     async def aclose(self) -> None:
-        """Wait for the lease give-backs in flight (2 s at most)."""
+        """Stop renewing; wait for the lease give-backs in flight (2 s at most)."""
+        if self._keeper is not None:
+            self._keeper.cancel()
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=2)

@@ -26,10 +26,13 @@ Why not the ``limits`` package (its moving window on Redis): it counts requests 
 together: the arrival bound needs a slot held until the answer, which a counter of starts
 cannot express.
 
-Waiting: within a process, callers queue FIFO on an ``asyncio.Lock`` and only the head asks
-Redis, so N processes each contribute one waiter; the head asks again after the time Redis
-says (at most :data:`MAX_WAIT`, 20 ms, plus up to 5 ms jitter so processes do not ask in
-step).
+Waiting: within a process, callers queue FIFO, and one task asks Redis for the slots of
+the callers at the head of the queue in one script (at most :data:`MAX_BATCH`, 256, and a
+quarter of the process's share of the limit, so processes finding slots free at once
+split them); those not served ask again after the time Redis says (at most
+:data:`MAX_WAIT`, 20 ms, plus up to 5 ms jitter so processes do not ask in step). When the
+limit is never reached, a process's callers thus cost one round trip per batch, not one
+each.
 
 **Redis unavailable.** ``redis_fallback="error"`` (the default): the call that needed a slot
 raises :class:`~flinks_async.CoordinationError`. ``"local"``: the process goes on with
@@ -51,7 +54,7 @@ import math
 import random
 import secrets
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._errors import CoordinationError
 from .._ratelimit import RateLimiter
@@ -62,6 +65,7 @@ __all__ = [
     "BEAT",
     "GIVE_BACK_DELAY",
     "HOLD_MARGIN",
+    "MAX_BATCH",
     "MAX_WAIT",
     "PEER_TTL",
     "RedisRateLimiter",
@@ -75,6 +79,8 @@ GIVE_BACK_DELAY = 0.005
 
 #: the longest a waiting process sleeps before asking Redis again (seconds)
 MAX_WAIT = 0.02
+#: at most this many queued callers ask for a slot in one script
+MAX_BATCH = 256
 #: how often a process renews the slots it holds and its heartbeat (seconds)
 BEAT = 1.0
 #: a slot's hold beyond the window: how long a dead process's slots outlive it (seconds)
@@ -91,6 +97,14 @@ def share_of(capacity: int, window: float, peers: int) -> tuple[int, float]:
     if capacity >= peers:
         return capacity // peers, window
     return 1, window * peers / capacity
+
+
+class _Waiter(NamedTuple):
+    """A caller queued for a shared slot: the token it asks for, and its answer (the token,
+    or ``None`` when the limiter fell back to the local share)."""
+
+    token: str
+    future: asyncio.Future[str | None]
 
 
 class RedisRateLimiter:
@@ -128,7 +142,8 @@ class RedisRateLimiter:
         self._give_back = redis.register_script(_scripts.GIVE_BACK)
         self._keep = redis.register_script(_scripts.KEEP)
         self._seed = redis.register_script(_scripts.SEED)
-        self._lock = asyncio.Lock()
+        self._queue: collections.deque[_Waiter] = collections.deque()  # waiting, in order
+        self._taker: asyncio.Task[None] | None = None
         self._held: set[str] = set()  # taken on Redis, no answer yet
         self._returns: list[str] = []  # answered: to give back
         self._drops: list[str] = []  # take cancelled: to drop
@@ -168,7 +183,7 @@ class RedisRateLimiter:
                 local.release()  # back on Redis while this waited: take a shared slot
                 continue
             try:
-                token = await self._take_shared()
+                token = await self._take_shared(priority)
             except (OSError, TimeoutError, redis_errors()) as exc:
                 if not self.fallback:
                     raise CoordinationError(
@@ -181,45 +196,106 @@ class RedisRateLimiter:
                 return token
             # fell back to the local share while this waited for the lock: take from it
 
-    async def _take_shared(self) -> str | None:
-        """A shared slot's token, or None when the limiter fell back meanwhile."""
-        token = secrets.token_hex(8)
-        async with self._lock:
-            while True:
-                if self._local is not None:  # fell back while this waited for the lock
-                    return None
+    async def _take_shared(self, priority: bool) -> str | None:
+        """A shared slot's token, or None when the limiter fell back meanwhile: queue for
+        one, and let the taker ask Redis for every queued caller at once."""
+        if self._local is not None:
+            return None
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(secrets.token_hex(8), loop.create_future())
+        if priority:
+            self._queue.appendleft(waiter)
+        else:
+            self._queue.append(waiter)
+        if self._taker is None:
+            self._taker = loop.create_task(self._take_for_queue())
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            fut = waiter.future
+            granted = fut.done() and not fut.cancelled() and fut.exception() is None
+            if granted and fut.result() is not None:  # granted as this was cancelled:
+                self._held.discard(waiter.token)  # nothing was sent, so drop the slot
+                self._drops.append(waiter.token)
+                self._flush_soon()
+            raise
+
+    async def _take_for_queue(self) -> None:
+        """While callers queue: one script takes slots for up to :data:`MAX_BATCH` of them,
+        and at most a quarter of this process's share (``capacity // (4 * peers)``, at
+        least 1), first come first served (a minted token's call goes first), carrying the
+        pending give-backs; those left wait for the time Redis says, then ask again."""
+        queue = self._queue
+        try:
+            while queue:
+                if self._local is not None:  # fell back: the queued callers go local
+                    while queue:
+                        waiter = queue.popleft()
+                        if not waiter.future.done():
+                            waiter.future.set_result(None)
+                    return
+                # a quarter of this process's share at most: processes that find slots free
+                # at the same moment split them, none takes the whole window's worth
+                most = min(MAX_BATCH, max(1, self.capacity // (4 * self.peers)))
+                batch: list[_Waiter] = []
+                for waiter in list(queue):
+                    if waiter.future.done():  # cancelled while queued: never asked for
+                        queue.remove(waiter)
+                    elif len(batch) < most:
+                        batch.append(waiter)
+                if not batch:
+                    return
                 gives, self._returns = self._returns, []
                 drops, self._drops = self._drops, []
+                tokens = [w.token for w in batch]
                 try:
-                    wait = await guarded(
+                    granted, wait = await guarded(
                         self._take(
                             keys=[self.key],
                             args=[
                                 self.capacity,
                                 int(self.hold * 1000),
-                                token,
                                 int(self.window * 1000),
                                 len(gives),
+                                len(drops),
                                 *gives,
                                 *drops,
+                                *tokens,
                             ],
                         )
                     )
                 except BaseException as exc:
                     # what the take carried is given back again (later than needed, never
-                    # early); cancelled, the script may have run: drop the slot rather
-                    # than hold it for `hold`
+                    # early); cancelled (closing), the script may have run: drop the slots
+                    # asked for rather than hold them for `hold`
                     self._returns += gives
                     self._drops += drops
                     if isinstance(exc, asyncio.CancelledError):
-                        self._drops.append(token)
+                        self._drops += tokens
                         self._flush_soon()
-                    raise
-                if wait < 0:
-                    self._held.add(token)
-                    return token
-                delay = min(max(wait, 1) / 1000, MAX_WAIT)
-                await asyncio.sleep(delay + random.uniform(0, 0.005))
+                        raise
+                    for waiter in queue:  # they would all meet the same failure
+                        if not waiter.future.done():
+                            waiter.future.set_exception(exc)
+                    queue.clear()
+                    return
+                for waiter in batch[: int(granted)]:
+                    queue.remove(waiter)
+                    if waiter.future.done():  # cancelled while Redis answered
+                        self._drops.append(waiter.token)
+                        self._flush_soon()
+                    else:
+                        self._held.add(waiter.token)
+                        waiter.future.set_result(waiter.token)
+                if int(granted) < len(batch):
+                    delay = min(max(int(wait), 1) / 1000, MAX_WAIT)
+                    await asyncio.sleep(delay + random.uniform(0, 0.005))
+        finally:
+            self._taker = None
+            for waiter in queue:  # closing, or a failure: nobody is left waiting forever
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
+            queue.clear()
 
     def release(self, token: Any) -> None:
         """Give a slot back: it frees ``window`` seconds from now (Redis' clock)."""

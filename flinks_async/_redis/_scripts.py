@@ -11,7 +11,7 @@ __all__ = [
     "KEEP",
     "LEASE_OR_RESULT",
     "RELEASE_LEASE",
-    "RENEW_LEASE",
+    "RENEW_LEASES",
     "SEED",
     "STORE_AND_RELEASE",
     "TAKE",
@@ -23,46 +23,63 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 
-def _giving_back(at: int) -> str:
-    """Lua giving back the slots named from ``ARGV[at]`` on: ``ARGV[at]`` the window ms,
-    ``ARGV[at + 1]`` how many tokens are given back, those tokens, then the tokens to drop
-    (to the end). A given-back slot frees ``window`` from now; a dropped one at once."""
-    return f"""
-local n = tonumber(ARGV[{at + 1}])
-for i = {at + 2}, {at + 1} + n do
-  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[{at}]), ARGV[i])
-end
-for i = {at + 2} + n, #ARGV do
-  redis.call('ZREM', KEYS[1], ARGV[i])
-end
-"""
-
-
 #: KEYS[1] the slots (sorted set: token -> when the slot frees); ARGV: capacity, hold ms,
-#: token, window ms, how many tokens are given back, those tokens, then the tokens to drop
-#: (the give-backs of :data:`GIVE_BACK`, carried by a take that happens first: one round
-#: trip for both). Gives back and drops; drops the slots whose time has passed; if fewer
-#: than capacity remain, adds ours at ``now + hold`` and answers -1; else answers the ms
-#: until the earliest slot frees.
+#: window ms, how many tokens are given back, how many are dropped, those tokens, then the
+#: tokens asking for a slot, in the order they queued (the give-backs of :data:`GIVE_BACK`,
+#: carried by a take that happens first: one round trip for all). Gives back and drops;
+#: drops the slots whose time has passed; then adds as many of the asking tokens as there
+#: are free slots, first come first served, at ``now + hold``. Answers ``{granted, wait}``:
+#: how many got a slot (the first ones), and when some did not, the ms until the earliest
+#: slot frees (else -1).
 TAKE = (
     _NOW
-    + _giving_back(4)
     + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-  return -1
+local cap, hold, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local gives, drops = tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 6, 5 + gives do
+  redis.call('ZADD', KEYS[1], 'XX', now + window, ARGV[i])
 end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tonumber(first[2]) - now
+for i = 6 + gives, 5 + gives + drops do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local first = 6 + gives + drops
+local free = cap - redis.call('ZCARD', KEYS[1])
+local granted = 0
+for i = first, #ARGV do
+  if granted >= free then
+    break
+  end
+  redis.call('ZADD', KEYS[1], now + hold, ARGV[i])
+  granted = granted + 1
+end
+if granted > 0 then
+  redis.call('PEXPIRE', KEYS[1], hold * 2)
+end
+if granted < #ARGV - first + 1 then
+  local earliest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {granted, tonumber(earliest[2]) - now}
+end
+return {granted, -1}
 """
 )
 
 #: KEYS[1] the slots; ARGV: window ms, how many tokens are given back, those tokens, then
 #: the tokens to drop. A given-back slot frees ``window`` from now (its answer began); a
 #: dropped one (its take was cancelled: nothing was sent) frees at once.
-GIVE_BACK = _NOW + _giving_back(1) + "return 0\n"
+GIVE_BACK = (
+    _NOW
+    + """
+local n = tonumber(ARGV[2])
+for i = 3, 2 + n do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
+end
+for i = 3 + n, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+return 0
+"""
+)
 
 #: KEYS[1] the slots, KEYS[2] the peers (sorted set: process id -> when its heartbeat
 #: lapses); ARGV: hold ms, process id, heartbeat ms, then the tokens this process holds.
@@ -100,10 +117,13 @@ return 0
 """
 )
 
-#: KEYS[1] a lease; ARGV: owner token, lease ms. Extends the lease if it is still ours.
-RENEW_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+#: KEYS: leases; ARGV: lease ms, then each lease's owner token. Extends each lease that is
+#: still ours (one script for every lease a process holds).
+RENEW_LEASES = """
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+  end
 end
 return 0
 """
@@ -116,28 +136,36 @@ end
 return 0
 """
 
-#: KEYS[1] a lease, KEYS[2] its result; ARGV: owner token, lease ms. One round trip for a
-#: caller arriving at a flight: the stored outcome if there is one (``{1, outcome}``); else
-#: the lease, taken for this token if nobody holds it (``{0}``: run the work); else
-#: ``{2}`` (another process runs it: wait). Atomic, so a lease is never taken just after
-#: an outcome was stored.
+#: KEYS: a lease and its result, for each of several calls; ARGV: lease ms, then each
+#: call's owner token. One round trip for callers arriving at their flights: for each, in
+#: order, the stored outcome if there is one (``{1, outcome}``); else the lease, taken for
+#: its token if nobody holds it (``{0}``: run the work); else ``{2}`` (another process runs
+#: it: wait). Atomic, so a lease is never taken just after an outcome was stored.
 LEASE_OR_RESULT = """
-local stored = redis.call('GET', KEYS[2])
-if stored then
-  return {1, stored}
+local out = {}
+for i = 1, #KEYS / 2 do
+  local stored = redis.call('GET', KEYS[2 * i])
+  if stored then
+    out[i] = {1, stored}
+  elseif redis.call('SET', KEYS[2 * i - 1], ARGV[i + 1], 'NX', 'PX', tonumber(ARGV[1])) then
+    out[i] = {0}
+  else
+    out[i] = {2}
+  end
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
-  return {0}
-end
-return {2}
+return out
 """
 
-#: KEYS[1] a lease, KEYS[2] its result; ARGV: owner token, the outcome, its ttl ms. Stores
-#: the outcome, then gives the lease back if it is still ours: one round trip.
+#: KEYS: a lease and its result, for each of several calls; ARGV: for each, the owner
+#: token, the outcome and its ttl ms. Stores each outcome, then gives its lease back if it
+#: is still ours: one round trip for them all.
 STORE_AND_RELEASE = """
-redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+for i = 1, #KEYS / 2 do
+  local token, outcome, ttl = ARGV[3 * i - 2], ARGV[3 * i - 1], tonumber(ARGV[3 * i])
+  redis.call('SET', KEYS[2 * i], outcome, 'PX', ttl)
+  if redis.call('GET', KEYS[2 * i - 1]) == token then
+    redis.call('DEL', KEYS[2 * i - 1])
+  end
 end
 return 0
 """
