@@ -34,6 +34,7 @@ from . import (
     percall,
     ratelimit,
     transport,
+    webhooks,
 )
 from ._common import pin_client
 
@@ -53,6 +54,7 @@ ALL = (
     "ratelimit",
     "coordination",
     "distributed",
+    "webhooks",
 )
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
@@ -68,6 +70,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Shared rate limit on Redis": "coordination",
     "Distributed pull on arq": "distributed",
     "Distributed pull, one worker killed": "distributed_killed",
+    "Webhooks against polling": "webhooks",
 }
 
 
@@ -270,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         if not q:
             dk = anyio.run(distributed.run_killed)
             show("Distributed pull, one worker killed", distributed.killed_markdown(dk))
+    if "webhooks" in only:
+        wh = anyio.run(webhooks.run, 200 if q else 1000)
+        show("Webhooks against polling", webhooks.markdown(wh))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

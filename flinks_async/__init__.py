@@ -13,6 +13,7 @@ See https://github.com/flinks-async/flinks-async (docs/) for the guide.
 from ._bulk import Result
 from ._client import FlinksClient
 from ._config import DEFAULT_BASE_URL
+from ._coordination import WebhookHub
 from ._errors import (
     AccessDeniedError,
     APIError,
@@ -81,6 +82,8 @@ from ._options import (
 )
 from ._schema import dump
 from ._version import __version__
+from ._webhooks import MemoryWebhooks, WebhookDelivery, WebhookReceiver
+from ._webhooks import sign as sign_webhook
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -125,6 +128,7 @@ __all__ = [
     "MFAError",
     "MFARequiredError",
     "ManyOptions",
+    "MemoryWebhooks",
     "NoTransactionsError",
     "NotAvailableError",
     "PollTimeoutError",
@@ -146,8 +150,12 @@ __all__ = [
     "Transaction",
     "TransientAPIError",
     "TransportError",
+    "WebhookDelivery",
+    "WebhookHub",
+    "WebhookReceiver",
     "__version__",
     "dump",
     "parse_date",
     "parse_datetime",
+    "sign_webhook",
 ]

@@ -25,7 +25,9 @@ from ._authorize import Authorizer, check_login_id
 from ._bulk import Result, check_many_options, many
 from ._call import flight_key, observed, shared_run
 from ._config import Settings
+from ._coordination import WebhookHub
 from ._decoding import BodyDecoder, make_decoder
+from ._errors import ConfigurationError
 from ._events import EventHook, scoped_hooks
 from ._models import AccountsDetail, AccountsSummary, Authorization, Investments, Statements
 from ._options import CallOptions, ClientOptions
@@ -40,6 +42,7 @@ from ._polling import (
 from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
 from ._transport import Call, Transport
+from ._webhooks import SIGNATURE_HEADERS, MemoryWebhooks, WebhookDelivery, WebhookReceiver
 
 __all__ = ["FlinksClient"]
 
@@ -77,12 +80,19 @@ class FlinksClient:
         # the data calls are handed them (flinks_async._coordination)
         self._coordination = _coordination.build(s)
         share_limit, share_flights = _coordination.shared_parts(s)
-        if share_limit or share_flights:
+        if share_limit or share_flights or (s.webhooks and s.redis_url):
             from . import _redis  # only with redis_url: import flinks_async never needs it
 
             _redis.attach(
-                self._coordination, s, share_limit=share_limit, share_flights=share_flights
+                self._coordination,
+                s,
+                share_limit=share_limit,
+                share_flights=share_flights,
+                delivery_from=WebhookDelivery.from_body,
             )
+        if s.webhooks and not s.redis_url:  # webhooks received by this process only
+            hub = MemoryWebhooks(retention=s.webhook_retention, stream=s.webhook_stream)
+            self._coordination.webhooks = hub
         self._transport = Transport(s, hooks, self._tracer, self._coordination.limiter)
         self._schema = SchemaCheck(strict=s.strict_schema, keep_extra=s.keep_extra, hooks=hooks)
         self._flights = SingleFlight()
@@ -157,6 +167,33 @@ class FlinksClient:
     def requests_sent(self) -> int:
         """HTTP requests sent since the client was created (retries and polls included)."""
         return self._transport.requests_sent
+
+    @property
+    def webhooks(self) -> WebhookHub | None:
+        """The hub webhooks wake this client's calls through (``webhooks=True``): in
+        memory, or on Redis with ``redis_url``; ``None`` when webhooks are off. Its
+        ``deliveries()`` needs a hub made with ``stream=True``
+        (:class:`~flinks_async.MemoryWebhooks`, ``RedisWebhooks``)."""
+        hub: WebhookHub | None = self._coordination.webhooks
+        return hub
+
+    def webhook_receiver(
+        self,
+        secrets: str | Iterable[str],
+        *,
+        header_names: Iterable[str] = SIGNATURE_HEADERS,
+        max_body_bytes: int | None = None,
+    ) -> WebhookReceiver:
+        """The endpoint to mount where Flinks POSTs webhooks (see
+        :class:`~flinks_async.WebhookReceiver`), storing into :attr:`webhooks`, so that it
+        wakes this client's calls (and, with ``redis_url``, every other process's).
+        ``max_body_bytes`` defaults to the client's ``max_response_bytes``.
+        :class:`ConfigurationError` when webhooks are off."""
+        hub = self.webhooks
+        if hub is None:
+            raise ConfigurationError("webhook_receiver() needs FlinksClient(webhooks=True)")
+        limit = self.settings.max_response_bytes if max_body_bytes is None else max_body_bytes
+        return WebhookReceiver(hub, secrets, header_names=header_names, max_body_bytes=limit)
 
     # --- Authorize and one-off requests ----------------------------------------------
 
@@ -245,6 +282,7 @@ class FlinksClient:
             headers=self._data_headers,
             transport=self._transport,
             authorize=self._authorizer.authorize,
+            webhooks=self._coordination.webhooks,
         )
         key = flight_key(plan, raw, encoded, self._call_options)
         if shared is None:

@@ -24,7 +24,11 @@ ENV_VARS = {
     "base_url": "FLINKS_BASE_URL",
     "redis_url": "FLINKS_REDIS_URL",
     "redis_fallback": "FLINKS_REDIS_FALLBACK",
+    "webhooks": "FLINKS_WEBHOOKS",
+    "webhook_poll_interval": "FLINKS_WEBHOOK_POLL_INTERVAL",
 }
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +69,11 @@ class Settings:
     redis_rate_limit: bool = True
     redis_single_flight: bool = True
     coordination_timeout: float = 2.0
+    webhooks: bool = False
+    webhook_poll_interval: float = 60.0
+    webhook_grace: float = 900.0
+    webhook_retention: float = 900.0
+    webhook_stream: bool = False
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **given: object) -> Settings:
@@ -73,7 +82,7 @@ class Settings:
         values = {k: v for k, v in given.items() if v is not None}
         for name, var in ENV_VARS.items():
             if name not in values and env.get(var):
-                values[name] = env[var]
+                values[name] = _from_env(name, var, env[var])
         if not values.get("customer_id"):
             raise ConfigurationError("customer_id is required: pass it or set FLINKS_CUSTOMER_ID")
         try:
@@ -113,6 +122,8 @@ class Settings:
             "connect_timeout",
             "read_timeout",
             "request_timeout",
+            "webhook_poll_interval",
+            "webhook_retention",
         ):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -134,6 +145,8 @@ class Settings:
             raise ConfigurationError("unreachable_after must be >= 1 (or None: off)")
         if self.redis_fallback not in ("error", "local"):
             raise ConfigurationError('redis_fallback must be "error" or "local"')
+        if self.webhook_grace < 0:
+            raise ConfigurationError("webhook_grace must be >= 0")
         if self.coordination_timeout <= 0:
             raise ConfigurationError("coordination_timeout must be > 0")
         if self.redis_url is not None and not self.redis_url.startswith(
@@ -173,3 +186,19 @@ class Settings:
         if self.redis_url:
             text += f", redis_url={shown_redis_url(self.redis_url)!r}"
         return text
+
+
+def _from_env(name: str, var: str, text: str) -> object:
+    """The value of an environment variable for the setting ``name``."""
+    if name == "webhooks":
+        if text.strip().lower() in _TRUE:
+            return True
+        if text.strip().lower() in _FALSE:
+            return False
+        raise ConfigurationError(f"{var} must be 1/true/yes/on or 0/false/no/off")
+    if name == "webhook_poll_interval":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigurationError(f"{var} must be a number of seconds") from None
+    return text

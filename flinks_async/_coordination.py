@@ -1,4 +1,4 @@
-"""The two coordination seams of a client, and what fills them.
+"""The coordination seams of a client, and what fills them.
 
 * **The rate limiter** (:class:`Limiter`): ``await acquire()`` before a request is sent,
   ``release(token)`` once its answer began (or it failed). The transport calls it and
@@ -11,6 +11,10 @@
   (:mod:`flinks_async._singleflight`) always comes first; this one is filled only with
   ``redis_url`` and ``redis_single_flight=True`` (the default), by
   :class:`~flinks_async._redis.RedisFlights`.
+* **The webhook hub** (:class:`WebhookHub`, with ``webhooks=True``): where a receiver
+  stores Flinks' webhooks and the calls waiting on a RequestId find them. Filled by
+  :class:`~flinks_async._webhooks.MemoryWebhooks`, or with ``redis_url`` by
+  :class:`~flinks_async._redis.RedisWebhooks` (see :mod:`flinks_async._webhooks`).
 
 :func:`build` makes this process's part from a client's settings, and the client adds the
 shared parts with :func:`flinks_async._redis.attach` when :func:`shared_parts` asks for
@@ -21,7 +25,7 @@ imports :mod:`flinks_async._redis` (it imports this one): only the client does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._ratelimit import RateLimiter, capacity_and_window
@@ -29,7 +33,21 @@ from ._ratelimit import RateLimiter, capacity_and_window
 if TYPE_CHECKING:
     from ._config import Settings
 
-__all__ = ["Coordination", "FlightDeadline", "Limiter", "SharedFlights", "build", "shared_parts"]
+__all__ = [
+    "RETENTION",
+    "SEEN_FOR",
+    "Coordination",
+    "FlightDeadline",
+    "Limiter",
+    "SharedFlights",
+    "StoredWebhook",
+    "WebhookHub",
+    "build",
+    "shared_parts",
+]
+
+RETENTION = 900.0  #: default seconds a data answer's webhook body waits for its call
+SEEN_FOR = 6 * 3600.0  #: default seconds a delivery's id is remembered (repeats dropped)
 
 
 class FlightDeadline(TimeoutError):
@@ -65,6 +83,45 @@ class SharedFlights(Protocol):
         """Finish what is in flight."""
 
 
+class StoredWebhook(Protocol):
+    """What a hub stores of a webhook (:class:`~flinks_async.WebhookDelivery` is one)."""
+
+    @property
+    def id(self) -> str:
+        """The SHA-256 (hex) of the body: Flinks' repeats of a delivery share it."""
+
+    @property
+    def body(self) -> bytes:
+        """The body as received."""
+
+    @property
+    def wakes(self) -> str | None:
+        """The RequestId whose waiting call this body ends (a data answer), else None."""
+
+
+class WebhookHub(Protocol):
+    """Where a receiver stores deliveries and awaiting calls find them."""
+
+    async def store(self, delivery: StoredWebhook) -> bool:
+        """Store ``delivery`` and wake the call awaiting its ``RequestId``; ``False`` (and
+        nothing stored) when it was stored already."""
+
+    async def wait(self, request_id: str, timeout: float) -> bytes | None:
+        """The body of the data answer for ``request_id``: at once if it came already,
+        else as soon as it comes within ``timeout`` seconds, else ``None``. Taken: a
+        second ``wait`` for it gets ``None``."""
+
+    def deliveries(self) -> AsyncIterator[Any]:
+        """Every delivery stored (the hub must be made with ``stream=True``), as
+        :class:`~flinks_async.WebhookDelivery`; :meth:`ack` each once handled."""
+
+    async def ack(self, delivery: Any) -> None:
+        """Mark ``delivery`` handled (it is not handed out again)."""
+
+    async def aclose(self) -> None:
+        """Stop waking calls; release connections."""
+
+
 @dataclasses.dataclass(slots=True)
 class Coordination:
     """A client's rate limiter and shared single-flight table (either may be None)."""
@@ -72,11 +129,13 @@ class Coordination:
     limiter: Limiter | None = None
     flights: SharedFlights | None = None
     redis: Any = None  #: the Redis connection pool behind them, when there is one
+    #: where webhooks wake data calls, or None
+    webhooks: WebhookHub | None = None
 
     async def aclose(self) -> None:
         """Close the shared limiter and flights, then the Redis pool. Idempotent."""
-        closers = [self.flights, self.limiter]
-        self.flights = self.limiter = None
+        closers = [self.webhooks, self.flights, self.limiter]
+        self.webhooks = self.flights = self.limiter = None
         for part in closers:
             close = getattr(part, "aclose", None)
             if close is not None:

@@ -16,7 +16,9 @@ from typing import Literal
 
 __all__ = ["Event", "EventHook", "EventKind"]
 
-EventKind = Literal["request", "response", "retry", "pending", "started", "done", "schema_drift"]
+EventKind = Literal[
+    "request", "response", "retry", "pending", "started", "done", "schema_drift", "webhook"
+]
 
 log = logging.getLogger("flinks_async")
 
@@ -32,6 +34,8 @@ class Event:
       ``pending``: a 202, the next poll in ``delay`` seconds (``attempt`` = polls so far);
       ``started`` / ``done``: a data call (one login, one endpoint) starts / ends, single
       calls and fan-outs alike (``done`` has ``elapsed``, and ``error`` when it failed);
+      ``webhook``: a pending data call's answer came by webhook (``elapsed``: seconds
+      since the call started);
       ``schema_drift``: an answer held a key or type the models do not map (``detail``:
       ``"Model.'Key'"``; see :mod:`flinks_async._schema`).
     """

@@ -260,6 +260,9 @@ class _Answer(_Model):
     tag: str | None = None
     request_id: str | None = None
     http_status_code: int | None = None
+    #: set when the answer came by webhook: its kind (``"Investments"``...) and login
+    response_type: str | None = None
+    login_id: str | None = None
 
     @property
     def institution_display_name(self) -> str | None:

@@ -143,6 +143,16 @@ class ClientOptions(CallOptions, total=False):
             each answer (up to 4 MiB) is then kept there for 15 s for the other processes'
             callers. ``False`` for a process that only wants the shared rate limit.
         coordination_timeout: seconds any one Redis operation may take (default 2).
+        webhooks: let Flinks' webhooks end data calls (False; see docs/webhooks.md). A
+            call answered 202 then waits for the webhook carrying its ``RequestId``
+            (mount :meth:`FlinksClient.webhook_receiver` where Flinks POSTs them) and
+            polls only every ``webhook_poll_interval`` seconds (60.0) as a safety net;
+            after ``webhook_grace`` seconds (900.0) without its webhook it polls every
+            ``poll_interval`` again, still taking a webhook that comes. With
+            ``redis_url`` a webhook received by any process wakes the call in any other;
+            a data answer's body waits ``webhook_retention`` seconds (900.0) for its call.
+            ``webhook_stream=True`` also queues every delivery for
+            ``client.webhooks.deliveries()`` (set it in the process that receives).
     """
 
     base_url: str | None
@@ -173,6 +183,11 @@ class ClientOptions(CallOptions, total=False):
     redis_rate_limit: bool
     redis_single_flight: bool
     coordination_timeout: float
+    webhooks: bool
+    webhook_poll_interval: float
+    webhook_grace: float
+    webhook_retention: float
+    webhook_stream: bool
 
 
 class AccountsDetailOptions(TypedDict, total=False):

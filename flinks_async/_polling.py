@@ -8,6 +8,12 @@ For one data call (``fetch``):
    ``poll_interval * uniform(1 - poll_jitter, 1 + poll_jitter)`` seconds (default 10 s
    +-10%, so thousands of pollers do not synchronise) and poll: ``/Investments`` by
    re-POSTing the same request, the banking endpoints by ``GET {Endpoint}Async/{requestId}``.
+   With webhooks on (``Plan.webhooks``, a hub), the call waits on the hub for the webhook
+   carrying its ``RequestId`` instead of sleeping, and returns its body decoded the same
+   way as a polled 200 (the same value, the same errors) as soon as it comes; the wait
+   lasts ``webhook_poll_interval`` (+-``poll_jitter``) while the call is younger than
+   ``webhook_grace``, ``poll_interval`` after, and each wait that ends empty is followed
+   by one poll (the safety net: a webhook lost or never sent costs time, never the data).
 4. On ``SESSION_NONEXISTENT``/``SESSION_EXPIRED`` authorize once more and go back to 2;
    a second session error is raised.
 5. The whole call (Authorize included) is bounded by ``poll_timeout`` (default 1800 s,
@@ -26,13 +32,14 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from . import _slices
 from ._config import Settings
 from ._decoding import BodyDecoder
-from ._errors import ConfigurationError, PollTimeoutError, SessionExpiredError
+from ._errors import ConfigurationError, DecodeError, PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
 from ._models import (
     AccountsDetail,
@@ -42,6 +49,9 @@ from ._models import (
     Statements,
 )
 from ._transport import Call, Transport
+
+if TYPE_CHECKING:
+    from ._webhooks import WebhookHub
 
 __all__ = [
     "ENDPOINTS",
@@ -186,6 +196,8 @@ class Plan:
     started: float | None = None  #: ``time.monotonic()`` of the first attempt
     posted: bool = False  #: the endpoint's first request was answered: poll from now on
     polls: int = 0  #: 202 answers so far
+    #: where webhooks are awaited between polls (``FlinksClient(webhooks=True)``), or None
+    webhooks: WebhookHub | None = None
 
     @property
     def deadline(self) -> float:
@@ -231,6 +243,24 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
     return post, poll
 
 
+async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
+    """A webhook's body for ``plan``, decoded as its polled 200 would be."""
+    transport = plan.transport
+    try:
+        if len(body) >= _slices.SLICE_FROM:
+            value = await plan.decode.in_slices(body)
+        else:
+            value = plan.decode(body)
+    except DecodeError as exc:
+        exc.login_id, exc.endpoint, exc.request_id = plan.login_id, plan.endpoint.name, rid
+        raise
+    if transport.hooks or scoped_hooks.get():
+        elapsed = time.monotonic() - (plan.started or 0.0)
+        name, login_id = plan.endpoint.name, plan.login_id
+        transport.emit(Event("webhook", name, login_id, rid, plan.polls, 200, elapsed=elapsed))
+    return value
+
+
 async def fetch(plan: Plan) -> Any:
     """Run the polling rule for one planned call (see the module docstring); return the
     200 value. Updates ``plan`` as it goes, so that a second run of the same plan carries on.
@@ -272,12 +302,21 @@ async def fetch(plan: Plan) -> Any:
                     return reply.value
                 del reply  # hold nothing of the 202 while sleeping: thousands of pollers wait
                 p.polls += 1
-                delay = s.poll_interval * random.uniform(1 - s.poll_jitter, 1 + s.poll_jitter)
+                hub = p.webhooks
+                interval = s.poll_interval
+                if hub is not None and time.monotonic() - started < s.webhook_grace:
+                    interval = s.webhook_poll_interval
+                delay = interval * random.uniform(1 - s.poll_jitter, 1 + s.poll_jitter)
                 if transport.hooks or scoped_hooks.get():
                     name = endpoint.name
                     n = p.polls
                     transport.emit(Event("pending", name, login_id, rid, n, 202, delay=delay))
-                await asyncio.sleep(delay)
+                if hub is None:
+                    await asyncio.sleep(delay)
+                else:
+                    pushed = await hub.wait(rid, delay)
+                    if pushed is not None:
+                        return await _pushed(p, rid, pushed)
                 call = poll
     except asyncio.CancelledError:
         # the task keeps its CancelledError, whose traceback holds this frame: without

@@ -110,6 +110,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_schema",
         "_slices",
         "_decoding",
+        "_webhooks",
         "_polling",
         "_authorize",
         "_call",

@@ -54,7 +54,16 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["first_pull", "bulk_pull", "handling_errors", "metrics", "scenarios", "typed_options"]
+    "name",
+    [
+        "first_pull",
+        "bulk_pull",
+        "handling_errors",
+        "metrics",
+        "scenarios",
+        "typed_options",
+        "webhooks_stream",
+    ],
 )
 def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     module = runpy.run_path(str(DOCS / "examples" / f"{name}.py"))
@@ -71,6 +80,9 @@ def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> Non
         assert counts["request"] == counts["response"] >= 3 + counts["pending"]
     elif name == "scenarios":
         assert out.startswith("7 Investments requests; {'http_503': 1, 'RETRY_LATER': 1} faults")
+    elif name == "webhooks_stream":
+        assert re.fullmatch(r"10 calls ok, 10 deliveries handled once, \d+ attempts\n", out)
+        assert int(out.split(", ")[2].split()[0]) > 10  # the faults made Flinks try again
     elif name == "typed_options":
         assert re.fullmatch(r"[1-9]\d* transactions\n", out)
     elif name == "handling_errors":

@@ -131,3 +131,36 @@ async def test_the_readme_web_app_serves_accounts(
     finally:
         await serve.aclose()
     assert client.closed  # the lifespan closed it at shutdown
+
+
+@pytest.mark.parametrize("kind", ["fastapi", "aiohttp"])
+async def test_the_webhook_examples_end_calls_on_their_webhooks(
+    kind: str, login: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/examples/webhooks_*.py served for real: Flinks' webhook reaches the app's
+    receiver and ends the handler's call; the emulator sees no poll."""
+    async with Emulator(
+        api_key=API_KEY, secret_key=SECRET, customer_id=CUSTOMER, ready_after=0.3
+    ) as emu:
+        monkeypatch.setenv("FLINKS_CUSTOMER_ID", CUSTOMER)
+        monkeypatch.setenv("FLINKS_BASE_URL", emu.url)
+        monkeypatch.setenv("FLINKS_API_KEY", API_KEY)
+        monkeypatch.setenv("FLINKS_SECRET_KEY", SECRET)
+        monkeypatch.setenv("FLINKS_WEBHOOK_SECRET", "old-one,whsec-example")
+        module = runpy.run_path(str(ROOT / "docs" / "examples" / f"webhooks_{kind}.py"))
+        if kind == "fastapi":
+            serve = _serve_fastapi(module["app"])
+        else:
+            serve = _serve_aiohttp(module["create_app"]())
+        url = await serve.__anext__()
+        emu.webhook_url, emu.webhook_secret = f"{url}/flinks/webhook", "whsec-example"
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/investments/{login}") as resp:
+                    assert resp.status == 200, await resp.text()
+                    body = await resp.json()
+            assert body["accounts"] >= 1
+        finally:
+            await serve.aclose()
+    assert emu.counts["Investments"] == 1  # one request: the webhook brought the data
+    assert [w.status for w in emu.webhooks_sent] == [200]

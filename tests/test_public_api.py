@@ -69,6 +69,8 @@ EXPECTED |= {
     *("AccountsSummaryOptions", "AccountsSummaryCall", "AccountsSummaryMany"),
     *("StatementsOptions", "StatementsCall", "StatementsMany"),
 }
+# webhooks (flinks_async._webhooks)
+EXPECTED |= {"MemoryWebhooks", "WebhookDelivery", "WebhookHub", "WebhookReceiver", "sign_webhook"}
 
 
 def _isort_key(name: str) -> tuple[int, str]:

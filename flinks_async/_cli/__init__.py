@@ -4,6 +4,7 @@ command family.
 ``demo`` (:mod:`._demo`)  pull a realistic batch from the built-in emulator, with live progress.
 ``pull`` (:mod:`._pull`)  bulk-pull real logins into JSONL; ``--resume`` continues a stopped job.
 ``serve-emulator``       run the emulator as a standalone server (:mod:`flinks_async.testing`).
+``serve-webhooks`` (:mod:`._webhooks`)  receive Flinks' webhooks into Redis for pulls and workers.
 ``enqueue``, ``worker``, ``collect``, ``status``, ``purge`` (:mod:`._queue`): the distributed pull.
 
 Credentials come from ``FLINKS_API_KEY`` / ``FLINKS_SECRET_KEY`` or from files
@@ -27,7 +28,7 @@ from .._cmdline import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UsageError, interru
 from .._errors import FlinksError
 from .._version import __version__
 from ..testing import _serve
-from . import _demo, _pull, _queue
+from . import _demo, _pull, _queue, _webhooks
 from ._pull import EXIT_FAILED_LOGINS
 from ._terminal import fit
 
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         "serve-emulator", help="run the Flinks emulator as a server", description=_serve.DESCRIPTION
     )
     _serve.add_arguments(e)
+    _webhooks.add_parser(sub)
     _queue.add_parsers(sub)
     return p
 
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             job = _pull.prepare(args)
             pull = functools.partial(_pull.run, job=job)
             return anyio.run(interruptible, pull, args, backend_options=loop)
+        if args.command == "serve-webhooks":
+            return anyio.run(interruptible, _webhooks.serve, args, backend_options=loop)
         return anyio.run(interruptible, _serve.serve, args, backend_options=loop)
     except (FlinksError, ValueError, OSError) as exc:  # NotOurs, UsageError, IdSourceError...
         message = (

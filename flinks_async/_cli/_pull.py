@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import os
 import sys
@@ -19,6 +20,7 @@ from .._cmdline import COUNT, EXIT_USAGE, SECONDS, UsageError, add_loop, number,
 from .._idsource import holds_ids, open_ids, read_ids
 from .._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
 from .._polling import ENDPOINTS
+from . import _webhooks
 from ._terminal import add_progress, fit, progress_display
 
 __all__ = ["EXIT_FAILED_LOGINS", "PullJob", "add_parser", "prepare", "run"]
@@ -89,6 +91,22 @@ def add_parser(sub: Any) -> None:
         "before Flinks ever answered (a wrong --base-url); 0 turns it off",
     )
     u.add_argument("--investments-url", help="full URL of /Investments (e.g. the wealth host)")
+    u.add_argument(
+        "--webhooks",
+        action="store_true",
+        default=None,
+        help="let Flinks' webhooks end the logins' polling (else FLINKS_WEBHOOKS): a login "
+        "answered 202 waits for its webhook and polls only every --webhook-poll-interval; "
+        "the webhooks reach this process through --webhook-listen, or through the Redis of "
+        "FLINKS_REDIS_URL from `flinks-async serve-webhooks` running anywhere",
+    )
+    u.add_argument(
+        "--webhook-poll-interval",
+        type=SECONDS,
+        default=None,
+        help="with webhooks: seconds between the safety polls (60)",
+    )
+    _webhooks.add_receiver_arguments(u, listen_default=None)
     add_progress(u)
     add_loop(u)
 
@@ -102,6 +120,8 @@ class PullJob:
     out: Output
     state: ResumeState
     endpoint: str
+    #: with ``--webhook-listen``: where to serve the receiver, its path and secrets
+    receiver: tuple[tuple[str, int], str, list[str]] | None = None
 
 
 def prepare(args: argparse.Namespace) -> PullJob:
@@ -114,6 +134,10 @@ def prepare(args: argparse.Namespace) -> PullJob:
         raise UsageError("--skip-failed goes with --resume")
     api_key = read_secret(args.api_key_file, "FLINKS_API_KEY")
     secret_key = read_secret(args.secret_key_file, "FLINKS_SECRET_KEY")
+    receiver = None
+    if args.webhook_listen:
+        address = _webhooks.listen_address(args.webhook_listen)
+        receiver = (address, args.webhook_path, _webhooks.secrets(args))
     ids = open_ids(args.login_ids)
     try:
         if (
@@ -143,14 +167,22 @@ def prepare(args: argparse.Namespace) -> PullJob:
             investments_url=args.investments_url,
             max_connections=args.concurrency,
             unreachable_after=args.unreachable_after or None,
+            webhooks=True if receiver else args.webhooks,
+            webhook_poll_interval=args.webhook_poll_interval,
         )
+        s = client.settings
+        if s.webhooks and receiver is None and s.redis_url is None:
+            raise UsageError(
+                "webhooks need a way in: --webhook-listen HOST:PORT (this process receives "
+                "them), or FLINKS_REDIS_URL with `flinks-async serve-webhooks` receiving"
+            )
         out = Output(args.out, truncate=args.overwrite)
     except BaseException:
         if ids is not sys.stdin.buffer:
             ids.close()
         raise
     cut_torn_tail(args.out, state)
-    return PullJob(client, ids, out, state, endpoint)
+    return PullJob(client, ids, out, state, endpoint, receiver)
 
 
 async def run(args: argparse.Namespace, job: PullJob) -> int:
@@ -179,7 +211,7 @@ async def run(args: argparse.Namespace, job: PullJob) -> int:
     stopped: Exception | None = None  # raised bare after the task group, not in a group
     written_ok = written_failed = 0  # what the file says (the summary and exit status too)
     try:
-        async with client, anyio.create_task_group() as tg:
+        async with client, _receiving(client, job.receiver), anyio.create_task_group() as tg:
             tg.start_soon(progress.run)
             try:
                 async with client.many(
@@ -227,3 +259,12 @@ async def run(args: argparse.Namespace, job: PullJob) -> int:
         return EXIT_USAGE
     # the exit status is the file's final state: a failure skipped with --skip-failed stays one
     return EXIT_FAILED_LOGINS if written_failed or skipped_failed else 0
+
+
+def _receiving(
+    client: FlinksClient, receiver: tuple[tuple[str, int], str, list[str]] | None
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """The webhook receiver served while pulling (``--webhook-listen``), or nothing."""
+    if receiver is None:
+        return contextlib.nullcontext()
+    return _webhooks.receiving(client, *receiver)

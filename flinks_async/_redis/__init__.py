@@ -11,27 +11,42 @@ protocols (:mod:`flinks_async._coordination`), never the other way round.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._ratelimit import RateLimiter
 from .._redact import shown_redis_url
 from ._connection import connect, redis_errors
 from ._flights import RedisFlights
 from ._limiter import RedisRateLimiter, share_of
+from ._webhooks import RedisWebhooks
 
 if TYPE_CHECKING:
     from .._config import Settings
     from .._coordination import Coordination
 
-__all__ = ["RedisFlights", "RedisRateLimiter", "attach", "connect", "redis_errors", "share_of"]
+__all__ = [
+    "RedisFlights",
+    "RedisRateLimiter",
+    "RedisWebhooks",
+    "attach",
+    "connect",
+    "redis_errors",
+    "share_of",
+]
 
 
 def attach(
-    coordination: Coordination, settings: Settings, *, share_limit: bool, share_flights: bool
+    coordination: Coordination,
+    settings: Settings,
+    *,
+    share_limit: bool,
+    share_flights: bool,
+    delivery_from: Callable[..., Any] | None = None,
 ) -> None:
     """Fill ``coordination`` with the shared parts ``settings`` ask for: one Redis pool
     (closed with it), the shared limiter in place of the local one (same capacity and
-    window), the shared flights."""
+    window), the shared flights, the webhook hub (with ``webhooks=True``)."""
     url = settings.redis_url
     assert url is not None
     fallback = settings.redis_fallback == "local"
@@ -46,6 +61,16 @@ def attach(
             capacity=local.capacity,
             window=local.window,
             fallback=fallback,
+        )
+    if settings.webhooks:
+        assert delivery_from is not None
+        coordination.webhooks = RedisWebhooks(
+            redis,
+            delivery_from=delivery_from,
+            shown_url=shown_redis_url(url),
+            customer_id=settings.customer_id,
+            retention=settings.webhook_retention,
+            stream=settings.webhook_stream,
         )
     if share_flights:
         coordination.flights = RedisFlights(

@@ -1,4 +1,4 @@
-"""The Lua scripts the shared rate limit and single-flight run on Redis.
+"""The Lua scripts the shared rate limit, single-flight and webhook hub run on Redis.
 
 Every script reads Redis' own clock (``TIME``), so the processes' clocks never matter.
 Times are milliseconds; ``now`` is Redis' ``TIME`` in milliseconds.
@@ -14,6 +14,7 @@ __all__ = [
     "RENEW_LEASES",
     "SEED",
     "STORE_AND_RELEASE",
+    "STORE_WEBHOOK",
     "TAKE",
 ]
 
@@ -168,4 +169,24 @@ for i = 1, #KEYS / 2 do
   end
 end
 return 0
+"""
+
+#: KEYS: the delivery's "seen" marker, its RequestId's body key, the stream; ARGV: seen ms,
+#: the body, the RequestId's hash ('' for no data answer), retention ms, '1' to add it to
+#: the stream, the wake-up channel. Stores a delivery once (0 when its marker was there
+#: already: a repeat), atomically: marker, body, stream entry and wake-up together.
+STORE_WEBHOOK = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[1])) then
+  return 0
+end
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[4]))
+end
+if ARGV[5] == '1' then
+  redis.call('XADD', KEYS[3], '*', 'body', ARGV[2])
+end
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[6], ARGV[3])
+end
+return 1
 """

@@ -13,6 +13,7 @@ from ._emulator import (
     Fault,
     LoginScenario,
     RecordedRequest,
+    WebhookSent,
     busiest_window,
 )
 from ._payloads import accounts_payload, demo_login_ids, investments_payload, statements_payload
@@ -23,6 +24,7 @@ __all__ = [
     "Fault",
     "LoginScenario",
     "RecordedRequest",
+    "WebhookSent",
     "accounts_payload",
     "busiest_window",
     "demo_login_ids",

@@ -33,6 +33,18 @@ default, any):
 ``never_ready``        always 202 (sticky)
 =====================  ===============================================================
 
+Webhooks: with ``ready_after`` (seconds) a data request is answered ``202`` until that
+long after the session first asked that endpoint, and, with ``webhook_url`` and
+``webhook_secret``, the emulator then POSTs the 200 body plus ``ResponseType`` and
+``LoginId`` there, signed as Flinks signs (``Base64(HMAC-SHA256(secret, body))`` in the
+``flinks-authenticity-key`` header), and delivers again after ``webhook_retry_delay``
+seconds on anything but a 200, ``webhook_attempts`` times in all (Flinks: 10, 30 minutes
+apart). ``webhook_faults`` (``{spec: probability}``, drawn per delivery from ``seed``):
+``drop_first`` (the first attempt is lost on the way), ``duplicate`` (each attempt is sent
+twice), ``bad_signature`` (the first attempt is signed with another secret),
+``shuffle:s`` (a random delay of up to ``s`` seconds first: deliveries arrive out of
+order). Every attempt is kept in :attr:`Emulator.webhooks_sent`.
+
 Everything received is counted (:attr:`Emulator.counts`, :attr:`Emulator.statuses`,
 :attr:`Emulator.requests`), and the server tracks its open connections and the handlers
 a client abandoned, so tests can check that nothing leaks.
@@ -65,6 +77,7 @@ __all__ = [
     "Fault",
     "LoginScenario",
     "RecordedRequest",
+    "WebhookSent",
     "busiest_window",
 ]
 
@@ -195,6 +208,21 @@ class RecordedRequest:
     path: str = ""  #: the URL path as received, e.g. ``/v3/{customer}/Investments``
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookSent:
+    """One webhook attempt the emulator made."""
+
+    request_id: str
+    login_id: str
+    response_type: str
+    attempt: int  #: from 1
+    sent_at: float  #: ``time.time()`` as it was sent (comparable across processes)
+    status: int  #: the receiver's answer, 0 when none came (dropped, refused connection)
+
+
+_WEBHOOK_FAULTS = ("drop_first", "duplicate", "bad_signature", "shuffle")
+
+
 #: The sandbox's questions (FlinksCapital): two at first, then a follow-up
 SANDBOX_MFA: tuple[tuple[tuple[str, str], ...], ...] = (
     (
@@ -206,13 +234,15 @@ SANDBOX_MFA: tuple[tuple[tuple[str, str], ...], ...] = (
 
 
 class _Login:
-    __slots__ = ("faults", "mfa_done", "pending_body", "polls", "scenario")
+    __slots__ = ("faults", "first_asked", "mfa_done", "pending_body", "polls", "scenario")
 
     def __init__(self, scenario: LoginScenario) -> None:
         self.scenario = scenario
         self.mfa_done = False  # answered once: the institution does not ask again
         self.faults = collections.deque(scenario.faults)
         self.polls: collections.Counter[str] = collections.Counter()
+        #: with ``ready_after``: when each (family, requestId) was first asked
+        self.first_asked: dict[tuple[str, str], float] = {}
         #: the last 202 body encoded, by (family, requestId): polls answer it as it is
         self.pending_body: tuple[tuple[str, str], bytes] | None = None
 
@@ -236,6 +266,14 @@ class Emulator:
         port: the port (default 0: a free one; read :attr:`port` after start).
         ssl_context: serve HTTPS with this server context (e.g. from ``trustme``).
         record: how many :class:`RecordedRequest` to keep (default 100 000; 0 keeps none).
+        ready_after: seconds a session's data request stays pending (``202``) from its
+            first ask, instead of ``pending`` answers; needed for webhooks.
+        webhook_url: where to POST webhooks (with ``ready_after`` and ``webhook_secret``).
+        webhook_secret: the HMAC secret webhooks are signed with.
+        webhook_header: the signature's header (default ``flinks-authenticity-key``).
+        webhook_attempts: deliveries of one webhook at most (default 10, as Flinks).
+        webhook_retry_delay: seconds between them (default 1800, as Flinks).
+        webhook_faults: ``{spec: probability}``, see the module docstring.
     """
 
     def __init__(
@@ -254,6 +292,13 @@ class Emulator:
         port: int = 0,
         record: int = 100_000,
         ssl_context: ssl.SSLContext | None = None,
+        ready_after: float | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        webhook_header: str = "flinks-authenticity-key",
+        webhook_attempts: int = 10,
+        webhook_retry_delay: float = 1800.0,
+        webhook_faults: Mapping[str, float] | None = None,
     ) -> None:
         self.pending = pending
         self.payload_bytes = payload_bytes
@@ -291,6 +336,20 @@ class Emulator:
         self._tokens: dict[str, float] = {}  # token -> when it was issued
         #: seconds each used authorize token waited between its issue and its Authorize
         self.token_ages: list[float] = []
+        self.ready_after = ready_after
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.webhook_header = webhook_header
+        self.webhook_attempts = webhook_attempts
+        self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_faults = {k: v for k, v in (webhook_faults or {}).items() if v > 0}
+        for spec in self.webhook_faults:
+            if spec.partition(":")[0] not in _WEBHOOK_FAULTS:
+                raise ValueError(f"unknown webhook fault {spec!r}")
+        #: every webhook attempt made, in order
+        self.webhooks_sent: list[WebhookSent] = []
+        self._webhook_tasks: set[asyncio.Task[None]] = set()
+        self._webhook_session: Any = None
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -353,7 +412,15 @@ class Emulator:
         await web.SockSite(self._runner, sock, backlog=4096, ssl_context=self.ssl_context).start()
 
     async def stop(self) -> None:
-        """Stop serving and close every connection."""
+        """Stop serving and close every connection (webhooks not yet delivered are
+        dropped)."""
+        for task in list(self._webhook_tasks):
+            task.cancel()
+        if self._webhook_tasks:
+            await asyncio.gather(*self._webhook_tasks, return_exceptions=True)
+        if self._webhook_session is not None:
+            await self._webhook_session.close()
+            self._webhook_session = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -600,9 +667,22 @@ class Emulator:
         if fault is not None and fault.kind in ("SESSION_NONEXISTENT", "SESSION_EXPIRED"):
             self._sessions.pop(rid, None)
 
+        if self.ready_after is not None and (family, rid) not in state.first_asked:
+            state.first_asked[family, rid] = time.monotonic()
+            if self.webhook_url and self.webhook_secret and not state.scenario.never_ready:
+                self._webhook_soon(state, family, login_id, rid)
+
+        def pending() -> bool:
+            sc = state.scenario
+            if sc.never_ready:
+                return True
+            if self.ready_after is not None:
+                return time.monotonic() - state.first_asked[family, rid] < self.ready_after
+            return state.polls[family] < sc.pending
+
         def answer() -> web.StreamResponse:
             sc = state.scenario
-            if sc.never_ready or state.polls[family] < sc.pending:
+            if pending():
                 state.polls[family] += 1
                 cached = state.pending_body
                 if cached is None or cached[0] != (family, rid):
@@ -626,19 +706,69 @@ class Emulator:
                 return web.Response(body=cached[1], status=202, content_type="application/json")
             if family in sc.payloads:
                 return _verbatim(sc.payloads[family])
-            variant = int(login_id[:2], 16) % 4
-            if family == "Investments":
-                payload = investments_payload(sc.payload_bytes, variant)
-            elif family == "GetStatements":
-                payload = statements_payload(sc.payload_bytes, variant)
-            else:
-                payload = accounts_payload(sc.payload_bytes, variant, family == "GetAccountsDetail")
             return web.Response(
-                body=b'{"RequestId":"%s",%s' % (rid.encode(), payload[1:]),
-                content_type="application/json",
+                body=_ready_body(sc, family, login_id, rid), content_type="application/json"
             )
 
         return await self._respond(request, fault, answer, rid)
+
+    # --- webhooks --------------------------------------------------------------------
+
+    def _webhook_soon(self, state: _Login, family: str, login_id: str, rid: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(state, family, login_id, rid))
+        self._webhook_tasks.add(task)
+        task.add_done_callback(self._webhook_tasks.discard)
+
+    def _webhook_body(self, state: _Login, family: str, login_id: str, rid: str) -> bytes:
+        given = state.scenario.payloads.get(family)
+        body = given if isinstance(given, bytes) else None
+        if body is None:
+            body = _ready_body(state.scenario, family, login_id, rid)
+        head = b'{"ResponseType":"%s","LoginId":"%s",' % (family.encode(), login_id.encode())
+        return head + body.lstrip()[1:]
+
+    async def _deliver(self, state: _Login, family: str, login_id: str, rid: str) -> None:
+        """Wait until the answer is ready, then POST it, again on anything but a 200."""
+        import aiohttp
+
+        from .._webhooks import sign
+
+        assert self.ready_after is not None and self.webhook_url and self.webhook_secret
+        rng = random.Random(f"{self.seed}:webhook:{rid}")
+        faults = {
+            spec.partition(":")[0]: float(spec.partition(":")[2] or 0)
+            for spec, p in self.webhook_faults.items()
+            if rng.random() < p
+        }
+        delay = self.ready_after + rng.uniform(0, faults.get("shuffle", 0.0))
+        await asyncio.sleep(delay)
+        body = self._webhook_body(state, family, login_id, rid)
+        if self._webhook_session is None:
+            self._webhook_session = aiohttp.ClientSession()
+        session = self._webhook_session
+        for attempt in range(1, self.webhook_attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(self.webhook_retry_delay)
+            first = attempt == 1
+            secret = self.webhook_secret
+            if first and "bad_signature" in faults:
+                secret = "not-" + secret
+            headers = {self.webhook_header: sign(body, secret), "Content-Type": "application/json"}
+            status = 0
+            for _ in range(2 if "duplicate" in faults else 1):
+                sent_at = time.time()
+                if not (first and "drop_first" in faults):
+                    try:
+                        async with session.post(self.webhook_url, data=body, headers=headers) as r:
+                            await r.read()
+                            status = r.status
+                    except (TimeoutError, aiohttp.ClientError, OSError):
+                        status = 0
+                self.webhooks_sent.append(
+                    WebhookSent(rid, login_id, family, attempt, sent_at, status)
+                )
+            if status == 200:
+                return
 
     def _take_fault(self, state: _Login, stage: str) -> Fault | None:
         if state.faults and state.faults[0].stage in ("any", stage):
@@ -730,6 +860,18 @@ class Emulator:
                 await asyncio.sleep(0.05)
         _abort(request)
         return resp
+
+
+def _ready_body(sc: LoginScenario, family: str, login_id: str, rid: str) -> bytes:
+    """The generated 200 body of ``family`` for a login and session."""
+    variant = int(login_id[:2], 16) % 4
+    if family == "Investments":
+        payload = investments_payload(sc.payload_bytes, variant)
+    elif family == "GetStatements":
+        payload = statements_payload(sc.payload_bytes, variant)
+    else:
+        payload = accounts_payload(sc.payload_bytes, variant, family == "GetAccountsDetail")
+    return b'{"RequestId":"%s",%s' % (rid.encode(), payload[1:])
 
 
 def busiest_window(times: Iterable[float], window: float) -> int:

@@ -61,6 +61,22 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--record", type=number(int, 0), default=0, help="requests to keep for inspection"
     )
+    e.add_argument(
+        "--ready-after",
+        type=number(float, 0),
+        help="seconds a data request stays pending from its first ask (instead of --pending)",
+    )
+    e.add_argument(
+        "--webhook-url",
+        help="with --ready-after: POST each answer there as a webhook, signed with "
+        "FLINKS_EMULATOR_WEBHOOK_SECRET",
+    )
+    e.add_argument(
+        "--webhook-retry-delay",
+        type=number(float, 0),
+        default=1800.0,
+        help="seconds between deliveries of a webhook not answered 200 (1800, as Flinks)",
+    )
     add_loop(e)
 
 
@@ -83,7 +99,13 @@ async def serve(args: argparse.Namespace) -> int:
         record=args.record,
         api_key=read_secret(args.api_key_file, "FLINKS_EMULATOR_API_KEY"),
         secret_key=read_secret(args.secret_key_file, "FLINKS_EMULATOR_SECRET_KEY"),
+        ready_after=args.ready_after,
+        webhook_url=args.webhook_url,
+        webhook_secret=read_secret(None, "FLINKS_EMULATOR_WEBHOOK_SECRET"),
+        webhook_retry_delay=args.webhook_retry_delay,
     )
+    if args.webhook_url and (emu.webhook_secret is None or args.ready_after is None):
+        raise ValueError("--webhook-url needs --ready-after and FLINKS_EMULATOR_WEBHOOK_SECRET")
     async with emu:
         print(
             f"Flinks emulator serving on {emu.url} (any customer id, loop {loop_name()}); "
