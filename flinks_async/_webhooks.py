@@ -49,6 +49,7 @@ from ._coordination import RETENTION, SEEN_FOR, StoredWebhook, WebhookHub
 from ._decoding import make_decoder
 from ._errors import DecodeError
 from ._models import AccountsDetail, AccountsSummary, Investments, Statements
+from ._schema import SchemaCheck
 
 __all__ = [
     "DATA_TYPES",
@@ -107,6 +108,8 @@ class _Head(msgspec.Struct):
 
 
 _HEAD = msgspec.json.Decoder(_Head)
+#: the drift check of deliveries decoded by :meth:`WebhookDelivery.value`
+_SCHEMA = SchemaCheck(strict=False, keep_extra=False, hooks=())
 
 
 def _text(value: Any) -> str | None:
@@ -160,13 +163,16 @@ class WebhookDelivery:
         return self.response_type in DATA_TYPES or self.response_type in OTHER_TYPES
 
     def value(self) -> Any:
-        """The body decoded: the endpoint's model for a data answer (the same value, money
-        rules and errors as a call's: :func:`~flinks_async._decoding.make_decoder`), a dict
-        for ``KYC`` and any ``ResponseType`` this client does not know."""
-        model = DATA_TYPES.get(self.response_type or "")
+        """The body decoded: the endpoint's model for a data answer, as a call decodes it
+        (the same money rules and errors; schema drift logged and repaired the same way,
+        see :mod:`flinks_async._schema`), a dict for ``KYC`` and any ``ResponseType`` this
+        client does not know."""
+        kind = self.response_type or ""
+        model = DATA_TYPES.get(kind)
         if model is None:
             return msgspec.json.decode(self.body)
-        return make_decoder(model, raw=False)(self.body)
+        checked = _SCHEMA.wrap(make_decoder(model, raw=False), model, kind, self.login_id)
+        return checked(self.body)
 
 
 class MemoryWebhooks:

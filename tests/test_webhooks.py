@@ -458,3 +458,39 @@ async def test_callers_of_one_login_share_one_session_and_one_webhook() -> None:
                 await served.stop()
     assert all(v is values[0] for v in values)  # one run, shared
     assert emu.counts["Authorize"] == 1 and emu.counts["Investments"] == 1
+
+
+async def test_a_holder_sent_as_a_plain_string_is_accepted_by_call_and_stream() -> None:
+    """A public fixture sends ``Holder`` as a string in a webhook body: the call returns the
+    answer (the string kept on ``.extra``, drift reported), and so does ``value()``."""
+    from flinks_async import AccountsDetail
+    from flinks_async.testing import accounts_payload
+
+    answer = msgspec.json.decode(accounts_payload(4_000))
+    answer["Accounts"][0]["Holder"] = "Jane Doe"
+    port = _free_port()
+    login = demo_login_ids(1, seed=13)[0]
+    async with Emulator(
+        api_key=API_KEY,
+        secret_key=SECRET,
+        ready_after=0.2,
+        webhook_url=f"http://127.0.0.1:{port}/flinks/webhook",
+        webhook_secret=HOOK_SECRET,
+    ) as emu:
+        emu.set_login(login, payloads={"GetAccountsDetail": msgspec.json.encode(answer)})
+        async with _client(emu, webhook_stream=True) as client:
+            served = Served(client.webhook_receiver(HOOK_SECRET).aiohttp_handler, port)
+            await served.start()
+            try:
+                detail = await client.accounts_detail(login)
+            finally:
+                await served.stop()
+            hub = client.webhooks
+            assert isinstance(hub, MemoryWebhooks)
+            (delivery,) = _stored(hub)
+    assert emu.counts["GetAccountsDetail"] == 1  # ended by the webhook
+    for value in (detail, delivery.value()):
+        assert isinstance(value, AccountsDetail) and value.accounts
+        assert value.accounts[0].holder is None
+        assert value.accounts[0].extra == {"Holder": "Jane Doe"}
+    assert client.schema_drift == {"Account": {"'Holder' (str)": 1}}

@@ -725,6 +725,8 @@ class Emulator:
         if body is None:
             body = _ready_body(state.scenario, family, login_id, rid)
         head = b'{"ResponseType":"%s","LoginId":"%s",' % (family.encode(), login_id.encode())
+        if b'"RequestId"' not in body:  # a verbatim payload of the test's: say which session
+            head += b'"RequestId":"%s",' % rid.encode()
         return head + body.lstrip()[1:]
 
     async def _deliver(self, state: _Login, family: str, login_id: str, rid: str) -> None:
