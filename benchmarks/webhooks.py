@@ -145,7 +145,15 @@ async def _three_processes(ids: list[str], redis_url: str) -> WebhookResult:
             for part in (ids[:half], ids[half:]):
                 callers.append(
                     subprocess.Popen(
-                        [sys.executable, "-c", CALLER, emu.url, redis_url, CUSTOMER, ",".join(part)],
+                        [
+                            sys.executable,
+                            "-c",
+                            CALLER,
+                            emu.url,
+                            redis_url,
+                            CUSTOMER,
+                            ",".join(part),
+                        ],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         text=True,

@@ -385,6 +385,7 @@ async def test_webhook_faults_cost_time_never_data() -> None:
         webhook_url=f"http://127.0.0.1:{port}/flinks/webhook",
         webhook_secret=HOOK_SECRET,
         webhook_retry_delay=0.2,
+        webhook_attempts=100,  # Flinks: 10; here the receiver's downtime is not bounded
         webhook_faults={
             "drop_first": 0.3,
             "bad_signature": 0.3,

@@ -39,7 +39,7 @@ long after the session first asked that endpoint, and, with ``webhook_url`` and
 ``LoginId`` there, signed as Flinks signs (``Base64(HMAC-SHA256(secret, body))`` in the
 ``flinks-authenticity-key`` header), and delivers again after ``webhook_retry_delay``
 seconds on anything but a 200, ``webhook_attempts`` times in all (Flinks: 10, 30 minutes
-apart). ``webhook_faults`` (``{spec: probability}``, drawn per delivery from ``seed``):
+apart). ``webhook_faults`` (``{spec: probability}``, drawn per login and endpoint from ``seed``):
 ``drop_first`` (the first attempt is lost on the way), ``duplicate`` (each attempt is sent
 twice), ``bad_signature`` (the first attempt is signed with another secret),
 ``shuffle:s`` (a random delay of up to ``s`` seconds first: deliveries arrive out of
@@ -736,7 +736,7 @@ class Emulator:
         from .._webhooks import sign
 
         assert self.ready_after is not None and self.webhook_url and self.webhook_secret
-        rng = random.Random(f"{self.seed}:webhook:{rid}")
+        rng = random.Random(f"{self.seed}:webhook:{login_id.lower()}:{family}")
         faults = {
             spec.partition(":")[0]: float(spec.partition(":")[2] or 0)
             for spec, p in self.webhook_faults.items()
