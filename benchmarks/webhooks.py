@@ -22,13 +22,14 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
 
 import anyio
+import anyio.abc
 from aiohttp import web
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from flinks_async import FlinksClient
 from flinks_async.testing import Emulator, demo_login_ids
@@ -121,6 +122,20 @@ async def _one_process(ids: list[str], webhooks: bool) -> WebhookResult:
         return WebhookResult(mode, len(ids), emu.requests_total / len(ids), wall, delays)
 
 
+async def _line(stream: BufferedByteReceiveStream) -> str:
+    return (await stream.receive_until(b"\n", 1 << 20)).decode()
+
+
+async def _rest(stream: BufferedByteReceiveStream) -> str:
+    chunks = []
+    try:
+        while True:
+            chunks.append(await stream.receive())
+    except (anyio.EndOfStream, anyio.ClosedResourceError):
+        pass
+    return b"".join(chunks).decode()
+
+
 async def _three_processes(ids: list[str], redis_url: str) -> WebhookResult:
     port = _free_port()
     env = {
@@ -129,48 +144,30 @@ async def _three_processes(ids: list[str], redis_url: str) -> WebhookResult:
         "FLINKS_REDIS_URL": redis_url,
         "FLINKS_WEBHOOK_SECRET": SECRET,
     }
-    receiver = subprocess.Popen(
-        [sys.executable, "-m", "flinks_async", "serve-webhooks", "--listen", f"127.0.0.1:{port}"],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    callers: list[subprocess.Popen[str]] = []
+    serve = [sys.executable, "-m", "flinks_async", "serve-webhooks"]
+    receiver = await anyio.open_process([*serve, "--listen", f"127.0.0.1:{port}"], env=env)
+    callers: list[anyio.abc.Process] = []
     try:
         assert receiver.stderr is not None
-        line = await anyio.to_thread.run_sync(receiver.stderr.readline)
+        line = await _line(BufferedByteReceiveStream(receiver.stderr))
         assert "receiving webhooks" in line, line
         async with _emulator(port) as emu:
             half = len(ids) // 2
             for part in (ids[:half], ids[half:]):
-                callers.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-c",
-                            CALLER,
-                            emu.url,
-                            redis_url,
-                            CUSTOMER,
-                            ",".join(part),
-                        ],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                )
+                args = [sys.executable, "-c", CALLER, emu.url, redis_url, CUSTOMER]
+                callers.append(await anyio.open_process([*args, ",".join(part)]))
+            outs = []
             for c in callers:
                 assert c.stdout is not None
-                assert (await anyio.to_thread.run_sync(c.stdout.readline)).startswith("ready")
+                outs.append(BufferedByteReceiveStream(c.stdout))
+                assert (await _line(outs[-1])).startswith("ready")
             started = time.monotonic()
             for c in callers:
                 assert c.stdin is not None
-                c.stdin.write("go\n")
-                c.stdin.flush()
+                await c.stdin.send(b"go\n")
             returned: dict[str, float] = {}
-            for c in callers:
-                out, _ = await anyio.to_thread.run_sync(c.communicate)
-                for row in out.splitlines():
+            for out in outs:
+                for row in (await _rest(out)).splitlines():
                     login, ok, at = json.loads(row)
                     assert ok
                     returned[login.lower()] = at
@@ -186,9 +183,10 @@ async def _three_processes(ids: list[str], redis_url: str) -> WebhookResult:
         )
     finally:
         for p in (receiver, *callers):
-            if p.poll() is None:
+            if p.returncode is None:
                 p.terminate()
-            p.wait()
+            await p.wait()
+            await p.aclose()
 
 
 async def run(logins: int = 1000) -> list[WebhookResult]:
