@@ -234,15 +234,15 @@ SANDBOX_MFA: tuple[tuple[tuple[str, str], ...], ...] = (
 
 
 class _Login:
-    __slots__ = ("faults", "first_asked", "mfa_done", "pending_body", "polls", "scenario")
+    __slots__ = ("faults", "mfa_done", "pending_body", "polls", "ready_at", "scenario")
 
     def __init__(self, scenario: LoginScenario) -> None:
         self.scenario = scenario
         self.mfa_done = False  # answered once: the institution does not ask again
         self.faults = collections.deque(scenario.faults)
         self.polls: collections.Counter[str] = collections.Counter()
-        #: with ``ready_after``: when each (family, requestId) was first asked
-        self.first_asked: dict[tuple[str, str], float] = {}
+        #: with ``ready_after``: when the answer of each (family, requestId) is ready
+        self.ready_at: dict[tuple[str, str], float] = {}
         #: the last 202 body encoded, by (family, requestId): polls answer it as it is
         self.pending_body: tuple[tuple[str, str], bytes] | None = None
 
@@ -268,6 +268,9 @@ class Emulator:
         record: how many :class:`RecordedRequest` to keep (default 100 000; 0 keeps none).
         ready_after: seconds a session's data request stays pending (``202``) from its
             first ask, instead of ``pending`` answers; needed for webhooks.
+        ready_spread: each login's answers are ready up to this many seconds later still
+            (uniform, drawn per login and endpoint from ``seed``; default 0), as real
+            logins finish at different times.
         webhook_url: where to POST webhooks (with ``ready_after`` and ``webhook_secret``).
         webhook_secret: the HMAC secret webhooks are signed with.
         webhook_header: the signature's header (default ``flinks-authenticity-key``).
@@ -293,6 +296,7 @@ class Emulator:
         record: int = 100_000,
         ssl_context: ssl.SSLContext | None = None,
         ready_after: float | None = None,
+        ready_spread: float = 0.0,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         webhook_header: str = "flinks-authenticity-key",
@@ -337,6 +341,7 @@ class Emulator:
         #: seconds each used authorize token waited between its issue and its Authorize
         self.token_ages: list[float] = []
         self.ready_after = ready_after
+        self.ready_spread = ready_spread
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.webhook_header = webhook_header
@@ -667,8 +672,10 @@ class Emulator:
         if fault is not None and fault.kind in ("SESSION_NONEXISTENT", "SESSION_EXPIRED"):
             self._sessions.pop(rid, None)
 
-        if self.ready_after is not None and (family, rid) not in state.first_asked:
-            state.first_asked[family, rid] = time.monotonic()
+        if self.ready_after is not None and (family, rid) not in state.ready_at:
+            spread = random.Random(f"{self.seed}:ready:{login_id.lower()}:{family}")
+            delay = self.ready_after + spread.uniform(0, self.ready_spread)
+            state.ready_at[family, rid] = time.monotonic() + delay
             if self.webhook_url and self.webhook_secret and not state.scenario.never_ready:
                 self._webhook_soon(state, family, login_id, rid)
 
@@ -677,7 +684,7 @@ class Emulator:
             if sc.never_ready:
                 return True
             if self.ready_after is not None:
-                return time.monotonic() - state.first_asked[family, rid] < self.ready_after
+                return time.monotonic() < state.ready_at[family, rid]
             return state.polls[family] < sc.pending
 
         def answer() -> web.StreamResponse:
@@ -742,11 +749,12 @@ class Emulator:
             for spec, p in self.webhook_faults.items()
             if rng.random() < p
         }
-        delay = self.ready_after + rng.uniform(0, faults.get("shuffle", 0.0))
-        await asyncio.sleep(delay)
+        ready_in = state.ready_at[family, rid] - time.monotonic()
+        await asyncio.sleep(ready_in + rng.uniform(0, faults.get("shuffle", 0.0)))
         body = self._webhook_body(state, family, login_id, rid)
         if self._webhook_session is None:
-            self._webhook_session = aiohttp.ClientSession()
+            # no connection limit: a webhook waits for nothing of the emulator's own
+            self._webhook_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         session = self._webhook_session
         for attempt in range(1, self.webhook_attempts + 1):
             if attempt > 1:
