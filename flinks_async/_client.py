@@ -187,13 +187,20 @@ class FlinksClient:
         """The endpoint to mount where Flinks POSTs webhooks (see
         :class:`~flinks_async.WebhookReceiver`), storing into :attr:`webhooks`, so that it
         wakes this client's calls (and, with ``redis_url``, every other process's).
-        ``max_body_bytes`` defaults to the client's ``max_response_bytes``.
+        ``max_body_bytes`` defaults to the client's ``max_response_bytes``; bodies being
+        received count against the client's ``max_body_bytes_in_flight``, with its calls'.
         :class:`ConfigurationError` when webhooks are off."""
         hub = self.webhooks
         if hub is None:
             raise ConfigurationError("webhook_receiver() needs FlinksClient(webhooks=True)")
         limit = self.settings.max_response_bytes if max_body_bytes is None else max_body_bytes
-        return WebhookReceiver(hub, secrets, header_names=header_names, max_body_bytes=limit)
+        return WebhookReceiver(
+            hub,
+            secrets,
+            header_names=header_names,
+            max_body_bytes=limit,
+            budget=self._transport.budget,
+        )
 
     # --- Authorize and one-off requests ----------------------------------------------
 

@@ -244,8 +244,12 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
 
 
 async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
-    """A webhook's body for ``plan``, decoded as its polled 200 would be."""
+    """A webhook's body for ``plan``, decoded as its polled 200 would be (holding its
+    size of the client's body budget while it is decoded, as a polled body does)."""
     transport = plan.transport
+    budget = transport.budget
+    if not budget.try_take(len(body)):
+        await budget.take(len(body))
     try:
         if len(body) >= _slices.SLICE_FROM:
             value = await plan.decode.in_slices(body)
@@ -254,6 +258,8 @@ async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
     except DecodeError as exc:
         exc.login_id, exc.endpoint, exc.request_id = plan.login_id, plan.endpoint.name, rid
         raise
+    finally:
+        budget.give(len(body))
     if transport.hooks or scoped_hooks.get():
         elapsed = time.monotonic() - (plan.started or 0.0)
         name, login_id = plan.endpoint.name, plan.login_id

@@ -45,6 +45,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ._budget import BodyBudget
 from ._coordination import RETENTION, SEEN_FOR, StoredWebhook, WebhookHub
 from ._decoding import make_decoder
 from ._errors import DecodeError
@@ -288,6 +289,11 @@ class WebhookReceiver:
             :data:`SIGNATURE_HEADERS`: both names Flinks documents).
         max_body_bytes: larger bodies get ``413`` (default 64 MiB, the client's
             ``max_response_bytes``).
+        budget: bytes of bodies held at once, shared with the calls of a client
+            (``client.webhook_receiver()`` gives the client's ``max_body_bytes_in_flight``):
+            a body takes its ``Content-Length`` before it is read (or its size once read,
+            when the length is not given) and gives it back once stored. ``None``: no
+            budget beyond ``max_body_bytes`` per request.
     """
 
     def __init__(
@@ -297,6 +303,7 @@ class WebhookReceiver:
         *,
         header_names: Iterable[str] = SIGNATURE_HEADERS,
         max_body_bytes: int = MAX_BODY_BYTES,
+        budget: BodyBudget | None = None,
     ) -> None:
         self._secrets = (secrets,) if isinstance(secrets, str) else tuple(secrets)
         if not self._secrets or not all(self._secrets):
@@ -304,6 +311,7 @@ class WebhookReceiver:
         self.hub = hub
         self.header_names = tuple(h.lower() for h in header_names)
         self.max_body_bytes = max_body_bytes
+        self.budget = budget
         #: deliveries stored, repeats dropped, refused (bad signature, bad body, too big)
         self.counts: collections.Counter[str] = collections.Counter()
 
@@ -355,16 +363,32 @@ class WebhookReceiver:
         if (request.content_length or 0) > self.max_body_bytes:
             self.counts["too_big"] += 1
             return web.Response(status=413, text="too large")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                self.counts["too_big"] += 1
-                return web.Response(status=413, text="too large")
-            chunks.append(chunk)
-        status, text = await self.receive(request.headers, b"".join(chunks))
+        held = await self._take(request.content_length or 0)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    self.counts["too_big"] += 1
+                    return web.Response(status=413, text="too large")
+                chunks.append(chunk)
+            held += await self._take(size - held)
+            status, text = await self.receive(request.headers, b"".join(chunks))
+        finally:
+            self._give(held)
         return web.Response(status=status, text=text)
+
+    async def _take(self, size: int) -> int:
+        """Take ``size`` bytes from the budget (if any); what to give back later."""
+        if self.budget is None or size <= 0:
+            return 0
+        await self.budget.take(size)
+        return size
+
+    def _give(self, held: int) -> None:
+        if self.budget is not None and held:
+            self.budget.give(held)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The receiver as an ASGI 3 app (FastAPI/Starlette ``mount``, uvicorn)."""
@@ -380,23 +404,33 @@ class WebhookReceiver:
         if scope.get("method") != "POST":
             await _asgi_answer(send, 405, "POST only")
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                self.counts["too_big"] += 1
-                await _asgi_answer(send, 413, "too large")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        status, text = await self.receive(headers, b"".join(chunks))
+        length = {k.lower(): v for k, v in headers.items()}.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            self.counts["too_big"] += 1
+            await _asgi_answer(send, 413, "too large")
+            return
+        held = await self._take(int(length) if length.isdigit() else 0)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    self.counts["too_big"] += 1
+                    await _asgi_answer(send, 413, "too large")
+                    return
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+            held += await self._take(size - held)
+            status, text = await self.receive(headers, b"".join(chunks))
+        finally:
+            self._give(held)
         await _asgi_answer(send, status, text)
 
 

@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
 
 import aiohttp
 import anyio
@@ -244,6 +245,56 @@ async def test_a_hub_that_cannot_store_answers_503_so_flinks_delivers_again() ->
         {"flinks-authenticity-key": sign_webhook(body, HOOK_SECRET)}, body
     )
     assert status == 503
+
+
+@pytest.mark.parametrize("app", ["aiohttp", "asgi"])
+async def test_bodies_being_received_wait_for_the_clients_body_budget(app: str) -> None:
+    """A webhook body counts against ``max_body_bytes_in_flight`` with the client's own
+    bodies: while the budget is full, a POST waits, unread and unanswered."""
+    async with FlinksClient(CUSTOMER, base_url="http://127.0.0.1:9", webhooks=True) as client:
+        receiver = client.webhook_receiver(HOOK_SECRET)
+        budget = receiver.budget
+        assert budget is client._transport.budget
+        body = _body()
+        headers = {"flinks-authenticity-key": sign_webhook(body, HOOK_SECRET)}
+        await budget.take(budget.limit)  # the client's calls hold every byte of it
+        if app == "aiohttp":
+            s = Served(receiver.aiohttp_handler)
+            await s.start()
+            answer: asyncio.Future[int] = asyncio.ensure_future(_post(s.url, body, headers))
+        else:
+            sent: list[MutableMapping[str, Any]] = []
+            parts = [body[: len(body) // 2], body[len(body) // 2 :]]
+
+            async def receive() -> MutableMapping[str, Any]:
+                chunk = parts.pop(0)
+                return {"type": "http.request", "body": chunk, "more_body": bool(parts)}
+
+            async def send(message: MutableMapping[str, Any]) -> None:
+                sent.append(message)
+
+            scope: MutableMapping[str, Any] = {
+                "type": "http",
+                "method": "POST",
+                "headers": [(k.encode(), v.encode()) for k, v in headers.items()]
+                + [(b"content-length", str(len(body)).encode())],
+            }
+
+            async def asgi() -> int:
+                await receiver(scope, receive, send)
+                return int(sent[0]["status"])
+
+            answer = asyncio.ensure_future(asgi())
+        try:
+            await wait_until(lambda: bool(budget._waiters), timeout=30)
+            assert not answer.done() and receiver.counts["stored"] == 0
+            budget.give(budget.limit)
+            assert await answer == 200
+        finally:
+            if app == "aiohttp":
+                await s.stop()
+        assert receiver.counts["stored"] == 1
+        assert budget.used == 0  # given back once stored
 
 
 def test_a_receiver_needs_a_secret() -> None:
