@@ -241,7 +241,7 @@ class _Walk:
         p = self.skip(p + 1)
         if p < len(self.body) and self.body[p] == _RBRACKET:
             return items, p + 1
-        decoder = _RAW if self.raw else _decoder(list[model])  # type: ignore[valid-type]
+        decoder = None  # built for leaf elements only (they are decoded a piece at a time)
         done = False
         while not done:
             if p >= len(self.body) or self.body[p] != _LBRACE:
@@ -250,6 +250,8 @@ class _Walk:
                 item, end = await self.object(p, model)
                 items.append(item)
             else:
+                if decoder is None:
+                    decoder = _RAW if self.raw else _decoder(list[model])  # type: ignore[valid-type]
                 end = self.piece(p, model, decoder, items)
             p, done = self.after(end)
             await self.turn()
