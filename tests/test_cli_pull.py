@@ -304,12 +304,14 @@ async def test_a_wrong_key_or_url_stops_the_pull_at_once(
     assert proc.returncode == 2, err
     assert err.count("flinks-async: error: set-up error:") == 1 and hint in err, err
     assert "wrong-key-0000" not in err and "Traceback" not in err
-    # what reached the server: the first requests of the 50 logins in flight (token,
-    # Authorize, data call), none for the 1,450 others
-    assert emu.requests_total <= 3 * 50, emu.counts
     # no line for a login never tried; at most the two that answered before the third
     written = (tmp_path / "out.jsonl").read_bytes().splitlines()
     assert len(written) <= lines_at_most
+    # what reached the server: the first requests (token, Authorize, data call) of the 50
+    # logins in flight and of the logins that took the slots of those that failed before
+    # the breaker tripped (one per line written; how many is up to the machine's speed),
+    # none for the ~1,450 others
+    assert emu.requests_total <= 3 * (50 + len(written)), emu.counts
     assert all(not msgspec.json.decode(line)["ok"] for line in written)
     assert f"flinks-async pull: 0 ok, {len(written)} failed;" in err
 

@@ -524,6 +524,10 @@ class Emulator:
         except asyncio.CancelledError:
             self.abandoned += 1  # the client went away mid-answer
             raise
+        except ConnectionResetError:  # it went away as the answer was being written: a
+            # client's deadline, a cancelled call; a server takes it quietly (no ERROR logged)
+            self.abandoned += 1
+            return web.Response(status=599)  # never reaches the client
         finally:
             self.active -= 1
             self.counts[endpoint] += 1
