@@ -248,8 +248,7 @@ async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
     size of the client's body budget while it is decoded, as a polled body does)."""
     transport = plan.transport
     budget = transport.budget
-    if not budget.try_take(len(body)):
-        await budget.take(len(body))
+    await budget.take(len(body))
     try:
         if len(body) >= _slices.SLICE_FROM:
             value = await plan.decode.in_slices(body)

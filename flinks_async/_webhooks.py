@@ -360,35 +360,12 @@ class WebhookReceiver:
         """The receiver as an aiohttp.web handler (route it for POST)."""
         if request.method != "POST":
             return web.Response(status=405, text="POST only")
-        if (request.content_length or 0) > self.max_body_bytes:
-            self.counts["too_big"] += 1
-            return web.Response(status=413, text="too large")
-        held = await self._take(request.content_length or 0)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in request.content.iter_any():
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    self.counts["too_big"] += 1
-                    return web.Response(status=413, text="too large")
-                chunks.append(chunk)
-            held += await self._take(size - held)
-            status, text = await self.receive(request.headers, b"".join(chunks))
-        finally:
-            self._give(held)
+        answer = await self._read_and_receive(
+            request.headers, request.content_length, request.content.iter_any()
+        )
+        assert answer is not None  # aiohttp cancels the handler of a client gone
+        status, text = answer
         return web.Response(status=status, text=text)
-
-    async def _take(self, size: int) -> int:
-        """Take ``size`` bytes from the budget (if any); what to give back later."""
-        if self.budget is None or size <= 0:
-            return 0
-        await self.budget.take(size)
-        return size
-
-    def _give(self, held: int) -> None:
-        if self.budget is not None and held:
-            self.budget.give(held)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The receiver as an ASGI 3 app (FastAPI/Starlette ``mount``, uvicorn)."""
@@ -406,32 +383,60 @@ class WebhookReceiver:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         length = {k.lower(): v for k, v in headers.items()}.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body_bytes:
+        answer = await self._read_and_receive(
+            headers, int(length) if length.isdigit() else None, _asgi_chunks(receive)
+        )
+        if answer is not None:
+            await _asgi_answer(send, *answer)
+
+    async def _read_and_receive(
+        self, headers: Mapping[str, str], length: int | None, chunks: AsyncIterator[bytes]
+    ) -> tuple[int, str] | None:
+        """Read a POST's body within ``max_body_bytes`` and the budget (its ``length`` taken
+        before the first byte, the rest once read, all given back once handled), then
+        :meth:`receive` it: ``(status, text)``, or ``None`` when the sender went away."""
+        if (length or 0) > self.max_body_bytes:
             self.counts["too_big"] += 1
-            await _asgi_answer(send, 413, "too large")
-            return
-        held = await self._take(int(length) if length.isdigit() else 0)
+            return 413, "too large"
+        budget = self.budget
+        held = 0
+        if budget is not None and length:
+            await budget.take(length)
+            held = length
         try:
-            chunks: list[bytes] = []
+            parts: list[bytes] = []
             size = 0
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    self.counts["too_big"] += 1
-                    await _asgi_answer(send, 413, "too large")
-                    return
-                chunks.append(chunk)
-                more = message.get("more_body", False)
-            held += await self._take(size - held)
-            status, text = await self.receive(headers, b"".join(chunks))
+            try:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        self.counts["too_big"] += 1
+                        return 413, "too large"
+                    parts.append(chunk)
+            except _SenderGone:
+                return None
+            if budget is not None and size > held:
+                await budget.take(size - held)
+                held = size
+            return await self.receive(headers, b"".join(parts))
         finally:
-            self._give(held)
-        await _asgi_answer(send, status, text)
+            if budget is not None and held:
+                budget.give(held)
+
+
+class _SenderGone(Exception):
+    """An ASGI ``http.disconnect`` before the whole body came."""
+
+
+async def _asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """An ASGI request's body, chunk by chunk (:class:`_SenderGone` on a disconnect)."""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _SenderGone
+        yield message.get("body", b"")
+        more = message.get("more_body", False)
 
 
 async def _asgi_answer(send: Send, status: int, text: str) -> None:
