@@ -80,9 +80,10 @@ from ._options import (
     StatementsMany,
     StatementsOptions,
 )
+from ._receiver import WebhookLimits, WebhookReceiver
 from ._schema import dump
 from ._version import __version__
-from ._webhooks import MemoryWebhooks, WebhookDelivery, WebhookReceiver
+from ._webhooks import MemoryWebhooks, WebhookDelivery
 from ._webhooks import sign as sign_webhook
 
 __all__ = [
@@ -152,6 +153,7 @@ __all__ = [
     "TransportError",
     "WebhookDelivery",
     "WebhookHub",
+    "WebhookLimits",
     "WebhookReceiver",
     "__version__",
     "dump",

@@ -39,10 +39,11 @@ from ._polling import (
     fetch,
     wire_options,
 )
+from ._receiver import WebhookLimits, WebhookReceiver
 from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
 from ._transport import Call, Transport
-from ._webhooks import SIGNATURE_HEADERS, MemoryWebhooks, WebhookDelivery, WebhookReceiver
+from ._webhooks import SIGNATURE_HEADERS, MemoryWebhooks, WebhookDelivery
 
 __all__ = ["FlinksClient"]
 
@@ -183,23 +184,21 @@ class FlinksClient:
         *,
         header_names: Iterable[str] = SIGNATURE_HEADERS,
         max_body_bytes: int | None = None,
+        limits: WebhookLimits | None = None,
     ) -> WebhookReceiver:
         """The endpoint to mount where Flinks POSTs webhooks (see
         :class:`~flinks_async.WebhookReceiver`), storing into :attr:`webhooks`, so that it
         wakes this client's calls (and, with ``redis_url``, every other process's).
-        ``max_body_bytes`` defaults to the client's ``max_response_bytes``; bodies being
-        received count against the client's ``max_body_bytes_in_flight``, with its calls'.
-        :class:`ConfigurationError` when webhooks are off."""
+        ``max_body_bytes`` defaults to the client's ``max_response_bytes``; what a POST
+        may hold before its signature is checked is bounded by ``limits``
+        (:class:`~flinks_async.WebhookLimits`), never by this client's
+        ``max_body_bytes_in_flight``. :class:`ConfigurationError` when webhooks are off."""
         hub = self.webhooks
         if hub is None:
             raise ConfigurationError("webhook_receiver() needs FlinksClient(webhooks=True)")
         limit = self.settings.max_response_bytes if max_body_bytes is None else max_body_bytes
         return WebhookReceiver(
-            hub,
-            secrets,
-            header_names=header_names,
-            max_body_bytes=limit,
-            budget=self._transport.budget,
+            hub, secrets, header_names=header_names, max_body_bytes=limit, limits=limits
         )
 
     # --- Authorize and one-off requests ----------------------------------------------

@@ -145,7 +145,7 @@ class ClientOptions(CallOptions, total=False):
         coordination_timeout: seconds any one Redis operation may take (default 2).
         webhooks: let Flinks' webhooks end data calls (False; see docs/webhooks.md). A
             call answered 202 then waits for the webhook carrying its ``RequestId``
-            (mount :meth:`FlinksClient.webhook_receiver` where Flinks POSTs them) and
+            (route :meth:`FlinksClient.webhook_receiver` where Flinks POSTs them) and
             polls only every ``webhook_poll_interval`` seconds (60.0) as a safety net;
             after ``webhook_grace`` seconds (900.0) without its webhook it polls every
             ``poll_interval`` again, still taking a webhook that comes. With

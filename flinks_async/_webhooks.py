@@ -6,13 +6,12 @@ What flows where::
                               (aiohttp.web handler         |               on its RequestId
                                or ASGI app)                 +--> deliveries(), for the app
 
-* :class:`WebhookReceiver` checks the signature on the raw bytes (:func:`signature_ok`:
-  ``Base64(HMAC-SHA256(secret, body))``, compared in constant time against every secret
-  given, for rotation), reads ``ResponseType``, ``RequestId``, ``LoginId`` and ``Tag``, and
-  stores the delivery in a hub; it answers ``200`` only once the hub has stored it, ``401``
-  (nothing stored) for a missing or bad signature, ``413`` past ``max_body_bytes``, ``400``
-  for a body that is not a JSON object, ``503`` when the hub cannot store it (Flinks then
-  delivers again).
+* ``WebhookReceiver`` (:mod:`flinks_async._receiver`: what a stranger's POST may hold
+  before it is verified, bounded apart from the client's own bodies) checks the signature
+  on the raw bytes (:func:`sign`: ``Base64(HMAC-SHA256(secret, body))``, compared in
+  constant time against every secret given, for rotation), reads ``ResponseType``,
+  ``RequestId``, ``LoginId`` and ``Tag`` (:class:`WebhookDelivery`), and stores the
+  delivery in a hub; it answers ``200`` only once the hub has stored it.
 * A hub (:class:`WebhookHub`) is idempotent: a delivery is identified by the SHA-256 of its
   body, and Flinks' repeats of one delivery are stored once (for ``seen_for`` seconds, 6 h
   by default: Flinks retries up to 10 times, 30 minutes apart). It keeps the body of a data
@@ -39,13 +38,11 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import msgspec
-from aiohttp import web
 
-from ._budget import BodyBudget
 from ._coordination import RETENTION, SEEN_FOR, StoredWebhook, WebhookHub
 from ._decoding import make_decoder
 from ._errors import DecodeError
@@ -58,7 +55,6 @@ __all__ = [
     "MemoryWebhooks",
     "WebhookDelivery",
     "WebhookHub",
-    "WebhookReceiver",
     "sign",
     "signature_ok",
 ]
@@ -77,8 +73,6 @@ DATA_TYPES: dict[str, type[Any]] = {
 }
 #: the ``ResponseType``\ s known besides the data answers (kept as a dict when decoded)
 OTHER_TYPES = frozenset({"KYC"})
-#: default ``max_body_bytes`` of a receiver: the client's ``max_response_bytes`` default
-MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -267,188 +261,3 @@ class MemoryWebhooks:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
-
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class WebhookReceiver:
-    """The endpoint Flinks POSTs webhooks to; mount it in one line:
-
-    * aiohttp.web: ``app.router.add_post("/flinks/webhook", receiver.aiohttp_handler)``;
-    * FastAPI / Starlette (any ASGI framework): ``app.mount("/flinks/webhook", receiver)``
-      (the receiver is an ASGI app; it answers POST on any path under the mount).
-
-    Args:
-        hub: where deliveries are stored (``client.webhooks`` shares the client's).
-        secrets: the HMAC secret(s) of the Flinks instance; during a rotation give the old
-            and the new one. Never shown in reprs or logs.
-        header_names: where the signature is read, first header present wins (default
-            :data:`SIGNATURE_HEADERS`: both names Flinks documents).
-        max_body_bytes: larger bodies get ``413`` (default 64 MiB, the client's
-            ``max_response_bytes``).
-        budget: bytes of bodies held at once, shared with the calls of a client
-            (``client.webhook_receiver()`` gives the client's ``max_body_bytes_in_flight``):
-            a body takes its ``Content-Length`` before it is read (or its size once read,
-            when the length is not given) and gives it back once stored. ``None``: no
-            budget beyond ``max_body_bytes`` per request.
-    """
-
-    def __init__(
-        self,
-        hub: WebhookHub,
-        secrets: str | Iterable[str],
-        *,
-        header_names: Iterable[str] = SIGNATURE_HEADERS,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        budget: BodyBudget | None = None,
-    ) -> None:
-        self._secrets = (secrets,) if isinstance(secrets, str) else tuple(secrets)
-        if not self._secrets or not all(self._secrets):
-            raise ValueError("a WebhookReceiver needs at least one non-empty secret")
-        self.hub = hub
-        self.header_names = tuple(h.lower() for h in header_names)
-        self.max_body_bytes = max_body_bytes
-        self.budget = budget
-        #: deliveries stored, repeats dropped, refused (bad signature, bad body, too big)
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    def __repr__(self) -> str:
-        return (
-            f"<WebhookReceiver secrets=*** ({len(self._secrets)}) "
-            f"headers={list(self.header_names)} hub={self.hub!r}>"
-        )
-
-    async def receive(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
-        """Handle one POST: ``(status, text)`` to answer (see the module docstring).
-        ``headers``' names are matched case-insensitively."""
-        if len(body) > self.max_body_bytes:
-            self.counts["too_big"] += 1
-            log.warning("webhook refused: %d bytes is over max_body_bytes", len(body))
-            return 413, "too large"
-        lowered = {k.lower(): v for k, v in headers.items()}
-        given = next((lowered[h] for h in self.header_names if h in lowered), None)
-        if not signature_ok(body, given, self._secrets):
-            self.counts["bad_signature"] += 1
-            log.warning("webhook refused (401): %s signature", "a bad" if given else "no")
-            return 401, "bad signature"
-        try:
-            delivery = WebhookDelivery.from_body(body)
-        except DecodeError as exc:
-            self.counts["bad_body"] += 1
-            log.warning("webhook refused (400): %s", exc)
-            return 400, "not a JSON object"
-        if not delivery.known:
-            log.warning(
-                "webhook of unknown ResponseType %r kept raw (%d bytes): this client "
-                "does not decode it; deliveries() hands it over as it came",
-                delivery.response_type,
-                len(body),
-            )
-        try:
-            new = await self.hub.store(delivery)
-        except Exception as exc:  # the hub's store failed: Flinks will deliver again
-            self.counts["store_failed"] += 1
-            log.warning("webhook not stored (503, Flinks will retry): %s", type(exc).__name__)
-            return 503, "not stored"
-        self.counts["stored" if new else "repeated"] += 1
-        return 200, "ok"
-
-    async def aiohttp_handler(self, request: web.Request) -> web.Response:
-        """The receiver as an aiohttp.web handler (route it for POST)."""
-        if request.method != "POST":
-            return web.Response(status=405, text="POST only")
-        answer = await self._read_and_receive(
-            request.headers, request.content_length, request.content.iter_any()
-        )
-        assert answer is not None  # aiohttp cancels the handler of a client gone
-        status, text = answer
-        return web.Response(status=status, text=text)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The receiver as an ASGI 3 app (FastAPI/Starlette ``mount``, uvicorn)."""
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                kind = message["type"].replace("lifespan.", "")
-                await send({"type": f"lifespan.{kind}.complete"})
-                if kind == "shutdown":
-                    return
-        if scope["type"] != "http":
-            return
-        if scope.get("method") != "POST":
-            await _asgi_answer(send, 405, "POST only")
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        length = {k.lower(): v for k, v in headers.items()}.get("content-length", "")
-        answer = await self._read_and_receive(
-            headers, int(length) if length.isdigit() else None, _asgi_chunks(receive)
-        )
-        if answer is not None:
-            await _asgi_answer(send, *answer)
-
-    async def _read_and_receive(
-        self, headers: Mapping[str, str], length: int | None, chunks: AsyncIterator[bytes]
-    ) -> tuple[int, str] | None:
-        """Read a POST's body within ``max_body_bytes`` and the budget (its ``length`` taken
-        before the first byte, the rest once read, all given back once handled), then
-        :meth:`receive` it: ``(status, text)``, or ``None`` when the sender went away."""
-        if (length or 0) > self.max_body_bytes:
-            self.counts["too_big"] += 1
-            return 413, "too large"
-        budget = self.budget
-        held = 0
-        if budget is not None and length:
-            await budget.take(length)
-            held = length
-        try:
-            parts: list[bytes] = []
-            size = 0
-            try:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > self.max_body_bytes:
-                        self.counts["too_big"] += 1
-                        return 413, "too large"
-                    parts.append(chunk)
-            except _SenderGone:
-                return None
-            if budget is not None and size > held:
-                await budget.take(size - held)
-                held = size
-            return await self.receive(headers, b"".join(parts))
-        finally:
-            if budget is not None and held:
-                budget.give(held)
-
-
-class _SenderGone(Exception):
-    """An ASGI ``http.disconnect`` before the whole body came."""
-
-
-async def _asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
-    """An ASGI request's body, chunk by chunk (:class:`_SenderGone` on a disconnect)."""
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _SenderGone
-        yield message.get("body", b"")
-        more = message.get("more_body", False)
-
-
-async def _asgi_answer(send: Send, status: int, text: str) -> None:
-    body = text.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

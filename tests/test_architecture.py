@@ -111,6 +111,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_slices",
         "_decoding",
         "_webhooks",
+        "_receiver",
         "_polling",
         "_authorize",
         "_call",

@@ -71,6 +71,7 @@ EXPECTED |= {
 }
 # webhooks (flinks_async._webhooks)
 EXPECTED |= {"MemoryWebhooks", "WebhookDelivery", "WebhookHub", "WebhookReceiver", "sign_webhook"}
+EXPECTED |= {"WebhookLimits"}
 
 
 def _isort_key(name: str) -> tuple[int, str]:

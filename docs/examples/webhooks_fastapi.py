@@ -1,4 +1,4 @@
-"""Webhooks in a FastAPI app (docs/webhooks.md): the receiver mounted in one line, and a
+"""Webhooks in a FastAPI app (docs/webhooks.md): the receiver routed in one line, and a
 handler whose call ends on its webhook instead of polling every 10 s. Served for real by
 tests/test_examples.py against the emulator.
 
@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from flinks_async import FlinksClient, PollTimeoutError
 
@@ -27,10 +28,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan)
-# where Flinks POSTs: secrets comma-separated while you rotate them
-app.mount(
-    "/flinks/webhook", flinks.webhook_receiver(os.environ["FLINKS_WEBHOOK_SECRET"].split(","))
-)
+# where Flinks POSTs, at exactly the URL you register (not app.mount(): a Mount answers
+# 307 at its own path, and a webhook sender counts a redirect as a failed delivery);
+# secrets comma-separated while you rotate them
+receiver = flinks.webhook_receiver(os.environ["FLINKS_WEBHOOK_SECRET"].split(","))
+app.router.routes.append(Route("/flinks/webhook", receiver, methods=["POST"]))
 
 
 @app.get("/investments/{login_id}")

@@ -773,7 +773,10 @@ class Emulator:
                 sent_at = time.time()
                 if not (first and "drop_first" in faults):
                     try:
-                        async with session.post(self.webhook_url, data=body, headers=headers) as r:
+                        # a redirect is a failed delivery, as webhook senders treat it
+                        async with session.post(
+                            self.webhook_url, data=body, headers=headers, allow_redirects=False
+                        ) as r:
                             await r.read()
                             status = r.status
                     except (TimeoutError, aiohttp.ClientError, OSError):
