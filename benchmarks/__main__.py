@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 
 from . import (
+    attack,
     bulk_disk,
     capacity,
     coordination,
@@ -55,6 +56,7 @@ ALL = (
     "coordination",
     "distributed",
     "webhooks",
+    "attack",
 )
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
@@ -71,6 +73,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Distributed pull on arq": "distributed",
     "Distributed pull, one worker killed": "distributed_killed",
     "Webhooks against polling": "webhooks",
+    "The webhook receiver under attack": "attack",
 }
 
 
@@ -276,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     if "webhooks" in only:
         wh = anyio.run(webhooks.run, 200 if q else 1000)
         show("Webhooks against polling", webhooks.markdown(wh))
+    if "attack" in only:
+        runs = anyio.run(attack.run, 1 if q else 3, 50 if q else 200)
+        show("The webhook receiver under attack", attack.markdown(runs))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

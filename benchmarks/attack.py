@@ -8,8 +8,8 @@ a time. The same run is made twice per round, alternating: quiet, and under atta
 this process:
 
 * 50 connections that each send the headers of a POST declaring a 60 MiB body (a forged,
-  well-formed signature) and one body byte, then nothing; each is opened again as soon as
-  the app closes it, and its lifetime (connect to close) is recorded;
+  well-formed signature) and one body byte, then nothing; each is opened again 0.1 s
+  after the app closes it, and its lifetime (connect to close) is recorded;
 * 20 forged full-size POSTs a second: 60 MiB sent as fast as the app reads it, until it
   answers.
 
@@ -122,27 +122,33 @@ class Attacker:
             except OSError:
                 await asyncio.sleep(0.05)
                 continue
-            writer.write(self._head + b"{")
-            await self._until_closed(reader)
-            if not self.stopping:
-                self.lifetimes.append(time.monotonic() - started)
-            writer.close()
+            try:
+                writer.write(self._head + b"{")
+                await self._until_closed(reader)
+                if not self.stopping:
+                    self.lifetimes.append(time.monotonic() - started)
+            finally:
+                writer.close()
+            await asyncio.sleep(0.1)  # 50 connections, not a flood of connects
 
     async def forge(self) -> None:
         chunk = b" " * (1024 * 1024)
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         answered = asyncio.ensure_future(self._until_closed(reader))
-        writer.write(self._head)
-        with contextlib.suppress(OSError):
-            for _ in range(DECLARED // len(chunk)):
-                if answered.done() or self.stopping:
-                    break
-                writer.write(chunk)
-                await writer.drain()
-        answer = await answered
+        try:
+            writer.write(self._head)
+            with contextlib.suppress(OSError):
+                for _ in range(DECLARED // len(chunk)):
+                    if answered.done() or self.stopping:
+                        break
+                    writer.write(chunk)
+                    await writer.drain()
+            answer = await answered
+        finally:
+            answered.cancel()
+            writer.close()
         status = int(answer.split(b" ", 2)[1]) if answer else 0
         self.forged[status] = self.forged.get(status, 0) + 1
-        writer.close()
 
     async def run(self) -> None:
         tasks = [asyncio.ensure_future(self.trickle()) for _ in range(TRICKLES)]

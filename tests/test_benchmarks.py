@@ -13,6 +13,7 @@ pytest.importorskip("httpx")
 
 from benchmarks import __main__ as main_module
 from benchmarks import (
+    attack,
     bulk_disk,
     capacity,
     coordination,
@@ -27,6 +28,12 @@ from benchmarks import (
 )
 
 pytestmark = pytest.mark.anyio
+
+
+async def test_attack_runs() -> None:
+    runs = await attack.run(rounds=1, calls=10)
+    assert [r.attacked for r in runs] == [False, True]
+    assert "p99 attacked / quiet" in attack.markdown(runs)
 
 
 def test_decoding_runs() -> None:
