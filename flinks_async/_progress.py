@@ -5,7 +5,8 @@ fields dropped by priority, lowest first::
 
     done/total  ETA  ok  failed  [bar]  in flight  polls  retries  req/s  elapsed
 
-(the bar only with a total: dropped after in flight, 12 to 32 columns wide), so an 80-column terminal (or a 60-column split, or a window resized mid-run) shows one
+(the bar only with a total: dropped after in flight, 12 to 32 columns wide), so an
+80-column terminal (or a 60-column split, or a window resized mid-run) shows one
 line updated in place, never a stack of wrapped ones. The drawing itself, in place and
 across resizes, is rich's (``pip install 'flinks-async[cli]'``: :class:`rich.live.Live`).
 Without rich, a plain ``\\r`` line cut to the current width. When the terminal shrinks,
