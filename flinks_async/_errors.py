@@ -406,6 +406,18 @@ class MFARequiredError(MFAError):
         )
         self.challenges: list[SecurityChallenge] = list(challenges or ())
 
+    def __str__(self) -> str:
+        # a 203 carries no FlinksCode: say what it is, not "no FlinksCode (HTTP 203)"
+        text = FlinksError.__str__(self)  # the message, then " [endpoint, login ...]"
+        message, where = text[: len(self.message)], text[len(self.message) :]
+        status = [self.flinks_code] if self.flinks_code else []
+        status += [f"HTTP {self.http_status}"] if self.http_status else []
+        head = f"MFA required ({', '.join(status)})" if status else "MFA required"
+        return (
+            f"{head}: {message}; show the questions (.challenges) to the person and send "
+            f"the answers with answer_mfa(){where}"
+        )
+
 
 _CODE_CLASSES: dict[str, type[APIError]] = {
     "AGGREGATION_ERROR": TransientAPIError,

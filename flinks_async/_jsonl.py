@@ -18,6 +18,7 @@ Resume rules (:func:`scan`):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import stat
@@ -139,29 +140,62 @@ class Output:
     """Appends whole lines with one write each: a crash can only tear the last line.
 
     ``truncate=True`` empties an existing file first (``--overwrite``). Created mode 0600.
+
+    ``tentative=True`` (``pull``): the output only takes effect with its first line. The
+    file is opened at once (so a path that cannot be written is an error before anything
+    starts), but a truncation waits for the first write, and :meth:`close` with nothing
+    written removes a file this object created: a pull stopped by a set-up error leaves
+    no empty file behind, and an ``--overwrite`` that wrote nothing leaves the old file as
+    it was.
     """
 
-    def __init__(self, path: str, *, truncate: bool = False) -> None:
+    def __init__(self, path: str, *, truncate: bool = False, tentative: bool = False) -> None:
         self.path = path
+        self.written = 0  #: lines written
+        self._created = False
+        self._truncate = False
         if path == "-":
             self._fd = sys.stdout.fileno()
             self._stream: BinaryIO | None = sys.stdout.buffer
-        else:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+            return
+        self._stream = None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        if not tentative:
+            self._fd = os.open(path, flags | (os.O_TRUNC if truncate else 0), 0o600)
+            return
+        self._truncate = truncate
+        try:  # O_EXCL: whether this object creates the file, without a race
+            self._fd = os.open(path, flags | os.O_EXCL, 0o600)
+            self._created = True
+        except FileExistsError:  # there already (or a dangling symlink: never removed)
             self._fd = os.open(path, flags, 0o600)
-            self._stream = None
 
     def write(self, line: bytes) -> None:
+        self.written += 1
         if self._stream is not None:
             self._stream.write(line)
             self._stream.flush()
             return
+        if self._truncate:
+            os.ftruncate(self._fd, 0)
+            self._truncate = False
         view = memoryview(line)
         while view:
             view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
-        if self._stream is None:
-            if stat.S_ISREG(os.fstat(self._fd).st_mode):  # not /dev/stdout, a pipe...
-                os.fsync(self._fd)
-            os.close(self._fd)
+        if self._stream is not None:
+            return
+        if self._created and not self.written:
+            self._remove()
+        elif stat.S_ISREG(os.fstat(self._fd).st_mode):  # not /dev/stdout, a pipe...
+            os.fsync(self._fd)
+        os.close(self._fd)
+
+    def _remove(self) -> None:
+        """Remove the file this object created, if the path still names it."""
+        mine = os.fstat(self._fd)
+        with contextlib.suppress(OSError):
+            now = os.stat(self.path, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                os.unlink(self.path)

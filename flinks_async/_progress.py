@@ -3,9 +3,10 @@
 The line is built to the terminal's width at every refresh (:meth:`Progress.line`),
 fields dropped by priority, lowest first::
 
-    done/total  ETA  ok  failed  | bar | in flight  polls  retries  req/s  elapsed
+    done/total  ETA  ok  failed  [bar]  in flight  polls  retries  req/s  elapsed
 
-so an 80-column terminal (or a 60-column split, or a window resized mid-run) shows one
+(the bar only with a total: dropped after in flight, 12 to 32 columns wide), so an
+80-column terminal (or a 60-column split, or a window resized mid-run) shows one
 line updated in place, never a stack of wrapped ones. The drawing itself, in place and
 across resizes, is rich's (``pip install 'flinks-async[cli]'``: :class:`rich.live.Live`).
 Without rich, a plain ``\\r`` line cut to the current width. When the terminal shrinks,
@@ -27,6 +28,9 @@ import anyio
 from ._events import Event
 
 __all__ = ["Progress"]
+
+_BAR_MIN = 12  #: columns of the narrowest bar drawn, brackets included
+_BAR_MAX = 32  #: and of the widest
 
 
 def _duration(seconds: float) -> str:
@@ -119,32 +123,32 @@ class Progress:
         rate = self._rate or (self.requests / elapsed if elapsed > 0 else 0.0)
         eta = self.eta()
         count = f"{self.done}/{self.total}" if self.total else f"{self.done} done"
-        # (priority, position, text): the lowest priority goes first when space runs out
+        # (priority, position, text): the lowest priority goes first when space runs out;
+        # the bar (with a total) ranks after ok / failed and before in flight, drawn at
+        # _BAR_MIN columns while fields are dropped, then widened into what is left
         fields = [
-            (9, 0, count),
-            (8, 1, f"ETA {_duration(eta)}" if eta is not None else ""),
-            (7, 2, f"ok {self.ok}"),
-            (6, 3, f"failed {self.failed}"),
-            (5, 5, f"in flight {self.in_flight}"),
-            (3, 6, f"polls {self.polls}"),
-            (2, 7, f"retries {self.retries}"),
-            (1, 8, f"{rate:,.0f} req/s"),
-            (0, 9, _duration(elapsed)),
+            (9.0, 0, count),
+            (8.0, 1, f"ETA {_duration(eta)}" if eta is not None else ""),
+            (7.0, 2, f"ok {self.ok}"),
+            (6.0, 3, f"failed {self.failed}"),
+            (5.5, 4, "#" * _BAR_MIN if self.total else ""),
+            (5.0, 5, f"in flight {self.in_flight}"),
+            (3.0, 6, f"polls {self.polls}"),
+            (2.0, 7, f"retries {self.retries}"),
+            (1.0, 8, f"{rate:,.0f} req/s"),
+            (0.0, 9, _duration(elapsed)),
         ]
-        kept = [f for f in fields if f[2]]
+        kept = sorted((f for f in fields if f[2]), key=lambda f: f[1])
         while True:
-            text = "  ".join(t for _, _, t in sorted(kept, key=lambda f: f[1]))
-            room = width - len(text) - 2
-            if room >= 0 or len(kept) == 1:
+            text = "  ".join(t for _, _, t in kept)
+            if len(text) <= width or len(kept) == 1:
                 break
             kept.remove(min(kept, key=lambda f: f[0]))
-        if self.total and room >= 12:  # a bar in what is left, after the counts
-            bar_width = min(30, room - 4)
-            filled = int(bar_width * self.done / self.total)
-            bar = f"[{'#' * filled}{'.' * (bar_width - filled)}]"
-            head = [t for _, pos, t in sorted(kept, key=lambda f: f[1]) if pos < 5]
-            tail = [t for _, pos, t in sorted(kept, key=lambda f: f[1]) if pos >= 5]
-            text = "  ".join([*head, bar, *tail])
+        if self.total and any(pos == 4 for _, pos, _ in kept):
+            inner = min(_BAR_MAX, _BAR_MIN + max(0, width - len(text))) - 2
+            filled = min(inner, int(inner * self.done / self.total))
+            bar = f"[{'#' * filled}{'.' * (inner - filled)}]"
+            text = "  ".join(bar if pos == 4 else t for _, pos, t in kept)
         return text[:width]
 
     def width(self, fallback: int = 80) -> int:

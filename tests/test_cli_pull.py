@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import socket
 
 import anyio
@@ -26,6 +27,15 @@ pytestmark = pytest.mark.anyio
 
 def first_line(stderr: bytes) -> str:
     return stderr.decode().splitlines()[0] if stderr else ""
+
+
+def written_lines(out: pathlib.Path) -> list[bytes]:
+    """The lines of a pull's output; a pull that wrote none left no file behind."""
+    if not out.exists():
+        return []
+    lines = out.read_bytes().splitlines()
+    assert lines, f"{out} was left empty"
+    return lines
 
 
 @pytest.mark.parametrize(
@@ -65,7 +75,7 @@ async def test_resume_pulls_failed_logins_again(emu: Emulator, tmp_path: pathlib
         emu.set_login(login)
     again = await _pull(emu, tmp_path, "--resume", ids=ids)
     assert again.returncode == 0, again.stderr.decode()
-    assert "2 ok, 0 failed, 2 of them failed before; 4 skipped" in first_line(again.stderr)
+    assert "2 ok (2 of them failed before), 0 failed; 4 skipped" in first_line(again.stderr)
     lines = _lines(tmp_path / "out.jsonl")
     last: dict[str, object] = {}
     for line in lines:  # the last line of a login is its state
@@ -183,7 +193,7 @@ async def test_a_wrong_base_url_stops_the_pull_early(tmp_path: pathlib.Path) -> 
     assert "flinks-async: error: 127.0.0.1 never answered: 20 connection attempts" in err
     assert "check base_url" in err and "Traceback" not in err
     # stopped at once, not churned through 500 logins; the summary says what the file holds
-    written = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    written = written_lines(tmp_path / "out.jsonl")
     assert len(written) < len(ids)
     assert f"flinks-async pull: 0 ok, {len(written)} failed;" in err
     assert err.count("never answered") == 1
@@ -305,7 +315,7 @@ async def test_a_wrong_key_or_url_stops_the_pull_at_once(
     assert err.count("flinks-async: error: set-up error:") == 1 and hint in err, err
     assert "wrong-key-0000" not in err and "Traceback" not in err
     # no line for a login never tried; at most the two that answered before the third
-    written = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    written = written_lines(tmp_path / "out.jsonl")
     assert len(written) <= lines_at_most
     # what reached the server: the first requests (token, Authorize, data call) of the 50
     # logins in flight and of the logins that took the slots of those that failed before
@@ -360,3 +370,82 @@ async def test_the_summary_counts_repeats_and_says_already_ok_only_when_true(
     )
     stdout = await _pull(emu, tmp_path, "--out", "-", ids=ids[:2])
     assert "already ok" not in stdout.stderr.decode()
+
+
+async def test_resume_says_which_logins_failed_before(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    """It said "4 ok, 2 failed, 2 of them failed before" when the 2 earlier failures had
+    succeeded and the 2 failures were other logins: each count now says its own."""
+    ids = demo_login_ids(10, seed=51)
+    for login in ids[:2]:
+        emu.set_login(login, faults=["INVALID_LOGIN@data"])
+    first = await _pull(emu, tmp_path, ids=ids[:6])  # a first run that covered 6 logins
+    assert first.returncode == 1
+    assert "flinks-async pull: 4 ok, 2 failed;" in first_line(first.stderr)
+    for login in ids[:2]:  # fixed at Flinks' end; two logins the first run never saw fail
+        emu.set_login(login)
+    for login in ids[6:8]:
+        emu.set_login(login, faults=["INVALID_LOGIN@data"])
+    again = await _pull(emu, tmp_path, "--resume", ids=ids)
+    assert again.returncode == 1
+    assert first_line(again.stderr).startswith(
+        "flinks-async pull: 4 ok (2 of them failed before), 2 failed (none of them failed "
+        "before); 4 skipped (already ok in"
+    ), again.stderr.decode()
+    emu.set_login(ids[6])  # one fixed, one not
+    emu.set_login(ids[7], faults=["INVALID_LOGIN@data"])
+    third = await _pull(emu, tmp_path, "--resume", ids=ids)
+    assert third.returncode == 1
+    assert first_line(third.stderr).startswith(
+        "flinks-async pull: 1 ok (1 of them failed before), 1 failed (1 of them failed "
+        "before); 8 skipped"
+    ), third.stderr.decode()
+    last = {str(x["login_id"]): x["ok"] for x in _lines(tmp_path / "out.jsonl")}
+    assert [login for login in ids if not last[login]] == [ids[7]]
+
+
+def final_progress(stderr: bytes) -> str:
+    """The last progress line ``--progress on`` printed (one every 10 s, and the final)."""
+    lines = stderr.decode().splitlines()
+    return [line for line in lines if re.match(r"\d+(/\d+| done) ", line)][-1]
+
+
+async def test_the_progress_total_counts_what_this_run_pulls(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    """The total is counted from the file before the pull: without the logins --resume
+    skips, and without repeats (the fan-out pulls a login once), so it ends at N/N."""
+    ids = demo_login_ids(6, seed=52)
+    first = await _pull(emu, tmp_path, "--progress", "on", ids=[*ids[:2], ids[0].upper()])
+    assert first.returncode == 0
+    assert final_progress(first.stderr).startswith("2/2  ETA 0:00  ok 2  failed 0  [#")
+    again = await _pull(emu, tmp_path, "--resume", "--progress", "on", ids=ids)
+    assert again.returncode == 0
+    final = final_progress(again.stderr)
+    assert final.startswith("4/4  ETA 0:00  ok 4  failed 0  [####"), final
+    assert "4 ok, 0 failed; 2 skipped" in again.stderr.decode()
+
+
+@pytest.mark.parametrize("existing", [None, b"precious\n"], ids=["new file", "--overwrite"])
+async def test_a_set_up_error_leaves_no_empty_output(
+    emu: Emulator, tmp_path: pathlib.Path, existing: bytes | None
+) -> None:
+    """A wrong secret key stops the pull before any line: the output file it would have
+    created is not left behind empty, and --overwrite leaves the old file as it was."""
+    (tmp_path / "ids.txt").write_text("\n".join(demo_login_ids(20, seed=53)) + "\n")
+    out = tmp_path / "out.jsonl"
+    if existing is not None:
+        out.write_bytes(existing)
+    env = {**_env(emu, tmp_path), "FLINKS_SECRET_KEY": "wrong-key-0000"}
+    proc = await anyio.run_process(
+        [*CLI, "pull", "--login-ids", "ids.txt", "--out", "out.jsonl", "--overwrite"],
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2 and "set-up error" in proc.stderr.decode()
+    if existing is None:
+        assert sorted(os.listdir(tmp_path)) == ["ids.txt"], f"{out} left behind empty"
+    else:
+        assert out.read_bytes() == existing

@@ -154,3 +154,34 @@ def test_readme_example_runs_against_the_emulator() -> None:
             assert proc.stdout.decode().count(" ok") == 3
 
     anyio.run(main)
+
+
+@pytest.mark.parametrize("command", ["demo", "pull", "serve-emulator", "serve-webhooks"])
+def test_bulk_command_summaries_list_every_option(command: str) -> None:
+    """docs/bulk.md's command-line summary names every option of each command, with its
+    default where it has one (the webhook options of pull and serve-emulator were left
+    out)."""
+    import argparse
+
+    from flinks_async._cli import _parser
+
+    block = re.search(
+        r"## The command line\n\n```sh\n(.*?)```", (DOCS / "bulk.md").read_text(), re.S
+    )
+    assert block, "docs/bulk.md lost its command-line summary"
+    summaries = re.split(r"^(?=flinks-async )", block[1], flags=re.M)
+    summary = next((s for s in summaries if s.startswith(f"flinks-async {command} ")), None)
+    assert summary is not None, f"no summary of {command} in docs/bulk.md"
+    written = set(re.findall(r"(--[a-z][a-z-]*)\b", summary))
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for action in sub.choices[command]._actions:
+        names = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+        if not names or written.intersection(names):
+            continue
+        missing.append(names[0])
+    assert not missing, f"docs/bulk.md's summary of {command} leaves out {missing}"
+    for action in sub.choices[command]._actions:  # a default that is shown is the real one
+        shown = re.search(rf"\[{re.escape(action.option_strings[-1])} (\d+(?:\.\d+)?)\]", summary)
+        if shown and action.default is not None:
+            assert float(shown[1]) == float(action.default), (command, shown[0])

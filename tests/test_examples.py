@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pathlib
 import runpy
 import socket
@@ -131,6 +132,35 @@ async def test_the_readme_web_app_serves_accounts(
     finally:
         await serve.aclose()
     assert client.closed  # the lifespan closed it at shutdown
+
+
+async def test_the_readme_web_app_answers_a_login_id_that_is_not_a_guid_with_422(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It answered 500 with a traceback (InvalidLoginIdError was not caught): a client's
+    mistake is a 4xx that says what is wrong, and nothing reaches Flinks."""
+    for name, value in (
+        ("FLINKS_CUSTOMER_ID", CUSTOMER),
+        ("FLINKS_BASE_URL", emu.url),
+        ("FLINKS_API_KEY", API_KEY),
+        ("FLINKS_SECRET_KEY", SECRET),
+    ):
+        monkeypatch.setenv(name, value)
+    module = runpy.run_path(str(ROOT / "docs" / "examples" / "web_app.py"))
+    serve = _serve_fastapi(module["app"])
+    url = await serve.__anext__()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/accounts/12345") as resp:
+                status, text = resp.status, await resp.text()
+    finally:
+        await serve.aclose()
+    assert status == 422, text
+    assert json.loads(text) == {
+        "error": "a Flinks loginId is a GUID like 5e115eac-1209-4f19-641c-08d6d484e2fe, "
+        "got a str of 5 characters [login 12345]"
+    }
+    assert emu.requests_total == 0
 
 
 @pytest.mark.parametrize("kind", ["fastapi", "aiohttp"])

@@ -3,16 +3,23 @@ a 203 with the questions, a follow-up round, a wrong answer, then the data."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
+import re
 import runpy
+import signal
+import sys
+from collections.abc import AsyncIterator
 
+import anyio
+import msgspec
 import pytest
 
 from flinks_async import FlinksClient, MFAError, MFARequiredError
-from flinks_async.testing import SANDBOX_MFA, Emulator
+from flinks_async.testing import SANDBOX_MFA, Emulator, demo_login_ids
 
-from .conftest import fast_client
+from .conftest import CUSTOMER, fast_client
 
 pytestmark = pytest.mark.anyio
 
@@ -90,3 +97,78 @@ async def test_the_web_app_example_walks_the_flow(capsys: pytest.CaptureFixture[
         "['What shape do people like most?']",
         "3 accounts",
     ]
+
+
+@contextlib.asynccontextmanager
+async def serve_emulator(*options: str) -> AsyncIterator[str]:
+    """``flinks-async serve-emulator`` in its own process, on a free port: its URL."""
+    proc = await anyio.open_process(
+        [sys.executable, "-m", "flinks_async", "serve-emulator", "--port", "0", *options]
+    )
+    try:
+        assert proc.stderr is not None
+        line = b""
+        with anyio.fail_after(30):
+            while b"serving on" not in line or not line.endswith(b"\n"):
+                line += await proc.stderr.receive()
+        found = re.search(rb"serving on (http://127\.0\.0\.1:\d+)", line)
+        assert found is not None, line
+        yield found[1].decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            await proc.wait()
+
+
+async def test_serve_emulator_makes_mfa_logins() -> None:
+    """`serve-emulator --mfa LOGIN_ID`: an app's integration tests against a running
+    emulator reach the MFA path (only the in-process Emulator could), and the error says
+    what it is (it read "no FlinksCode (HTTP 203)")."""
+    mfa, plain = demo_login_ids(2, seed=70)
+    async with (
+        serve_emulator("--pending", "0", "--mfa", mfa) as url,
+        FlinksClient(CUSTOMER, base_url=url, poll_interval=0.01) as client,
+    ):
+        assert (await client.investments(plain)).accounts  # no questions for the others
+        with pytest.raises(MFARequiredError) as asked:
+            await client.investments(mfa)
+        err = asked.value
+        assert str(err).startswith(
+            "MFA required (HTTP 203): the institution asks 2 MFA question(s); show the "
+            "questions (.challenges) to the person and send the answers with answer_mfa()"
+        ), str(err)
+        assert [c.prompt for c in err.challenges] == [p for p, _ in SANDBOX_MFA[0]]
+        assert err.request_id is not None
+        with pytest.raises(MFARequiredError) as again:  # the follow-up question
+            await client.answer_mfa(mfa, err.request_id, dict(SANDBOX_MFA[0]))
+        assert "1 MFA question(s)" in str(again.value)
+        auth = await client.answer_mfa(mfa, err.request_id, dict(SANDBOX_MFA[1]))
+        assert (await client.investments(mfa, request_id=auth.request_id)).accounts
+
+
+async def test_serve_emulator_mfa_rate_draws_mfa_logins(tmp_path: pathlib.Path) -> None:
+    """`--mfa-rate P`: each login asks the questions with probability P, drawn from --seed
+    as the in-process Emulator(mfa_rate=P, seed=...) draws them; a pull writes their lines
+    as MFA failures, saying so."""
+    ids = demo_login_ids(30, seed=71)
+    drawn = Emulator(mfa_rate=0.3, seed=5)
+    expected = {login for login in ids if drawn.scenario(login).mfa}
+    assert 0 < len(expected) < len(ids)
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    async with serve_emulator("--pending", "1", "--mfa-rate", "0.3", "--seed", "5") as url:
+        proc = await anyio.run_process(
+            [
+                *[sys.executable, "-m", "flinks_async", "pull"],
+                *["--login-ids", "ids.txt", "--out", "out.jsonl", "--poll-interval", "0.01"],
+                *["--base-url", url, "--customer-id", CUSTOMER],
+            ],
+            cwd=tmp_path,
+            check=False,
+        )
+    assert proc.returncode == 1, proc.stderr.decode()
+    lines = [msgspec.json.decode(x) for x in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    failed = {x["login_id"]: x["error"] for x in lines if not x["ok"]}
+    assert set(failed) == expected
+    for error in failed.values():
+        assert error["type"] == "MFARequiredError" and error["http_status"] == 203
+        assert error["message"].startswith("MFA required (HTTP 203): the institution asks")

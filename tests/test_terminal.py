@@ -52,8 +52,11 @@ class Tmux:
         self("kill-server", check=False)
 
 
-def watch(tmux: Tmux, cols: int, *, resize_to: int | None = None) -> list[str]:
-    """Sample the screen until the demo has printed its exit status; check every frame."""
+def watch(
+    tmux: Tmux, cols: int, *, resize_to: int | None = None, seen: list[str] | None = None
+) -> list[str]:
+    """Sample the screen until the demo has printed its exit status; check every frame
+    (and keep its progress line in ``seen``)."""
     frames_with_progress = 0
     deadline = time.monotonic() + 60
     resized = False
@@ -64,6 +67,8 @@ def watch(tmux: Tmux, cols: int, *, resize_to: int | None = None) -> list[str]:
         wide = [line for line in screen if len(line.rstrip()) > cols]
         assert not wide, f"wider than {cols} columns: {wide}"
         frames_with_progress += bool(progress)
+        if seen is not None:
+            seen += progress
         if any("DEMO-EXIT=" in line for line in screen):
             assert "DEMO-EXIT=0" in "\n".join(screen)
             assert frames_with_progress >= 3, "the live line was never seen"
@@ -153,3 +158,50 @@ def test_the_pull_summary_fits_a_narrow_terminal(tmp_path: pathlib.Path) -> None
     assert "failed: INVALID_LOGIN" in text, text
     wrapped = [line for line in lines if len(line.rstrip()) > 60]
     assert not wrapped, f"wrapped at 60 columns: {wrapped}"
+
+
+def _pull_in_a_terminal(tmp_path: pathlib.Path, ids: list[str], emulator: str, pull: str) -> str:
+    """A shell line: serve the emulator, wait for its port, pull ``ids`` from it."""
+    from .conftest import free_port
+
+    (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+    port = free_port()
+    python = sys.executable
+    return (
+        f"cd {tmp_path}; {python} -m flinks_async serve-emulator --port {port} "
+        f"{emulator} 2>/dev/null & "
+        f"{python} -c 'import socket,time\nfor _ in range(600):\n try: "
+        f'socket.create_connection(("127.0.0.1",{port})).close(); break\n '
+        f"except OSError: time.sleep(0.05)'; "
+        f"FLINKS_CUSTOMER_ID=43387ca6-0391-4c82-857d-70d95f087ecb "
+        f"{python} -m flinks_async pull --login-ids ids.txt --out out.jsonl "
+        f"--base-url http://127.0.0.1:{port} {pull}; "
+        f"echo DEMO-EXIT=$?; kill %1"
+    )
+
+
+def test_pull_from_a_file_shows_the_total_the_eta_and_the_bar(tmp_path: pathlib.Path) -> None:
+    """`pull --login-ids FILE` counts the file's ids before it starts: its live line at 80
+    columns reads done/total with an ETA and a bar, as `demo`'s does (it read "37 done")."""
+    from flinks_async.testing import demo_login_ids
+
+    command = _pull_in_a_terminal(
+        tmp_path,
+        demo_login_ids(200, seed=62),
+        "--pending 2",
+        "--concurrency 10 --poll-interval 0.05",
+    )
+    tmux = Tmux(command, 80)
+    seen: list[str] = []
+    try:
+        watch(tmux, 80, seen=seen)
+        lines = tmux.logical_lines()  # the whole output: the screen may have scrolled
+    finally:
+        tmux.close()
+    line = re.compile(r"(\d+)/200  ETA \d+:\d\d  ok \d+  failed 0  \[(#*)(\.*)\]  in flight")
+    midway = [m for m in map(line.match, seen) if m and 0 < int(m[1]) < 200]
+    assert midway, "no live line with the total, an ETA and a bar:\n" + "\n".join(seen)
+    assert all(len(m[2] + m[3]) >= 10 and m[3] for m in midway)  # a bar partly filled
+    final = [line for line in lines if PROGRESS.search(line)]
+    assert len(final) == 1 and final[0].startswith("200/200  ETA 0:00  ok 200  failed 0  ["), lines
+    assert re.search(r"\[#{10,}\]", final[0]), final  # the bar, full

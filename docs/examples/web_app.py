@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from flinks_async import FlinksClient, LoginError, PollTimeoutError
+from flinks_async import FlinksClient, InvalidLoginIdError, LoginError, PollTimeoutError
 
 
 @asynccontextmanager
@@ -28,6 +28,8 @@ async def accounts(login_id: str, request: Request) -> JSONResponse:
     client: FlinksClient = request.app.state.flinks
     try:  # a web request waits 25 s at most; the nightly job keeps the 30-minute default
         summary = await client.with_options(poll_timeout=25).accounts_summary(login_id)
+    except InvalidLoginIdError as exc:  # not a GUID: nothing was sent to Flinks
+        return JSONResponse({"error": str(exc)}, status_code=422)
     except PollTimeoutError as exc:
         return JSONResponse({"retry_with": exc.request_id}, status_code=504)
     except LoginError as exc:

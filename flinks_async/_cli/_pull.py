@@ -10,14 +10,14 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
 
 import anyio
 
 from .._client import FlinksClient
 from .._cmdline import COUNT, EXIT_USAGE, SECONDS, UsageError, add_loop, number, read_secret
-from .._idsource import holds_ids, open_ids, read_ids
+from .._idsource import count_ids, open_ids, read_ids
 from .._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
 from .._polling import ENDPOINTS
 from . import _webhooks
@@ -122,6 +122,9 @@ class PullJob:
     endpoint: str
     #: with ``--webhook-listen``: where to serve the receiver, its path and secrets
     receiver: tuple[tuple[str, int], str, list[str]] | None = None
+    #: ids of the file this pull will hand to the fan-out (all but those ``--resume``
+    #: skips; repeats included), counted before it starts; ``None`` for stdin or a pipe
+    total: int | None = None
 
 
 def prepare(args: argparse.Namespace) -> PullJob:
@@ -140,12 +143,6 @@ def prepare(args: argparse.Namespace) -> PullJob:
         receiver = (address, args.webhook_path, _webhooks.secrets(args))
     ids = open_ids(args.login_ids)
     try:
-        if (
-            args.login_ids != "-"
-            and os.path.isfile(args.login_ids)
-            and not holds_ids(args.login_ids)
-        ):
-            raise UsageError(f"{args.login_ids}: no login ids (every line is blank or a # comment)")
         state = ResumeState()
         if args.out != "-":
             if args.resume:
@@ -154,6 +151,14 @@ def prepare(args: argparse.Namespace) -> PullJob:
                 raise UsageError(
                     f"{args.out} is not empty: pass --resume to continue it or --overwrite "
                     "to replace it"
+                )
+        total = None
+        if args.login_ids != "-" and os.path.isfile(args.login_ids):
+            # the progress line's total (and ETA, bar): one streamed pass, before the pull
+            found, total = count_ids(args.login_ids, _skipped_by(state, args.skip_failed))
+            if not found:
+                raise UsageError(
+                    f"{args.login_ids}: no login ids (every line is blank or a # comment)"
                 )
         client = FlinksClient(
             args.customer_id,
@@ -176,24 +181,35 @@ def prepare(args: argparse.Namespace) -> PullJob:
                 "webhooks need a way in: --webhook-listen HOST:PORT (this process receives "
                 "them), or FLINKS_REDIS_URL with `flinks-async serve-webhooks` receiving"
             )
-        out = Output(args.out, truncate=args.overwrite)
+        # created now (a path that cannot be written is a usage error), but removed again
+        # if the pull writes no line (a set-up error): no empty file is left behind
+        out = Output(args.out, truncate=args.overwrite, tentative=True)
     except BaseException:
         if ids is not sys.stdin.buffer:
             ids.close()
         raise
     cut_torn_tail(args.out, state)
-    return PullJob(client, ids, out, state, endpoint, receiver)
+    return PullJob(client, ids, out, state, endpoint, receiver, total)
+
+
+def _skipped_by(state: ResumeState, skip_failed: bool) -> Callable[[str], bool] | None:
+    """Whether ``--resume`` skips an id (``None``: it skips none)."""
+    if not state.ok and not (skip_failed and state.failed):
+        return None
+    return lambda login_id: (
+        (key := login_id.lower()) in state.ok or (skip_failed and key in state.failed)
+    )
 
 
 async def run(args: argparse.Namespace, job: PullJob) -> int:
     """Pull what ``job`` holds; the exit status (0 all ok, 1 some failed, 2 no ids)."""
     client, ids, out, state, endpoint = job.client, job.ids, job.out, job.state, job.endpoint
-    skipped = skipped_failed = retried = 0
+    skipped = skipped_failed = 0
 
     read = duplicates = 0
 
     async def todo() -> AsyncIterator[str]:
-        nonlocal skipped, skipped_failed, retried, read
+        nonlocal skipped, skipped_failed, read
         async for login_id in read_ids(ids, args.login_ids):
             read += 1
             key = login_id.lower()
@@ -202,14 +218,14 @@ async def run(args: argparse.Namespace, job: PullJob) -> int:
             elif key in state.failed and args.skip_failed:
                 skipped_failed += 1
             else:
-                retried += key in state.failed
                 yield login_id
 
-    progress = progress_display(args.progress, None)
+    progress = progress_display(args.progress, job.total)
     started = time.monotonic()
     failures: collections.Counter[str] = collections.Counter()
     stopped: Exception | None = None  # raised bare after the task group, not in a group
     written_ok = written_failed = 0  # what the file says (the summary and exit status too)
+    ok_again = failed_again = 0  # of those, logins whose last line in the file was a failure
     try:
         async with client, _receiving(client, job.receiver), anyio.create_task_group() as tg:
             tg.start_soon(progress.run)
@@ -223,17 +239,24 @@ async def run(args: argparse.Namespace, job: PullJob) -> int:
                 ) as results:
                     try:
                         async for r in results:
+                            before = r.login_id.lower() in state.failed
                             if r.error is None:
                                 assert isinstance(r.value, bytes)
                                 out.write(ok_line(r.login_id, endpoint, r.value))
                                 written_ok += 1
+                                ok_again += before
                             else:
                                 reason = getattr(r.error, "flinks_code", None)
                                 failures[reason or type(r.error).__name__] += 1
                                 out.write(error_line(r.login_id, endpoint, r.error))
                                 written_failed += 1
+                                failed_again += before
+                            if job.total is not None:  # repeats are not pulled: not to do
+                                progress.total = job.total - getattr(results, "duplicates", 0)
                     finally:
                         duplicates = getattr(results, "duplicates", 0)
+                        if job.total is not None:
+                            progress.total = job.total - duplicates
             except Exception as exc:  # a bad id line, the circuit breakers: usage errors
                 stopped = exc
             tg.cancel_scope.cancel()
@@ -242,8 +265,12 @@ async def run(args: argparse.Namespace, job: PullJob) -> int:
     finally:
         out.close()
         elapsed = time.monotonic() - started
-        also = f", {retried} of them failed before" if retried else ""
-        clauses = [f"flinks-async pull: {written_ok} ok, {written_failed} failed{also}"]
+        clauses = [
+            "flinks-async pull: "
+            + _outcome(written_ok, "ok", ok_again, ok_again + failed_again)
+            + ", "
+            + _outcome(written_failed, "failed", failed_again, ok_again + failed_again)
+        ]
         if skipped:
             clauses.append(f"{skipped} skipped (already ok in {args.out})")
         if skipped_failed:
@@ -259,6 +286,16 @@ async def run(args: argparse.Namespace, job: PullJob) -> int:
         return EXIT_USAGE
     # the exit status is the file's final state: a failure skipped with --skip-failed stays one
     return EXIT_FAILED_LOGINS if written_failed or skipped_failed else 0
+
+
+def _outcome(count: int, what: str, before: int, retried: int) -> str:
+    """``"1006 ok (13 of them failed before)"``: how many of ``count`` logins had a failure
+    as their last line in the file (``--resume`` pulled them again), said only when some
+    logins were pulled again and ``count`` is not 0."""
+    if not retried or not count:
+        return f"{count} {what}"
+    of_them = str(before) if before else "none"
+    return f"{count} {what} ({of_them} of them failed before)"
 
 
 def _receiving(

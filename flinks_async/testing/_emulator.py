@@ -256,7 +256,10 @@ class Emulator:
         scenarios: per-login :class:`LoginScenario` (others get the defaults).
         fault_rates: ``{fault spec: probability}``; each login not in ``scenarios`` draws
             each fault with its probability, deterministically from ``seed`` and its id.
-        seed: for ``fault_rates``.
+        seed: for ``fault_rates`` and ``mfa_rate``.
+        mfa_rate: each login not in ``scenarios`` asks the sandbox's MFA questions
+            (:data:`SANDBOX_MFA`, as ``set_login(login, mfa=True)``) with this probability,
+            drawn like the faults (default 0).
         api_key: when set, data endpoints demand this ``x-api-key`` (else 401 UNAUTHORIZED).
         secret_key: when set, ``GenerateAuthorizeToken`` demands it as ``flinks-auth-key``
             and ``Authorize`` demands a fresh single-use token.
@@ -303,7 +306,11 @@ class Emulator:
         webhook_attempts: int = 10,
         webhook_retry_delay: float = 1800.0,
         webhook_faults: Mapping[str, float] | None = None,
+        mfa_rate: float = 0.0,
     ) -> None:
+        if not 0 <= mfa_rate <= 1:
+            raise ValueError(f"mfa_rate is a probability (0 to 1), got {mfa_rate}")
+        self.mfa_rate = mfa_rate
         self.pending = pending
         self.payload_bytes = payload_bytes
         self.scenarios: dict[str, LoginScenario] = {
@@ -492,7 +499,10 @@ class Emulator:
         if self.fault_rates:
             rng = random.Random(f"{self.seed}:{key}")
             faults = [spec for spec, p in self.fault_rates.items() if rng.random() < p]
-        return LoginScenario.make(self.pending, self.payload_bytes, faults)
+        scenario = LoginScenario.make(self.pending, self.payload_bytes, faults)
+        if self.mfa_rate and random.Random(f"{self.seed}:mfa:{key}").random() < self.mfa_rate:
+            scenario.mfa = SANDBOX_MFA
+        return scenario
 
     def _login(self, login_id: str) -> _Login:
         key = login_id.lower()

@@ -50,7 +50,24 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         help="draw fault SPEC for each login with probability P (repeatable; specs in "
         "docs/testing.md)",
     )
-    e.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    e.add_argument("--seed", type=int, default=0, help="seed of the fault and MFA draws")
+    e.add_argument(
+        "--mfa",
+        action="append",
+        default=[],
+        metavar="LOGIN_ID",
+        help="this login's Authorize asks MFA questions (HTTP 203) until they are answered: "
+        "the sandbox's, 'What city were you born in?' (Montreal) and 'What is the best "
+        "country on earth?' (Canada), then 'What shape do people like most?' (Triangle) "
+        "(repeatable)",
+    )
+    e.add_argument(
+        "--mfa-rate",
+        type=number(float, 0),
+        default=0.0,
+        metavar="P",
+        help="each other login asks those MFA questions with probability P (drawn from --seed)",
+    )
     e.add_argument(
         "--api-key-file", help="demand this API key (else FLINKS_EMULATOR_API_KEY, else none)"
     )
@@ -103,7 +120,12 @@ async def serve(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         webhook_secret=read_secret(None, "FLINKS_EMULATOR_WEBHOOK_SECRET"),
         webhook_retry_delay=args.webhook_retry_delay,
+        mfa_rate=args.mfa_rate,
     )
+    for login_id in args.mfa:
+        if len(login_id.strip()) != 36:
+            raise ValueError(f"--mfa takes a loginId (a GUID), got {login_id!r}")
+        emu.set_login(login_id.strip(), mfa=True)
     if args.webhook_url and (emu.webhook_secret is None or args.ready_after is None):
         raise ValueError("--webhook-url needs --ready-after and FLINKS_EMULATOR_WEBHOOK_SECRET")
     async with emu:
