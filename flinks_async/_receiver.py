@@ -26,6 +26,13 @@ touched by a body being received). A POST goes through four gates:
    at 1.1 MiB/s or more. A body of unknown length (chunked) counts against
    ``max_receiving_bytes`` as it arrives, and gets ``503`` if it does not fit.
 
+   All bodies together are read at most ``max_receiving_rate`` bytes per second (32 MiB/s)
+   after a first second's worth: a flood of forged full-size bodies costs the event loop
+   what reading 32 MiB/s costs (a few percent of a core), whatever the attacker's
+   bandwidth. A chunk over the rate waits ``(tat - now) - 1 s``, where ``tat`` advances by
+   ``len(chunk) / max_receiving_rate`` per chunk from ``max(tat, now)`` (a virtual clock,
+   GCRA); the time waited is added to the sender's deadline.
+
 3. **Verified**: the HMAC-SHA256 of each secret is computed chunk by chunk as the body
    arrives, and compared in constant time once it is in (``401``, nothing stored).
 
@@ -96,6 +103,8 @@ class WebhookLimits:
         min_rate: bytes per second a body must keep up on average once ``grace`` has
             passed (default 64 KiB/s).
         grace: seconds before ``min_rate`` applies (default 2).
+        max_receiving_rate: bytes per second read of all bodies together, past a first
+            second's worth (default 32 MiB/s).
         retry_after: the ``Retry-After`` of a ``503`` for a full receiver (default 60 s).
     """
 
@@ -105,6 +114,7 @@ class WebhookLimits:
     body_timeout: float = 60.0
     min_rate: float = 64 * 1024
     grace: float = 2.0
+    max_receiving_rate: float = 32 * _MiB
     retry_after: int = 60
 
     def __post_init__(self) -> None:
@@ -216,6 +226,7 @@ class WebhookReceiver:
         self.receiving = 0
         self.receiving_bytes = 0
         self._refuse = _Refusals(self.counts)
+        self._tat = 0.0  # the read rate's virtual clock (module docstring)
 
     @property
     def max_body_bytes(self) -> int:
@@ -333,6 +344,7 @@ class WebhookReceiver:
                 for mac in macs:
                     mac.update(chunk)
                 parts.append(chunk)
+                start += await self._pace(len(chunk))
             if not self._matches(macs, given):
                 return self._refuse("bad_signature", 401, "bad signature")
             body = b"".join(parts)
@@ -341,6 +353,17 @@ class WebhookReceiver:
         finally:
             self.receiving -= 1
             self.receiving_bytes -= held
+
+    async def _pace(self, size: int) -> float:
+        """Wait while the bodies being read are over ``max_receiving_rate``: the seconds
+        waited (module docstring)."""
+        now = asyncio.get_running_loop().time()
+        self._tat = max(self._tat, now) + size / self.limits.max_receiving_rate
+        wait = self._tat - now - 1.0
+        if wait <= 0:
+            return 0.0
+        await asyncio.sleep(wait)
+        return wait
 
     def _fits(self, size: int, *, new: bool) -> bool:
         limits = self.limits

@@ -349,3 +349,23 @@ async def test_limits_are_checked() -> None:
     assert receiver.max_body_bytes == receiver.limits.max_body_bytes == 10
     with pytest.deprecated_call():
         WebhookReceiver(MemoryWebhooks(), HOOK_SECRET, budget=object())  # type: ignore[arg-type]
+
+
+async def test_bodies_are_read_at_most_max_receiving_rate_and_the_wait_is_not_the_senders() -> None:
+    """A flood of forged full-size bodies costs the loop what reading ``max_receiving_rate``
+    costs: past a first second's worth, reading waits. The wait is ours, not the sender's:
+    it is added to the sender's deadline, so a genuine body paced past ``body_timeout``
+    is still stored."""
+    hub = MemoryWebhooks(stream=True)
+    rate = 100_000.0
+    limits = WebhookLimits(max_receiving_rate=rate, body_timeout=1.0, grace=0.5)
+    receiver = WebhookReceiver(hub, HOOK_SECRET, limits=limits)
+    body = _body("paced") + b" " * 300_000
+    signed = {"flinks-authenticity-key": sign_webhook(body, HOOK_SECRET)}
+    async with serving(receiver.aiohttp_handler) as port:
+        started = anyio.current_time()
+        assert await _post(f"http://127.0.0.1:{port}{PATH}", body, signed) == 200
+        took = anyio.current_time() - started
+    # the sleeps alone take this long (a lower bound: no machine is faster than them)
+    assert took >= len(body) / rate - 1.0 - 0.1 > limits.body_timeout
+    assert [d.request_id for d in _stored(hub)] == ["paced"]
