@@ -185,6 +185,8 @@ class SingleFlight:
                 if caller is None or not timer.expired():
                     raise  # the run's own error
                 raise caller.late() from None
+            finally:
+                del timer  # held by the error's traceback, it would hold the task: a cycle
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if future.cancelled() and me is not None and not me.cancelling():

@@ -236,3 +236,24 @@ async def test_a_waiter_resumes_the_session_of_an_owner_that_was_cancelled(
     assert (owner_out["outcome"], waiter_out["outcome"]) == ("cancelled", "ok")
     assert authorizes == 1 and len(rids) == 1
     assert polls_at_stop < 41 <= polls  # the waiter polled the rest of the same session
+
+
+@needs_redis
+async def test_a_call_soon_after_one_gave_up_polls_its_session_again(
+    redis_server: tuple[str, subprocess.Popen[bytes]], tmp_path: pathlib.Path
+) -> None:
+    """A process gives up on a login (its poll_timeout); another asks for it right after:
+    it polls the same RequestId, as Flinks asks, instead of opening a second session."""
+    redis_url, _ = redis_server
+    login = demo_login_ids(1, seed=144)[0]
+    async with Emulator() as emu:
+        emu.set_login(login, faults=["never_ready"])
+        first = await _callers(emu, redis_url, login, 0.5, 1, tmp_path / "go")
+        second = await _callers(emu, redis_url, login, 0.5, 1, tmp_path / "again")
+        authorizes = emu.counts["Authorize"]
+        rids = {r.request_id for r in emu.requests if r.endpoint == "Investments"}
+    assert [first[0]["outcome"], second[0]["outcome"]] == ["PollTimeoutError"] * 2
+    assert authorizes == 1 and len(rids) == 1
+    assert first[0]["error"]["request_id"] == second[0]["error"]["request_id"] in rids
+    # the second polled for its own 0.5 s (before: it got the first's stored error at once)
+    assert second[0]["elapsed"] >= 0.45 and second[0]["error"]["attempts"] > 0, second
