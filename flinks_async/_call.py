@@ -80,23 +80,32 @@ async def shared_run(
     """Run ``plan`` (which returns the 200 body's bytes) once among every process sharing
     ``flights``, then ``decode`` the body here (``None``: return the bytes).
 
-    The deadline is this caller's own: ``poll_timeout`` from now, whether it waits on
-    another process's run or runs it (a run taken over starts with what is left)."""
-    started = plan.started = time.monotonic()
+    The deadline is this caller's own: ``poll_timeout`` from when it began, whether it
+    waits on another process's run or runs it (a run taken over, with its RequestId,
+    polls for what is left); none once the run goes on for this process's other callers
+    (``plan.bounded`` False)."""
+    if plan.started is None:
+        plan.started = time.monotonic()
+    started = plan.started
     timeout = plan.settings.poll_timeout
     login_id, endpoint = plan.login_id, plan.endpoint.name
     try:
         body = await flights.run(
-            key, functools.partial(fetch, plan), login_id=login_id, deadline=started + timeout
+            key,
+            functools.partial(fetch, plan),
+            login_id=login_id,
+            deadline=started + timeout if plan.bounded else None,
+            progress=plan,
         )
-    except FlightDeadline:
+    except FlightDeadline as exc:
         elapsed = time.monotonic() - started
         raise PollTimeoutError(
-            f"still pending after {elapsed:.1f}s, waiting on another process's run "
-            f"(poll_timeout={timeout}s)",
-            attempts=0,
+            f"still pending after {elapsed:.1f}s and {plan.polls} polls, waiting on another "
+            f"process's run (poll_timeout={timeout}s)",
+            attempts=plan.polls,
             elapsed=elapsed,
             login_id=login_id,
+            request_id=exc.request_id or plan.request_id,
             endpoint=endpoint,
         ) from None
     if decode is None:

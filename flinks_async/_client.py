@@ -297,7 +297,7 @@ class FlinksClient:
             shared_key = flight_key(plan, False, encoded, self._call_options)
             typed = None if raw else self._typed(endpoint, login_id)
             work = functools.partial(shared_run, shared, shared_key, plan, typed)
-        run = self._flights.run(key, work)
+        run = self._flights.run(key, work, plan)
         if self._tracer is None and not self._transport.hooks and not scoped_hooks.get():
             return run
         return observed(run, plan, self._tracer)

@@ -39,6 +39,7 @@ __all__ = [
     "Coordination",
     "FlightDeadline",
     "Limiter",
+    "Progress",
     "SharedFlights",
     "StoredWebhook",
     "WebhookHub",
@@ -54,6 +55,18 @@ class FlightDeadline(TimeoutError):
     """A caller of :meth:`SharedFlights.run` reached its own deadline while another
     process's run was still going (the client raises
     :class:`~flinks_async.PollTimeoutError` for it)."""
+
+    def __init__(self, request_id: str | None = None) -> None:
+        super().__init__("the caller's deadline passed while another process polled")
+        self.request_id = request_id  #: the RequestId that run polls, when it was shared
+
+
+class Progress(Protocol):
+    """How far a run got, as :class:`SharedFlights` hands it over between processes (the
+    client's :class:`~flinks_async._polling.Plan` is one)."""
+
+    request_id: str | None  #: the session being polled
+    posted: bool  #: its first data request was answered: poll it from now on
 
 
 class Limiter(Protocol):
@@ -76,8 +89,11 @@ class SharedFlights(Protocol):
         *,
         login_id: str,
         deadline: float | None = None,
+        progress: Progress | None = None,
     ) -> bytes:
-        """The 200 body of ``work()``, run once among the processes sharing the table."""
+        """The 200 body of ``work()``, run once among the processes sharing the table;
+        ``deadline``: when this caller gives up waiting (:class:`FlightDeadline`);
+        ``progress``: what ``work`` resumes from when it takes another's run over."""
 
     async def aclose(self) -> None:
         """Finish what is in flight."""

@@ -238,11 +238,15 @@ class SchemaDriftError(DecodeError):
 
 
 class PollTimeoutError(FlinksError, TimeoutError):
-    """The data was still pending (202) when ``poll_timeout`` ran out.
+    """The data was still pending (202) when this call's own ``poll_timeout`` ran out,
+    whoever polled for it (single-flight: each caller gives up at its own deadline).
 
     Attributes:
-        attempts: how many data requests were answered 202.
+        attempts: how many data requests this process had answered 202 for the call while
+            it waited (0 for a call that only waited on another process's polling).
         elapsed: seconds from the start of the call to giving up.
+        request_id: the session polled, when known: pass it as ``request_id`` to a later
+            call to come back for the same data.
     """
 
     def __init__(

@@ -174,8 +174,11 @@ class Plan:
 
     Built once by the client for each call and handed down: :func:`fetch` runs it, the
     single-flight table shares it (a run handed over to another task carries on from the
-    same plan instead of starting again: same session, same deadline, no second first
-    request once it was answered), and events, spans and errors read the login from it.
+    same plan instead of starting again: same session, no second first request once it was
+    answered, and no deadline of its own: each caller waiting on it keeps its own), and
+    events, spans and errors read the login from it. It is also the call's single-flight
+    :class:`~flinks_async._singleflight.Caller`: its clock starts when the call is first
+    awaited, and it gives up at ``poll_timeout`` from then, whoever polls.
     """
 
     endpoint: Endpoint
@@ -198,11 +201,54 @@ class Plan:
     polls: int = 0  #: 202 answers so far
     #: where webhooks are awaited between polls (``FlinksClient(webhooks=True)``), or None
     webhooks: WebhookHub | None = None
+    #: False once the run goes on for other callers past this call's deadline (handed
+    #: over by single-flight): it then runs until its last caller leaves
+    bounded: bool = True
+    #: the plan whose run this call waits on (a single-flight follower), else None
+    followed: Plan | None = None
+    polls_seen: int = 0  #: the followed run's polls when this call began to wait
 
     @property
     def deadline(self) -> float:
         """When the call gives up: ``started + poll_timeout`` (monotonic clock)."""
         return (self.started or time.monotonic()) + self.settings.poll_timeout
+
+    # --- a single-flight Caller (flinks_async._singleflight): each call's own deadline
+
+    def begin(self) -> float:
+        """Start the call's clock (once); return its deadline."""
+        if self.started is None:
+            self.started = time.monotonic()
+        return self.deadline
+
+    def follow(self, run: Plan | None) -> None:
+        """This call waits on ``run``'s polling instead of its own."""
+        self.followed = run
+        self.polls_seen = run.polls if run is not None else 0
+
+    def late(self) -> PollTimeoutError:
+        """This call's :class:`PollTimeoutError`, at its own deadline, while the run it
+        waits on goes on: its own time, and the polls made while it waited."""
+        run = self.followed
+        elapsed = time.monotonic() - (self.started or 0.0)
+        polls = (run.polls - self.polls_seen) if run is not None else 0
+        return PollTimeoutError(
+            f"still pending after {elapsed:.1f}s and {polls} polls, waiting on the run of "
+            f"an earlier call for this login (poll_timeout={self.settings.poll_timeout}s)",
+            attempts=polls,
+            elapsed=elapsed,
+            login_id=self.login_id,
+            request_id=run.request_id if run is not None else None,
+            endpoint=self.endpoint.name,
+        )
+
+    def expired(self, exc: BaseException) -> bool:
+        """Whether the run ended at this call's own deadline (nobody else's)."""
+        return self.bounded and isinstance(exc, PollTimeoutError)
+
+    def unbound(self) -> None:
+        """The run goes on for other callers: no deadline of its own from now on."""
+        self.bounded = False
 
 
 def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
@@ -281,7 +327,7 @@ async def fetch(plan: Plan) -> Any:
     rid = p.request_id
     # asyncio's own timeout and sleep, not anyio's: the client runs on asyncio only
     # (aiohttp), and these cost a third as much on the path every poll takes
-    left = s.poll_timeout - (time.monotonic() - started)
+    left = s.poll_timeout - (time.monotonic() - started) if p.bounded else math.inf
     deadline = asyncio.timeout(None if math.isinf(left) else max(left, 0.0))
     try:
         async with deadline:

@@ -17,6 +17,14 @@ arriving meanwhile (*followers*) wait on the run's future. The rules:
 * :meth:`SingleFlight.aclose` (the client closing) stops every run; its callers get
   :class:`~flinks_async.ClientClosedError`.
 
+Each caller keeps its own deadline when it passes a :class:`Caller` (the client passes
+its call's :class:`~flinks_async._polling.Plan`): a follower gives up at its own
+(:meth:`Caller.late`), whoever runs the work; a leader whose work reached the leader's
+deadline (:meth:`Caller.expired`) while followers wait hands the run over as a
+cancelled one does, and the run, told to ignore that deadline (:meth:`Caller.unbound`),
+goes on while anyone waits: the followers started later each get their own deadline,
+and the same session and polls carry on.
+
 A handed-over run is a plain asyncio task on purpose: it must outlive the leader's
 cancel scope, and a client may be opened and closed from different tasks (aiohttp's
 ``cleanup_ctx``), which rules out a task group owned by the client.
@@ -25,24 +33,52 @@ cancel scope, and a client may be opened and closed from different tasks (aiohtt
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Callable, Coroutine, Hashable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
 from ._errors import ClientClosedError
 
-__all__ = ["SingleFlight"]
+__all__ = ["Caller", "SingleFlight"]
 
 T = TypeVar("T")
 
 
+class Caller(Protocol):
+    """A caller's own deadline, as :class:`SingleFlight` needs it."""
+
+    def begin(self) -> float:
+        """Start this caller's clock (once); when it gives up (``time.monotonic()``), or
+        ``math.inf``."""
+
+    def follow(self, run: Any) -> None:
+        """This caller waits on the run of ``run`` (the leader's :class:`Caller`)."""
+
+    def late(self) -> BaseException:
+        """The error this caller raises at its deadline while the run it follows goes on."""
+
+    def expired(self, exc: BaseException) -> bool:
+        """Whether the work ended with ``exc`` because this (leading) caller's deadline
+        passed: the others may still wait for it."""
+
+    def unbound(self) -> None:
+        """The run goes on for others past this caller's deadline: its work must not stop
+        at it any more (the followers keep their own)."""
+
+
 class _Flight:
-    __slots__ = ("closed", "future", "leader", "task", "waiters", "work")
+    __slots__ = ("caller", "closed", "future", "leader", "task", "waiters", "work")
 
     def __init__(
-        self, leader: asyncio.Task[Any] | None, work: Callable[[], Coroutine[Any, Any, Any]]
+        self,
+        leader: asyncio.Task[Any] | None,
+        work: Callable[[], Coroutine[Any, Any, Any]],
+        caller: Caller | None,
     ) -> None:
+        self.caller = caller  #: the leader's, whose work the run is
         #: the run's outcome, for the followers: made when the first one joins (most runs
         #: never have one, and then cost no future)
         self.future: asyncio.Future[Any] | None = None
@@ -69,16 +105,24 @@ class SingleFlight:
         """How many shared runs are in progress."""
         return len(self._flights)
 
-    async def run(self, key: Hashable, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Await ``work()``, or join the run already in progress under ``key``.
+    async def run(
+        self,
+        key: Hashable,
+        work: Callable[[], Coroutine[Any, Any, T]],
+        caller: Caller | None = None,
+    ) -> T:
+        """Await ``work()``, or join the run already in progress under ``key``; with a
+        ``caller``, give up at its own deadline (see the module docstring).
 
         The leader's part is written out here rather than in a helper coroutine: every
         await inside the work resumes through each frame above it."""
         flight = self._flights.get(key)
         if flight is not None and not flight.ending():
-            return await self._follow(key, flight)  # type: ignore[no-any-return]
+            return await self._follow(key, flight, caller)  # type: ignore[no-any-return]
+        if caller is not None:
+            caller.begin()
         me = asyncio.current_task()
-        flight = _Flight(me, work)
+        flight = _Flight(me, work, caller)
         self._flights[key] = flight
         try:
             result = await work()
@@ -93,26 +137,56 @@ class SingleFlight:
                     ) from None
                 raise
             if flight.waiters and flight.future is not None and not flight.future.done():
-                # others wait: the run goes on in a task of its own, from where it stands
-                flight.leader = None
-                flight.task = task = asyncio.get_running_loop().create_task(work())
-                task.add_done_callback(lambda t: self._settle(key, flight, t))
+                self._hand_over(key, flight)  # others wait: the run goes on
             else:
                 self._end(key, flight, error=asyncio.CancelledError())
             raise
         except BaseException as exc:
-            self._end(key, flight, error=exc)
+            if (
+                caller is not None
+                and flight.waiters
+                and flight.future is not None
+                and not flight.future.done()
+                and caller.expired(exc)
+            ):
+                self._hand_over(key, flight)  # the leader's deadline, not the others'
+            else:
+                self._end(key, flight, error=exc)
             raise
         self._end(key, flight, result=result)
         return result
 
-    async def _follow(self, key: Hashable, flight: _Flight) -> Any:
+    def _hand_over(self, key: Hashable, flight: _Flight) -> None:
+        """The leader leaves while others wait: the run goes on in a task of its own,
+        from where it stands, while anyone waits for it."""
+        flight.leader = None
+        if flight.caller is not None:
+            flight.caller.unbound()
+        flight.task = task = asyncio.get_running_loop().create_task(flight.work())
+        task.add_done_callback(lambda t: self._settle(key, flight, t))
+
+    async def _follow(self, key: Hashable, flight: _Flight, caller: Caller | None) -> Any:
         future = flight.future
         if future is None:
             future = flight.future = asyncio.get_running_loop().create_future()
+        deadline = math.inf
+        if caller is not None:
+            deadline = caller.begin()
+            caller.follow(flight.caller)
         flight.waiters += 1
         try:
-            return await asyncio.shield(future)
+            if math.isinf(deadline):
+                return await asyncio.shield(future)
+            timer = asyncio.timeout(max(deadline - time.monotonic(), 0.0))
+            try:
+                async with timer:
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                if caller is None or not timer.expired():
+                    raise  # the run's own error
+                raise caller.late() from None
+            finally:
+                del timer  # held by the error's traceback, it would hold the task: a cycle
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if future.cancelled() and me is not None and not me.cancelling():

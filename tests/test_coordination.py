@@ -132,17 +132,22 @@ async def test_a_waiter_takes_over_when_the_owner_is_killed(
     redis_server: tuple[str, subprocess.Popen[bytes]],
 ) -> None:
     """(c) The process polling a login is killed with -9 mid-poll; another process waiting
-    for the same login takes the lapsed lease over (within the 5 s lease) and finishes."""
+    for the same login takes the lapsed lease over (within the 5 s lease) and finishes,
+    polling the owner's session: the same RequestId, one Authorize (before: two)."""
+    import redis.asyncio as aioredis
+
     redis_url, _ = redis_server
     login = demo_login_ids(1, seed=94)[0]
-    async with Emulator(pending=150) as emu:
+    async with Emulator(pending=150) as emu, aioredis.Redis.from_url(redis_url) as r:
         cmd = [sys.executable, "-c", ASKER, emu.url, redis_url, CUSTOMER, "1", "94"]
         owner = await anyio.open_process(cmd)
         with anyio.fail_after(20):
             while emu.counts["Investments"] < 20:  # noqa: ASYNC110 - the server's count
                 await anyio.sleep(0.01)
         waiter = await anyio.open_process(cmd)
-        await anyio.sleep(1.0)  # the waiter is waiting on the owner's lease
+        with anyio.fail_after(20):  # the owner renewed its lease, recording its RequestId
+            while not await r.keys("flinks-async:*:flight:*:rid"):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
         owner.kill()  # SIGKILL: no cleanup, the lease is left to lapse
         await owner.wait()
         polls_at_kill = emu.counts["Investments"]
@@ -150,9 +155,10 @@ async def test_a_waiter_takes_over_when_the_owner_is_killed(
             await waiter.wait()
         assert waiter.stdout is not None
         assert (await waiter.stdout.receive()).decode().strip() == "1"
-        assert emu.counts["Authorize"] == 2  # the owner's, then the waiter's own session
+        assert emu.counts["Authorize"] == 1  # the waiter polled the owner's session
         assert emu.counts["Investments"] > polls_at_kill
-        assert login.lower() in {r.login_id.lower() for r in emu.requests if r.login_id}
+        assert len({q.request_id for q in emu.requests if q.endpoint == "Investments"}) == 1
+        assert login.lower() in {q.login_id.lower() for q in emu.requests if q.login_id}
 
 
 @needs_redis

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import anyio
 import pytest
 
-from flinks_async import FlinksClient, Investments, LoginError
+from flinks_async import FlinksClient, Investments, LoginError, PollTimeoutError
 from flinks_async._singleflight import SingleFlight
 from flinks_async.testing import Emulator
 
@@ -183,3 +184,39 @@ async def test_a_caller_arriving_during_teardown_gets_a_run_of_its_own() -> None
     with pytest.raises(asyncio.CancelledError):
         await first
     assert len(flights) == 0
+
+
+async def test_callers_started_apart_each_give_up_at_their_own_deadline(
+    emu: Emulator, login: str
+) -> None:
+    """Three callers of one client ask for a login that never finishes (poll_timeout=1),
+    started 0.3 s apart: they share one Authorize and one RequestId, the polling goes on
+    after the first gives up, and each gets PollTimeoutError at its own deadline with its
+    own figures (before: the later ones got the first one's error, 0.3 and 0.6 s early)."""
+    emu.set_login(login, faults=["never_ready"])
+    timeout = 1.0
+    ended: list[tuple[float, PollTimeoutError]] = []
+    async with fast_client(emu, poll_interval=0.02, poll_timeout=timeout) as client:
+
+        async def one() -> None:
+            started = time.monotonic()
+            with pytest.raises(PollTimeoutError) as caught:
+                await client.investments(login)
+            ended.append((time.monotonic() - started, caught.value))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                if i:
+                    await anyio.sleep(0.3)  # the subject: calls that start apart
+                tg.start_soon(one)
+        assert client.active_polls == 0
+        await assert_polling_stopped(emu)
+    assert emu.counts["Authorize"] == 1
+    data = [r for r in emu.requests if r.endpoint == "Investments"]
+    assert len({r.request_id for r in data}) == 1
+    assert data[-1].received_at - data[0].received_at > timeout + 0.3  # polled on
+    for elapsed, err in ended:
+        assert timeout - 0.05 <= elapsed < timeout + 5.0, ended
+        assert timeout - 0.05 <= err.elapsed <= elapsed + 0.01, ended
+        assert f"after {err.elapsed:.1f}s" in str(err), ended
+        assert err.request_id == data[0].request_id and err.login_id == login

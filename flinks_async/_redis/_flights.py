@@ -11,16 +11,25 @@ outcome and gives the lease back, in one script (also shared):
 
 * the 200 body, for ``result_ttl`` seconds (at most ``max_result_bytes``; over that, a
   marker telling the waiters to pull it themselves);
-* a Flinks error (:class:`~flinks_async.LoginError`, :class:`~flinks_async.PollTimeoutError`,
+* a Flinks error (:class:`~flinks_async.LoginError`, :class:`~flinks_async.SessionExpiredError`,
   ...) as its class and fields (never a login id: each waiter fills in its own), for
   ``error_ttl`` seconds: long enough for every waiter to see it, short enough that a later
   call tries again. Each waiter raises the same typed error.
 
-A waiter gives up at **its own** deadline (``poll_timeout`` from when its call began) with
-:class:`~flinks_async.PollTimeoutError`, whoever owns the lease. If the owner dies (kill
--9), its lease lapses within ``lease`` seconds and a waiter takes it over; if the owner is
-cancelled, it gives the lease back and a waiter runs its own. Key names hold a hash of the
-call (endpoint, login id, options), never a login id.
+Every caller gives up at **its own** deadline (``poll_timeout`` from when its call began)
+with :class:`~flinks_async.PollTimeoutError`, whoever owns the lease: an owner reaching its
+deadline does not share its ``PollTimeoutError`` (it is that caller's, not the login's) but
+gives the lease back, and a waiter whose deadline is later takes the run over **with the
+same RequestId**: no second Authorize, polling from where it stood. The owner records the
+RequestId its run polls (once the first data request was answered) beside the lease, at
+each renewal and when it gives the lease back, kept three leases (``resume_ms``); the
+caller taking the lease gets it, and the owner that stores an outcome forgets it. So
+the same happens when the owner is cancelled (it gives the lease back at once) or dies
+(kill -9: its lease lapses within ``lease`` seconds; a run killed before its process's
+next renewal, at most a third of a lease, had not recorded its RequestId yet and the
+taker authorizes anew). Waiters learn the RequestId too, and put it in their own
+``PollTimeoutError`` (``request_id``) for a later call to resume. Key names hold a hash
+of the call (endpoint, login id, options), never a login id.
 
 Defaults (:func:`flinks_async._coordination.build`): ``LEASE`` 5 s, ``RESULT_TTL`` 15 s (a
 result is personal data: it never stays longer), ``ERROR_TTL`` 2 s, ``MAX_RESULT_BYTES``
@@ -42,7 +51,7 @@ from typing import Any
 import msgspec
 
 from .. import _errors
-from .._coordination import FlightDeadline
+from .._coordination import FlightDeadline, Progress
 from .._errors import CoordinationError, FlinksError
 from . import _scripts
 from ._batch import Batched
@@ -81,6 +90,7 @@ _NOT_SHARED: tuple[type[FlinksError], ...] = (
     _errors.ConfigurationError,
     _errors.InvalidLoginIdError,
     _errors.MFARequiredError,  # carries the questions: each caller asks for its own
+    _errors.PollTimeoutError,  # the caller's own deadline: a later waiter polls on
 )
 
 
@@ -100,6 +110,14 @@ def encode_error(exc: FlinksError) -> bytes | None:
         )
     }
     return FAILED + msgspec.json.encode({"type": type(exc).__name__, "state": state})
+
+
+def _resumable(progress: Progress | None) -> str:
+    """The RequestId a taker of the run resumes (its first data request was answered), or
+    '' (a taker authorizes anew)."""
+    if progress is None or not progress.posted:
+        return ""
+    return progress.request_id or ""
 
 
 def decode_error(stored: bytes, login_id: str) -> FlinksError:
@@ -144,6 +162,8 @@ class RedisFlights:
         self.error_ttl = error_ttl
         self.max_result_bytes = max_result_bytes
         self.poll = poll
+        #: how long a run's RequestId stays for a taker after its owner's last word (ms)
+        self.resume_ms = int(lease * 3 * 1000)
         self.fallback = fallback
         self._away = False  # Redis was found unavailable (logged once)
         self._retry_at = 0.0  # while away: when to ask Redis again
@@ -156,28 +176,30 @@ class RedisFlights:
         #: one script for every caller arriving meanwhile, one for every outcome stored
         self._arrive = Batched(self._arrive_many, orphan=self._arrived_for_nobody)
         self._store_many = Batched(self._store_all)
-        self._owned: dict[str, str] = {}  # lease key -> token, renewed by _keep
+        #: lease key -> (token, RequestId key, the run's progress), renewed by _keep
+        self._owned: dict[str, tuple[str, str, Progress | None]] = {}
         self._keeper: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[Any]] = set()
 
-    async def _arrive_many(self, calls: list[tuple[str, str, str]]) -> list[Any]:
-        """``LEASE_OR_RESULT`` for (lease key, result key, token) of several calls."""
-        keys = [k for lease_key, result_key, _ in calls for k in (lease_key, result_key)]
-        args = [int(self.lease * 1000), *(token for _, _, token in calls)]
+    async def _arrive_many(self, calls: list[tuple[str, str, str, str]]) -> list[Any]:
+        """``LEASE_OR_RESULT`` for (lease key, result key, RequestId key, token) of several
+        calls."""
+        keys = [k for *three, _ in calls for k in three]
+        args = [int(self.lease * 1000), *(token for *_, token in calls)]
         found: list[Any] = await guarded(self._arrive_script(keys=keys, args=args))
         return found
 
-    def _arrived_for_nobody(self, call: tuple[str, str, str], found: Any) -> None:
+    def _arrived_for_nobody(self, call: tuple[str, str, str, str], found: Any) -> None:
         """A caller cancelled while its arrival was on the way: a lease taken for it is
         given back at once (a waiter then runs the work)."""
         if found[0] == 0:
-            self._give_up_soon(call[0], call[2])
+            self._give_up_soon(call[0], call[2], call[3], None)
 
-    async def _store_all(self, outcomes: list[tuple[str, str, str, bytes, int]]) -> list[None]:
-        """``STORE_AND_RELEASE`` for (lease key, result key, token, outcome, ttl ms) of
-        several calls."""
-        keys = [k for lease_key, result_key, *_ in outcomes for k in (lease_key, result_key)]
-        args = [a for _, _, token, stored, ttl in outcomes for a in (token, stored, ttl)]
+    async def _store_all(self, outcomes: list[tuple[str, str, str, str, bytes, int]]) -> list[None]:
+        """``STORE_AND_RELEASE`` for (lease key, result key, RequestId key, token, outcome,
+        ttl ms) of several calls."""
+        keys = [k for *three, _, _, _ in outcomes for k in three]
+        args = [a for *_, token, stored, ttl in outcomes for a in (token, stored, ttl)]
         await guarded(self._store_script(keys=keys, args=args))
         return [None] * len(outcomes)
 
@@ -188,26 +210,35 @@ class RedisFlights:
         *,
         login_id: str,
         deadline: float | None = None,
+        progress: Progress | None = None,
     ) -> bytes:
         """The 200 body of ``work()``, run once among every process sharing this Redis.
 
         ``deadline`` (``time.monotonic()``): when this caller stops waiting for another
-        process's run (:class:`FlightDeadline`). Raises the owner's error when its run
-        failed with a Flinks error.
+        process's run (:class:`FlightDeadline`). ``progress``: the run's RequestId, shared
+        for a taker, and where a run taken over resumes (its ``request_id`` and ``posted``
+        are set before ``work()``). Raises the owner's error when its run failed with a
+        Flinks error.
         """
         if self._away and time.monotonic() < self._retry_at:
             return await work()  # fallen back: this process's own until the next try
         name = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
-        lease_key, result_key = f"{self.prefix}{name}:lease", f"{self.prefix}{name}:result"
+        base = f"{self.prefix}{name}"
+        lease_key, result_key, rid_key = f"{base}:lease", f"{base}:result", f"{base}:rid"
         token = secrets.token_hex(8)
         try:
-            cached = await self._wait_or_lease(lease_key, result_key, token, deadline)
+            done, found = await self._wait_or_lease(
+                (lease_key, result_key, rid_key, token), deadline
+            )
         except FlightDeadline:
             raise
         except (OSError, TimeoutError, redis_errors()) as exc:
             return await self._unavailable(exc, work)
-        if cached is None:  # the lease is ours: run the work
-            return await self._own(lease_key, result_key, token, work)
+        if not done:  # the lease is ours: run the work, from where an earlier owner left it
+            if found and progress is not None:
+                progress.request_id, progress.posted = found.decode(), True
+            return await self._own(lease_key, result_key, rid_key, token, work, progress)
+        cached = found
         if cached == TOO_LARGE:
             return await work()
         if cached.startswith(FAILED):
@@ -215,58 +246,61 @@ class RedisFlights:
         return cached
 
     async def _wait_or_lease(
-        self, lease_key: str, result_key: str, token: str, deadline: float | None
-    ) -> bytes | None:
-        """Wait until an outcome is stored (return it) or the lease is ours (None). Only
-        Redis' own errors and :class:`FlightDeadline` come out of here."""
+        self, call: tuple[str, str, str, str], deadline: float | None
+    ) -> tuple[bool, bytes]:
+        """Wait until an outcome is stored (``(True, outcome)``) or the lease is ours
+        (``(False, the RequestId to resume, or b"")``). Only Redis' own errors and
+        :class:`FlightDeadline` come out of here."""
         while True:
-            found = await self._arrive((lease_key, result_key, token))
+            found = await self._arrive(call)
             if self._away or self._trouble:
                 self._away = self._trouble = False
                 log.warning("single-flight: Redis at %s answers again: shared", self.url)
-            if found[0] == 1:
-                stored: bytes = found[1]
-                return stored
-            if found[0] == 0:
-                return None  # the lease is ours
+            if found[0] != 2:
+                return found[0] == 1, found[1]
             pause = self.poll * random.uniform(0.8, 1.2)
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise FlightDeadline
+                    raise FlightDeadline(found[1].decode() or None)
                 pause = min(pause, left)
             await asyncio.sleep(pause)
 
     async def _own(
-        self, lease_key: str, result_key: str, token: str, work: Callable[[], Awaitable[bytes]]
+        self,
+        lease_key: str,
+        result_key: str,
+        rid_key: str,
+        token: str,
+        work: Callable[[], Awaitable[bytes]],
+        progress: Progress | None,
     ) -> bytes:
-        self._owned[lease_key] = token
+        self._owned[lease_key] = (token, rid_key, progress)
         if self._keeper is None:
             self._keeper = asyncio.get_running_loop().create_task(self._keep())
+        keys = (lease_key, result_key, rid_key, token)
         try:
             body = await work()
         except FlinksError as exc:
             self._owned.pop(lease_key, None)
             stored = encode_error(exc)
-            if stored is None:
-                self._give_up_soon(lease_key, token)
+            if stored is None:  # this caller's own end (its deadline...): a waiter goes on
+                self._give_up_soon(lease_key, token, rid_key, progress)
             else:
-                await self._store(lease_key, result_key, token, stored, self.error_ttl)
+                await self._store(keys, stored, self.error_ttl)
             raise
         except BaseException:
             self._owned.pop(lease_key, None)
-            self._give_up_soon(lease_key, token)
+            self._give_up_soon(lease_key, token, rid_key, progress)
             raise
         self._owned.pop(lease_key, None)
         stored = body if len(body) <= self.max_result_bytes else TOO_LARGE
-        await self._store(lease_key, result_key, token, stored, self.result_ttl)
+        await self._store(keys, stored, self.result_ttl)
         return body
 
-    async def _store(
-        self, lease_key: str, result_key: str, token: str, stored: bytes, ttl: float
-    ) -> None:
+    async def _store(self, keys: tuple[str, str, str, str], stored: bytes, ttl: float) -> None:
         try:
-            await self._store_many((lease_key, result_key, token, stored, int(ttl * 1000)))
+            await self._store_many((*keys, stored, int(ttl * 1000)))
         except (OSError, TimeoutError, redis_errors()) as exc:
             # our caller has its outcome; waiters take the lease over when it lapses
             if not (self._trouble or self._away):
@@ -277,16 +311,20 @@ class RedisFlights:
                     type(exc).__name__,
                 )
 
-    def _give_up_soon(self, lease_key: str, token: str) -> None:
-        """Give the lease back (a waiter then runs its own) without waiting: this may be a
-        cancellation, and the lease lapses by itself anyway."""
-        task = asyncio.get_running_loop().create_task(self._give_up(lease_key, token))
+    def _give_up_soon(
+        self, lease_key: str, token: str, rid_key: str, progress: Progress | None
+    ) -> None:
+        """Give the lease back, leaving the run's RequestId for the waiter that takes it
+        over, without waiting: this may be a cancellation, and the lease lapses by itself
+        anyway."""
+        args = [token, _resumable(progress), self.resume_ms]
+        task = asyncio.get_running_loop().create_task(self._give_up(lease_key, rid_key, args))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _give_up(self, lease_key: str, token: str) -> None:
+    async def _give_up(self, lease_key: str, rid_key: str, args: list[Any]) -> None:
         with contextlib.suppress(Exception):
-            await guarded(self._release(keys=[lease_key], args=[token]))
+            await guarded(self._release(keys=[lease_key, rid_key], args=args))
 
     async def _keep(self) -> None:
         """Every third of a lease's length, renew every lease this process holds (one
@@ -296,13 +334,12 @@ class RedisFlights:
                 await asyncio.sleep(self.lease / 3)
                 owned = list(self._owned.items())
                 if owned:
+                    keys = [k for lease_key, (_, rid_key, _) in owned for k in (lease_key, rid_key)]
+                    args: list[Any] = [int(self.lease * 1000), self.resume_ms]
+                    for _, (token, _, progress) in owned:
+                        args += (token, _resumable(progress))
                     with contextlib.suppress(OSError, TimeoutError, redis_errors()):
-                        await guarded(
-                            self._renew(
-                                keys=[k for k, _ in owned],
-                                args=[int(self.lease * 1000), *(t for _, t in owned)],
-                            )
-                        )
+                        await guarded(self._renew(keys=keys, args=args))
         finally:
             self._keeper = None
 

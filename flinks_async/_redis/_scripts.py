@@ -118,54 +118,70 @@ return 0
 """
 )
 
-#: KEYS: leases; ARGV: lease ms, then each lease's owner token. Extends each lease that is
-#: still ours (one script for every lease a process holds).
+#: KEYS: each lease and its RequestId key; ARGV: lease ms, RequestId ms, then each lease's
+#: owner token and the RequestId its run polls ('' for none yet). Extends each lease that
+#: is still ours, and records its RequestId for whoever takes the run over (one script for
+#: every lease a process holds).
 RENEW_LEASES = """
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[i + 1] then
-    redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]))
+for i = 1, #KEYS / 2 do
+  if redis.call('GET', KEYS[2 * i - 1]) == ARGV[2 * i + 1] then
+    redis.call('PEXPIRE', KEYS[2 * i - 1], tonumber(ARGV[1]))
+    if ARGV[2 * i + 2] ~= '' then
+      redis.call('SET', KEYS[2 * i], ARGV[2 * i + 2], 'PX', tonumber(ARGV[2]))
+    end
   end
 end
 return 0
 """
 
-#: KEYS[1] a lease; ARGV: owner token. Deletes the lease if it is still ours.
+#: KEYS[1] a lease, KEYS[2] its RequestId key; ARGV: owner token, the RequestId the run
+#: polls ('' for none), RequestId ms. Gives the lease back if it is still ours, leaving
+#: the RequestId for the caller that takes the run over.
 RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] ~= '' then
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', tonumber(ARGV[3]))
+  end
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
 
-#: KEYS: a lease and its result, for each of several calls; ARGV: lease ms, then each
-#: call's owner token. One round trip for callers arriving at their flights: for each, in
-#: order, the stored outcome if there is one (``{1, outcome}``); else the lease, taken for
-#: its token if nobody holds it (``{0}``: run the work); else ``{2}`` (another process runs
-#: it: wait). Atomic, so a lease is never taken just after an outcome was stored.
+#: KEYS: a lease, its result and its RequestId key, for each of several calls; ARGV: lease
+#: ms, then each call's owner token. One round trip for callers arriving at their flights:
+#: for each, in order, the stored outcome if there is one (``{1, outcome}``); else the
+#: lease, taken for its token if nobody holds it (``{0, rid}``: run the work, resuming
+#: the RequestId ``rid`` an earlier owner left, '' for none); else ``{2, rid}`` (another
+#: process runs it: wait). Atomic, so a lease is never taken just after an outcome was
+#: stored.
 LEASE_OR_RESULT = """
 local out = {}
-for i = 1, #KEYS / 2 do
-  local stored = redis.call('GET', KEYS[2 * i])
+for i = 1, #KEYS / 3 do
+  local stored = redis.call('GET', KEYS[3 * i - 1])
   if stored then
     out[i] = {1, stored}
-  elseif redis.call('SET', KEYS[2 * i - 1], ARGV[i + 1], 'NX', 'PX', tonumber(ARGV[1])) then
-    out[i] = {0}
   else
-    out[i] = {2}
+    local rid = redis.call('GET', KEYS[3 * i]) or ''
+    if redis.call('SET', KEYS[3 * i - 2], ARGV[i + 1], 'NX', 'PX', tonumber(ARGV[1])) then
+      out[i] = {0, rid}
+    else
+      out[i] = {2, rid}
+    end
   end
 end
 return out
 """
 
-#: KEYS: a lease and its result, for each of several calls; ARGV: for each, the owner
-#: token, the outcome and its ttl ms. Stores each outcome, then gives its lease back if it
-#: is still ours: one round trip for them all.
+#: KEYS: a lease, its result and its RequestId key, for each of several calls; ARGV: for
+#: each, the owner token, the outcome and its ttl ms. Stores each outcome, then, if the
+#: lease is still ours, gives it back and forgets the RequestId (the run is over): one
+#: round trip for them all.
 STORE_AND_RELEASE = """
-for i = 1, #KEYS / 2 do
+for i = 1, #KEYS / 3 do
   local token, outcome, ttl = ARGV[3 * i - 2], ARGV[3 * i - 1], tonumber(ARGV[3 * i])
-  redis.call('SET', KEYS[2 * i], outcome, 'PX', ttl)
-  if redis.call('GET', KEYS[2 * i - 1]) == token then
-    redis.call('DEL', KEYS[2 * i - 1])
+  redis.call('SET', KEYS[3 * i - 1], outcome, 'PX', ttl)
+  if redis.call('GET', KEYS[3 * i - 2]) == token then
+    redis.call('DEL', KEYS[3 * i - 2], KEYS[3 * i])
   end
 end
 return 0
