@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from flinks_async import AccessDeniedError, Result, SetupError
+from flinks_async import AccessDeniedError, FlinksClient, Result, SetupError
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import API_KEY, CUSTOMER, SECRET, fast_client, needs_redis
@@ -44,6 +44,15 @@ def _refusing(code: str, status: int, **options: Any) -> Emulator:
     )
 
 
+async def _pull_into(
+    seen: list[Result[Any]], client: FlinksClient, ids: list[str], concurrency: int
+) -> None:
+    """``many()`` over ``ids``, each result into ``seen``."""
+    async with client.many("accounts-detail", ids, concurrency=concurrency) as results:
+        async for r in results:
+            seen.append(r)
+
+
 def _tokens(emu: Emulator) -> int:
     """Token requests the emulator received (its recorded requests)."""
     return sum(1 for r in emu.requests if r.endpoint == "GenerateAuthorizeToken")
@@ -60,8 +69,7 @@ async def test_pull_with_a_refused_secret_key_stops_at_the_first_token(
         env = {**_env(emu, tmp_path), "FLINKS_SECRET_KEY": "wrong-secret-0000"}
         with anyio.fail_after(120):  # far beyond what one refused token needs
             proc = await anyio.run_process(
-                [*CLI, "pull", "--login-ids", "ids.txt", "--out", "out.jsonl"]
-                + ["--concurrency", "50"],
+                [*CLI, "pull", "--login-ids", "ids.txt", "--out", "out.jsonl", "--concurrency=50"],
                 env=env,
                 cwd=tmp_path,
                 check=False,
@@ -93,9 +101,7 @@ async def test_many_with_a_refused_secret_key_ends_at_the_first_token(
         fast_client(emu, secret_key="wrong-secret-0000") as client,
     ):
         with pytest.raises(SetupError) as info:
-            async with client.many("accounts-detail", ids, concurrency=50) as results:
-                async for r in results:
-                    seen.append(r)
+            await _pull_into(seen, client, ids, 50)
         with pytest.raises(SetupError):  # the client stays stopped, sending nothing
             await client.accounts_detail(ids[-1])
     assert info.value.http_status == status and info.value.flinks_code == code
@@ -113,9 +119,7 @@ async def test_a_secret_key_refused_after_tokens_were_minted_stops_the_client() 
         emu.secret_key = "the-new-secret-key"  # the one configured is refused from now on
         seen: list[Result[Any]] = []
         with pytest.raises(SetupError) as info:
-            async with client.many("accounts-detail", ids[1:], concurrency=20) as results:
-                async for r in results:
-                    seen.append(r)
+            await _pull_into(seen, client, ids[1:], 20)
     assert "had succeeded before (a key revoked or replaced?)" in str(info.value)
     assert seen == []
     # the first answer, plus the token requests of the logins already in flight at most
@@ -170,9 +174,7 @@ async def test_authorize_refusing_fresh_tokens_is_the_set_up_after_three_logins(
         fast_client(emu) as client,
     ):
         with pytest.raises(SetupError) as info:
-            async with client.many("accounts-detail", ids, concurrency=20) as results:
-                async for r in results:
-                    seen.append(r)
+            await _pull_into(seen, client, ids, 20)
     assert info.value.endpoint == "Authorize" and info.value.flinks_code == "ACCESS_DENIED"
     text = str(info.value)
     assert "for 3 different logins with authorize tokens minted for them a moment before" in text
