@@ -249,3 +249,22 @@ async def test_a_worker_whose_fresh_tokens_authorize_refuses_stops_and_writes_no
             [*CLI, "status", "--redis", redis_url, "--job", "nightly"], env=env
         )
         assert "30 logins, 0 done, 0 failed, 30 pending" in status.stdout.decode()
+
+
+async def test_authorize_access_denied_to_an_older_token_stays_the_logins_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a token a moment old rules out the token itself: with the bound at 0 s every
+    token is "older", and ACCESS_DENIED is about each login, as before."""
+    monkeypatch.setattr("flinks_async._transport.FRESH_TOKEN_AGE", 0.0)
+    ids = demo_login_ids(6, seed=329)
+    rates = {"ACCESS_DENIED@authorize": 1.0}
+    async with (
+        _refusing("ACCESS_DENIED", 401, fault_rates=rates) as emu,
+        fast_client(emu) as client,
+        client.many("accounts-detail", ids, concurrency=6) as results,
+    ):
+        ended = [r async for r in results]
+    assert len(ended) == 6
+    assert all(isinstance(r.error, AccessDeniedError) for r in ended)
+    assert not any(isinstance(r.error, SetupError) for r in ended)
