@@ -6,7 +6,8 @@
   the answer's ``RequestId`` opens the session the data call then uses. With a secret
   key, each Authorize first mints a single-use token (``POST /GenerateAuthorizeToken``
   with ``flinks-auth-key: <secret>``) and sends it as ``flinks-auth-key``; the transport
-  asks for a fresh one on each attempt.
+  asks for a fresh one on each attempt. Until a token has been minted, the first token
+  request goes alone (:meth:`~flinks_async._guards.Guards.first_alone`).
 * MFA answers (:meth:`Authorizer.answer_mfa`): the same request plus ``RequestId`` and
   ``SecurityResponses``, sent once (``max_retries=0``), never logged.
 """
@@ -137,5 +138,12 @@ class Authorizer:
             _token_of,
             settings=s,
         )
-        reply = await self._transport.send(call)
+        # until a token has been minted, the first request goes alone: a wrong key is
+        # then told by one request, not by one per login in flight
+        first = await self._transport.guards.first_alone(call.endpoint, s)
+        try:
+            reply = await self._transport.send(call)
+        finally:
+            if first is not None:
+                first.set()
         return {"flinks-auth-key": reply.value}

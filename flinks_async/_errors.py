@@ -326,9 +326,11 @@ class InvalidRequestError(APIError):
 class SetupError(APIError):
     """The answers say the client's set-up is wrong, not any one login: an endpoint that has
     never answered this client with a 2xx answered 401/403 (``UNAUTHORIZED`` or no
-    FlinksCode: a wrong API key, secret key or customer id) or 404 without a FlinksCode (a
+    FlinksCode, or from ``/Authorize`` ``ACCESS_DENIED`` to a token minted for that
+    attempt: a wrong API key, secret key or customer id) or 404 without a FlinksCode (a
     wrong ``base_url`` or ``investments_url``) for :data:`SETUP_ERRORS` different logins,
-    or once for ``/GenerateAuthorizeToken`` (no login involved). From then on every call of
+    or ``/GenerateAuthorizeToken`` (no login involved) answered any 401/403 but a
+    retryable code, once, whatever the FlinksCode. From then on every call of
     the client fails at once with this error, sending nothing (``stop_on_setup_error``);
     a fan-out, ``flinks-async pull`` and a queue worker stop with it. The message says what
     to check; ``flinks_code`` and ``http_status`` are those of the answer that tripped it.

@@ -8,10 +8,17 @@
   attempts in a row fail before the server ever answered: every call raises
   :class:`ServerUnreachableError` at once (a wrong ``base_url``).
 * **The set-up breaker** (``stop_on_setup_error``, on by default): an endpoint that never
-  answered a 2xx answers 401/403 (``UNAUTHORIZED`` or no FlinksCode) or 404 without a
-  FlinksCode for ``SETUP_ERRORS`` (3) different logins, or once for
-  ``/GenerateAuthorizeToken``: every call raises :class:`SetupError` without sending
-  anything (a wrong key, customer id or base URL).
+  answered a 2xx answers 401/403 (``UNAUTHORIZED`` or no FlinksCode; also
+  ``ACCESS_DENIED`` from ``/Authorize`` to a token minted for that very attempt, under
+  ``FRESH_TOKEN_AGE`` seconds before) or 404 without a FlinksCode for ``SETUP_ERRORS`` (3)
+  different logins; or ``/GenerateAuthorizeToken`` answers any 401/403 that is not a
+  retryable code, once, whatever its FlinksCode and even after earlier tokens (it carries
+  no login: only the secret key or the customer id can be wrong): every call raises
+  :class:`SetupError` without sending anything (a wrong key, customer id or base URL).
+* **The first token goes alone** (:meth:`Guards.first_alone`, with the set-up breaker):
+  until ``/GenerateAuthorizeToken`` has answered a 2xx, one token request is out at a
+  time until the first has ended, so that a wrong secret key costs one request, not one
+  per login in flight.
 
 A tripped breaker calls ``wake()`` (set by the transport) so that calls sleeping before a
 retry raise at once.
@@ -28,14 +35,28 @@ import anyio
 from yarl import URL
 
 from ._config import Settings
-from ._errors import SETUP_ERRORS, APIError, ServerUnreachableError, SetupError, setup_error_for
+from ._errors import (
+    SETUP_ERRORS,
+    APIError,
+    ServerUnreachableError,
+    SetupError,
+    TransientAPIError,
+    setup_error_for,
+)
 from ._logs import extra, log
 from ._retry import RETRY_AFTER_JITTER
 
 if TYPE_CHECKING:
     from ._transport import Call
 
-__all__ = ["Guards"]
+__all__ = ["FRESH_TOKEN_AGE", "TOKEN_ENDPOINT", "Guards"]
+
+#: the endpoint that mints authorize tokens: it carries no login, only the secret key
+TOKEN_ENDPOINT = "GenerateAuthorizeToken"
+#: seconds from minting within which an authorize token is "a moment old": far from its
+#: 30-minute expiry, and used nowhere else (single-use), so ``ACCESS_DENIED`` from
+#: ``/Authorize`` to it is about the set-up, not about the token
+FRESH_TOKEN_AGE = 60.0
 
 
 class Guards:
@@ -55,6 +76,8 @@ class Guards:
         self.working: set[str] = set()
         self._setup_failures: dict[str, set[str]] = {}  # endpoint -> logins refused
         self.setup_error: SetupError | None = None
+        #: endpoint -> set once its first call (sent alone) has ended (see first_alone)
+        self._first_done: dict[str, anyio.Event] = {}
 
     def count_connect_failure(self, call: Call, exc: BaseException) -> None:
         """Trip the unreachable breaker after ``unreachable_after`` connection failures in
@@ -78,21 +101,38 @@ class Guards:
         """Whether ``exc`` is an answer the set-up breaker counts that has not tripped it
         yet (its endpoint never answered a 2xx): it may be the key, not the login, so a
         queue worker retries it later instead of writing a final line."""
-        return isinstance(exc, APIError) and self.setup_counts(exc, self.settings)
-
-    def setup_counts(self, failure: APIError, s: Settings) -> bool:
-        """Whether the set-up breaker counts ``failure`` (see :class:`SetupError`)."""
-        code, status = failure.flinks_code, failure.http_status
+        if not isinstance(exc, APIError):
+            return False
+        if self.setup_counts(exc, self.settings):
+            return True
+        # an ACCESS_DENIED the breaker counted (/Authorize, to a token a moment old)
+        refused = self._setup_failures.get(exc.endpoint or "", ())
         return (
-            s.stop_on_setup_error
-            and failure.endpoint not in self.working
-            and (
-                (status in (401, 403) and code in (None, "UNAUTHORIZED"))
-                or (status == 404 and code is None)
-            )
+            exc.flinks_code == "ACCESS_DENIED"
+            and exc.endpoint not in self.working
+            and (exc.login_id or "").lower() in refused
         )
 
-    def count_setup_error(self, call: Call, failure: APIError) -> None:
+    def setup_counts(self, failure: APIError, s: Settings, *, fresh_token: bool = False) -> bool:
+        """Whether the set-up breaker counts ``failure`` (see :class:`SetupError`).
+
+        ``fresh_token``: the request carried an authorize token minted for it under
+        ``FRESH_TOKEN_AGE`` seconds before the answer.
+        """
+        if not s.stop_on_setup_error or isinstance(failure, TransientAPIError):
+            return False
+        code, status = failure.flinks_code, failure.http_status
+        if status in (401, 403) and failure.endpoint == TOKEN_ENDPOINT:
+            return True  # no login: the secret key or the customer id, whatever the code
+        if failure.endpoint in self.working:
+            return False
+        if status in (401, 403):
+            return code in (None, "UNAUTHORIZED") or (fresh_token and code == "ACCESS_DENIED")
+        return status == 404 and code is None
+
+    def count_setup_error(
+        self, call: Call, failure: APIError, *, fresh_token: bool = False
+    ) -> None:
         """Trip the set-up breaker when this answer, one it counts, makes the set-up error
         plain (then raise its error)."""
         if self.setup_error is not None:  # tripped while this request was out
@@ -110,16 +150,41 @@ class Guards:
         else:
             what = "api_key (FLINKS_API_KEY), secret_key and the customer id (FLINKS_CUSTOMER_ID)"
         many = f" for {len(logins)} different logins" if call.login_id is not None else ""
+        if fresh_token and code == "ACCESS_DENIED":
+            many += " with authorize tokens minted for them a moment before"
         said = f'{code or "no FlinksCode"}, "{failure.message[:200]}"'
+        history = (
+            ", though it had succeeded before (a key revoked or replaced?)"
+            if call.endpoint in self.working
+            else " and has never succeeded"
+        )
         self.setup_error = setup_error_for(status)(
-            f"set-up error: {call.endpoint} answered HTTP {status} ({said}){many} and has "
-            f"never succeeded; check {what}. Every call of this client now stops here",
+            f"set-up error: {call.endpoint} answered HTTP {status} ({said}){many}"
+            f"{history}; check {what}. Every call of this client now stops here",
             flinks_code=code,
             http_status=status,
             endpoint=call.endpoint,
         )
         self.wake()
         raise self.setup_error
+
+    async def first_alone(self, endpoint: str, s: Settings) -> anyio.Event | None:
+        """While ``endpoint`` has never answered a 2xx (and the set-up breaker is on), its
+        first call goes alone: the others wait here until it has ended (answered, failed
+        or been cancelled), then go (or stop at the breaker, if that answer tripped it).
+
+        Returns, to the first call only, the event it must set when it ends (in a
+        ``finally``); ``None`` to every other call.
+        """
+        if not s.stop_on_setup_error or endpoint in self.working:
+            return None
+        done = self._first_done.get(endpoint)
+        if done is None:
+            done = self._first_done[endpoint] = anyio.Event()
+            return done
+        if not done.is_set():
+            await done.wait()
+        return None
 
     def pause(self, call: Call, retry_after: float | None, s: Settings) -> None:
         """Hold every new request for ``min(Retry-After, max_retry_after)`` seconds

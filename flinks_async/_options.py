@@ -114,11 +114,16 @@ class ClientOptions(CallOptions, total=False):
             down at start-up.
         stop_on_setup_error: the set-up breaker, on by default. When an endpoint that has
             never answered this client with a 2xx answers 401/403 (``UNAUTHORIZED`` or no
-            FlinksCode) or 404 without a FlinksCode for 3 different logins (or once for
-            ``/GenerateAuthorizeToken``), the key, customer id or base URL is wrong, not
-            the logins: that call and every later one raise :class:`SetupError` without
-            sending anything, and a fan-out stops, instead of sending one doomed request per
-            login. An endpoint that has answered a 2xx is never judged this way.
+            FlinksCode; from ``/Authorize``, also ``ACCESS_DENIED`` to a token minted for
+            that attempt under a minute before) or 404 without a FlinksCode for 3
+            different logins, or when ``/GenerateAuthorizeToken`` answers any 401/403 but
+            a retryable code (whatever the FlinksCode, even after earlier tokens: it
+            carries no login), the key, customer id or base URL is wrong, not the logins:
+            that call and every later one raise :class:`SetupError` without sending
+            anything, and a fan-out stops, instead of sending one doomed request per
+            login. Until a token has been minted, the first token request goes alone
+            (the others wait for its answer), so a wrong secret key costs one request.
+            Other endpoints that have answered a 2xx are never judged this way.
         strict_schema: raise :class:`SchemaDriftError` for an answer holding a key or a
             value type the models do not map, instead of logging it (for integrators' CI).
             Checks every answer. Off by default: drift is then logged once per key and

@@ -42,7 +42,7 @@ from ._errors import (
     TransportError,
 )
 from ._events import Event, EventHook
-from ._guards import Guards
+from ._guards import FRESH_TOKEN_AGE, Guards
 from ._logs import extra, log, log_exchange
 from ._retry import parse_retry_after, retry_delay
 from ._version import __version__
@@ -218,6 +218,7 @@ class Transport:
         if data is None and call.body is not None:
             data = call.payload = aiohttp.BytesPayload(call.body, content_type="application/json")
         attempt = 0
+        minted = 0.0  # when this attempt's authorize token was minted (fresh_headers)
         try:
             while True:
                 attempt += 1
@@ -236,6 +237,7 @@ class Transport:
                     await guards.wait_out_pause()
                 if call.fresh_headers is not None:
                     call.headers = {**call.headers, **await call.fresh_headers()}
+                    minted = time.monotonic()
                 held = limiter is not None
                 slot = None
                 if limiter is not None:
@@ -363,8 +365,12 @@ class Transport:
                         else:
                             failure = answer_error(call, status, headers, body)
                             if not isinstance(failure, TransientAPIError):
-                                if guards.setup_counts(failure, s):
-                                    guards.count_setup_error(call, failure)
+                                fresh = (
+                                    call.fresh_headers is not None
+                                    and time.monotonic() - minted < FRESH_TOKEN_AGE
+                                )
+                                if guards.setup_counts(failure, s, fresh_token=fresh):
+                                    guards.count_setup_error(call, failure, fresh_token=fresh)
                                 raise failure
                             retry_after = parse_retry_after(headers.get("Retry-After"))
                             if isinstance(failure, RateLimitError):

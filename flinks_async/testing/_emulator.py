@@ -263,6 +263,11 @@ class Emulator:
         api_key: when set, data endpoints demand this ``x-api-key`` (else 401 UNAUTHORIZED).
         secret_key: when set, ``GenerateAuthorizeToken`` demands it as ``flinks-auth-key``
             and ``Authorize`` demands a fresh single-use token.
+        wrong_secret_code: the FlinksCode ``GenerateAuthorizeToken`` answers a wrong
+            secret key with (default ``UNAUTHORIZED``; ``ACCESS_DENIED``, the code Flinks
+            documents for refused credentials, is another), with the HTTP status
+            ``wrong_secret_status`` (default: the code's usual status, 401 for both).
+        wrong_secret_status: see ``wrong_secret_code``.
         customer_id: when set, other customer ids get 401 UNAUTHORIZED.
         latency: seconds added to every answer (default 0).
         host: the address to listen on (default ``127.0.0.1``: loopback only).
@@ -292,6 +297,8 @@ class Emulator:
         seed: int = 0,
         api_key: str | None = None,
         secret_key: str | None = None,
+        wrong_secret_code: str = "UNAUTHORIZED",
+        wrong_secret_status: int | None = None,
         customer_id: str | None = None,
         latency: float = 0.0,
         host: str = "127.0.0.1",
@@ -322,6 +329,8 @@ class Emulator:
         self.seed = seed
         self.api_key = api_key
         self.secret_key = secret_key
+        self.wrong_secret_code = wrong_secret_code
+        self.wrong_secret_status = wrong_secret_status
         self.customer_id = customer_id
         self.latency = latency
         self.host = host
@@ -573,7 +582,12 @@ class Emulator:
                 return op, None, None, _error("INVALID_REQUEST", "Body is not an object")
         if op == "GenerateAuthorizeToken" and request.method == "POST":
             if self.secret_key and request.headers.get("flinks-auth-key") != self.secret_key:
-                return op, None, None, _error("UNAUTHORIZED", "Invalid secret key")
+                return (
+                    op,
+                    None,
+                    None,
+                    _error(self.wrong_secret_code, "Invalid secret key", self.wrong_secret_status),
+                )
             token = str(uuid.uuid4())
             self._tokens[token] = time.monotonic()
             return op, None, None, _json({"HttpStatusCode": 200, "Token": token})
