@@ -143,15 +143,15 @@ async def test_purge_mid_pull_stops_the_job_and_leaves_nothing_that_names_it(
             assert all(w.poll() is None for w in workers)  # still running
         finally:
             _stop(workers)
+    assert left == [], left
+    assert await _keys_naming(redis_url, "nightly") == []
+    assert polled_after <= 20, polled_after  # one request on its way per stopped login
     report = purged.stderr.decode()
     assert purged.returncode == 0, report
     found = re.search(r"purged job nightly: (\d+) logins in progress stopped, (\d+) queued", report)
     # a login between two slices is queued, not in progress, for a moment
     assert found and 0 < int(found[1]) <= 20 and int(found[1]) + int(found[2]) == 60, report
     assert "nothing of it is left on this Redis" in report
-    assert left == [], left
-    assert await _keys_naming(redis_url, "nightly") == []
-    assert polled_after <= 20, polled_after  # one request on its way per stopped login
     logs = "".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
     assert "Traceback" not in logs, logs
 
