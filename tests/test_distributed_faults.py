@@ -228,7 +228,8 @@ async def test_status_counts_survive_the_queues_redis_restarting(tmp_path: pathl
     finally:
         redis.kill()
         redis.wait()
-    assert all(s[4] <= 10 and s[5] <= 2 for s in seen), seen
+    most = max(s[4] for s in seen), max(s[5] for s in seen)
+    assert most[0] <= 10 and most[1] <= 2, (most, seen)
     assert seen[-1][:4] == (30, 30, 0, 0), seen[-1]
     logs = [(tmp_path / f"w{i}.log").read_text() for i in range(2)]
     assert sum(log.count("lost the queue's Redis") for log in logs) >= 1, logs
