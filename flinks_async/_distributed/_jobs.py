@@ -201,7 +201,7 @@ class JobStatus:
     failed: int  #: ended with a final error
     pending: int  #: not ended yet
     in_flight: int  #: held right now by the live workers (at most their capacity)
-    workers: int  #: workers alive on this Redis (any job): a heartbeat less than 5 s old
+    workers: int  #: alive on this Redis (any job): beat within 5 beats (5 s by default)
 
 
 async def status(redis_url: str, *, job: str) -> JobStatus:
@@ -358,10 +358,12 @@ async def _sweep(pool: Any, job: str, found: dict[str, set[str]], *, keep_runnin
     """Delete what ``found`` lists (not the marks of logins in progress and their abort,
     ``keep_running``); return how many keys went."""
     gone = 0
-    if found.get("queued"):
-        await pool.zrem(QUEUE, *found["queued"])
-    if found.get("abort") and not keep_running:
-        await pool.zrem(_ABORT, *found["abort"])
+    for zset, members in ((QUEUE, found.get("queued", set())), (_ABORT, found.get("abort", set()))):
+        if zset == _ABORT and keep_running:
+            continue
+        listed = list(members)
+        for start in range(0, len(listed), _CHUNK):
+            await pool.zrem(zset, *listed[start : start + _CHUNK])
     names = [
         prefix + job_id
         for prefix in _ARQ_KEYS
