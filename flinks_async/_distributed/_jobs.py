@@ -334,24 +334,30 @@ async def _purge(pool: Any, job: str) -> Purged:
     gone += await _sweep(pool, job, found, keep_running=True)
     # wait for the stopped logins: a worker's mark goes when it ends the login, a killed
     # worker's when it lapses (the longest time to live of those marks bounds the wait)
-    deadline = time.monotonic() + max([await _pttl(pool, i) for i in running] or [0]) + 1
-    while time.monotonic() < deadline:
-        found = await _arq_ids(pool, job)
-        if not found.get(_IN_PROGRESS):
+    marks = [f"{_IN_PROGRESS}{job_id}" for job_id in running]
+    deadline = time.monotonic() + await _longest_ttl(pool, marks) + 1
+    while marks and time.monotonic() < deadline:  # EXISTS on known keys: no keyspace scan
+        if not await pool.exists(*marks):
             break
         await anyio.sleep(_POLL)
+    found = await _arq_ids(pool, job)
     for _ in range(20):  # what a login ending meanwhile left (arq re-queues a slice it ended)
         gone += await pool.delete(*(job_key(job, p) for p in ("meta", "ids", "state", "results")))
         gone += await _sweep(pool, job, found, keep_running=False)
         found = await _arq_ids(pool, job)
         if not found:
             break
-        await anyio.sleep(_POLL)
+        await anyio.sleep(_POLL * 4)
     return Purged(int(gone), len(queued), len(running))
 
 
-async def _pttl(pool: Any, job_id: str) -> float:
-    return max(0, int(await pool.pttl(f"{_IN_PROGRESS}{job_id}"))) / 1000
+async def _longest_ttl(pool: Any, names: list[str]) -> float:
+    """The longest time to live of ``names``, in seconds (0 for none)."""
+    async with pool.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.pttl(name)
+        ttls = await pipe.execute() if names else []
+    return max([0, *(int(t) for t in ttls)]) / 1000
 
 
 async def _sweep(pool: Any, job: str, found: dict[str, set[str]], *, keep_running: bool) -> int:
