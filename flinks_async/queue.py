@@ -9,6 +9,7 @@ Importing this module does not import arq: the functions do, when called.
 from ._distributed._jobs import (
     QUEUE,
     JobStatus,
+    Purged,
     UnknownJobError,
     collect,
     enqueue,
@@ -21,6 +22,7 @@ from ._distributed._worker import WorkerSettings, pull_login, run_worker
 __all__ = [
     "QUEUE",
     "JobStatus",
+    "Purged",
     "UnknownJobError",
     "WorkerSettings",
     "collect",

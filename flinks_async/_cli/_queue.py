@@ -57,8 +57,10 @@ def add_parsers(sub: Any) -> None:
         "from FLINKS_* variables (FLINKS_REDIS_URL: one rate limit and one single-flight for "
         "all workers, checked at start-up; FLINKS_RATE_LIMIT, FLINKS_POLL_INTERVAL, "
         "FLINKS_POLL_TIMEOUT, FLINKS_WORKER_CONCURRENCY, FLINKS_JOB_SLICE, FLINKS_JOB_TRIES, "
-        "FLINKS_JOB_BACKOFF, FLINKS_WORKER_PROGRESS). Logs a line at start-up and a progress "
-        "line every FLINKS_WORKER_PROGRESS seconds (30); survives the queue's Redis going "
+        "FLINKS_JOB_BACKOFF, FLINKS_WORKER_PROGRESS, FLINKS_WORKER_HEARTBEAT). Logs a line at "
+        "start-up, a progress line every FLINKS_WORKER_PROGRESS seconds (30) and its counts "
+        "when it stops; beats every FLINKS_WORKER_HEARTBEAT seconds (1; `status` counts it "
+        "alive until 5 beats are missed); survives the queue's Redis going "
         "away (reconnects). On SIGINT/SIGTERM it stops at once: its logins go back on the "
         "queue and resume their session on another worker.",
     )
@@ -79,12 +81,25 @@ def add_parsers(sub: Any) -> None:
     c.add_argument(
         "--overwrite", action="store_true", help="replace a non-empty --out (refused otherwise)"
     )
-    c.add_argument("--delete", action="store_true", help="purge the job from Redis once written")
+    c.add_argument(
+        "--delete", action="store_true", help="purge the job once written (as `purge` does)"
+    )
     for name, text in (
-        ("status", "show where a distributed pull stands"),
-        ("purge", "delete a distributed pull's keys and queued work from Redis"),
+        (
+            "status",
+            "show where a distributed pull stands: its logins by state, those the live "
+            "workers hold, and the workers alive (a heartbeat less than 5 s old)",
+        ),
+        (
+            "purge",
+            "stop a distributed pull and delete every key that names it, the queue's "
+            "included: its queued logins are dropped, those in progress stopped at once "
+            "(it waits for them to end), and no worker writes anything for it afterwards",
+        ),
     ):
-        x = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        x = sub.add_parser(
+            name, help=text.split(":")[0], description=text[0].upper() + text[1:] + "."
+        )
         x.add_argument("--redis", required=True, help="redis:// or rediss:// URL of the queue")
         x.add_argument("--job", required=True, help="the name given to enqueue")
 
@@ -135,15 +150,23 @@ async def _queue_async(args: argparse.Namespace, dist: Any) -> int:
         )
         return 0
     if args.command == "purge":
-        gone = await dist.purge(args.redis, job=args.job)
-        print(f"purged job {args.job} ({gone} keys)", file=sys.stderr)
+        print(_purged(args.job, await dist.purge(args.redis, job=args.job)), file=sys.stderr)
         return 0
     lines, failed, pending = await dist.collect(
-        args.redis, job=args.job, out=args.out, overwrite=args.overwrite, delete=args.delete
+        args.redis, job=args.job, out=args.out, overwrite=args.overwrite
     )
     print(
-        f"{lines} logins written to {args.out} ({failed} failed), {pending} pending"
-        + (f"; job {args.job} purged" if args.delete else ""),
+        f"{lines} logins written to {args.out} ({failed} failed), {pending} pending",
         file=sys.stderr,
     )
+    if args.delete:
+        print(_purged(args.job, await dist.purge(args.redis, job=args.job)), file=sys.stderr)
     return 0 if pending == 0 and failed == 0 else EXIT_FAILED_LOGINS
+
+
+def _purged(job: str, purged: Any) -> str:
+    return (
+        f"purged job {job}: {purged.stopped} logins in progress stopped, {purged.queued} "
+        f"queued logins dropped, {purged.keys} keys deleted (the queue's included); "
+        "nothing of it is left on this Redis"
+    )

@@ -35,5 +35,14 @@ Every key a job creates expires ``ttl`` seconds (``enqueue --ttl``, default 7 da
 its last write: ``flinks-async:job:{job}:meta`` / ``:ids`` (login ids: personal data) /
 ``:state`` (sessions in progress) / ``:results`` (the lines: personal data). The queue's
 own records hold the job name and a hash of the login id, never the id. :func:`purge`
-(``collect --delete`` / ``flinks-async purge``) removes a job at once.
+(``collect --delete`` / ``flinks-async purge``) stops a job and removes every key that
+names it, arq's included, even mid-pull: a worker's writes for a job are conditional on
+its ``meta`` key (one script), and its logins in progress are cancelled through arq's
+abort (workers run with ``allow_abort_jobs``).
+
+A worker beats every ``FLINKS_WORKER_HEARTBEAT`` seconds (1): ``flinks-async:worker:{id}``
+holds its counts, its concurrency and the logins of each job it holds, and lives 5 beats.
+:func:`status` counts workers alive and logins in flight from those beats alone, so a
+killed worker leaves both within 5 s and in flight never exceeds what the live workers
+can hold. A worker's counts live as long as its process, across reconnections.
 """

@@ -4,6 +4,7 @@ job (rules in :mod:`flinks_async._distributed`); and the keys a job owns in Redi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -11,6 +12,9 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
+
+import anyio
+import msgspec
 
 from .._errors import (
     ConfigurationError,
@@ -26,6 +30,7 @@ __all__ = [
     "QUEUE",
     "WORKERS",
     "JobStatus",
+    "Purged",
     "UnknownJobError",
     "arq_module",
     "check_job",
@@ -195,12 +200,16 @@ class JobStatus:
     done: int  #: ended ok
     failed: int  #: ended with a final error
     pending: int  #: not ended yet
-    in_flight: int  #: held by a worker right now
-    workers: int  #: workers alive on this Redis (any job)
+    in_flight: int  #: held right now by the live workers (at most their capacity)
+    workers: int  #: alive on this Redis (any job): beat within 5 beats (5 s by default)
 
 
 async def status(redis_url: str, *, job: str) -> JobStatus:
-    """Count a job's logins by state, streaming its lines (memory stays flat)."""
+    """Count a job's logins by state, streaming its lines (memory stays flat).
+
+    Workers and logins in flight are read from the live workers' heartbeats (each says
+    how many logins of each job it holds and how many it can hold), never from the
+    queue's marks, which outlive a killed worker or a restarted Redis."""
     check_job(job)
     pool = await open_pool(redis_url)
     try:
@@ -212,15 +221,21 @@ async def status(redis_url: str, *, job: str) -> JobStatus:
                 failed += 1
             else:
                 done += 1
-        in_flight = 0
-        async for _ in pool.scan_iter(match=f"arq:in-progress:{job}:*", count=1000):
-            in_flight += 1
-        workers = 0
-        async for _ in pool.scan_iter(match=f"{WORKERS}*", count=1000):
-            workers += 1
+        names = [name async for name in pool.scan_iter(match=f"{WORKERS}*", count=1000)]
+        beats = await pool.mget(names) if names else []
     finally:
         await pool.aclose()
-    return JobStatus(logins, done, failed, max(logins - done - failed, 0), in_flight, workers)
+    workers = in_flight = 0
+    for raw in beats:
+        if raw is None:  # expired between the scan and the read: dead
+            continue
+        workers += 1
+        with contextlib.suppress(ValueError, TypeError, AttributeError, msgspec.DecodeError):
+            beat = msgspec.json.decode(raw)
+            held = int(beat.get("jobs", {}).get(job, 0))
+            in_flight += max(0, min(held, int(beat.get("concurrency", held))))
+    pending = max(logins - done - failed, 0)
+    return JobStatus(logins, done, failed, pending, min(in_flight, pending), workers)
 
 
 async def collect(
@@ -257,23 +272,112 @@ def _check_output(out: str, overwrite: bool) -> None:
         raise ConfigurationError(f"{out} is not empty: pass --overwrite to replace it")
 
 
-async def purge(redis_url: str, *, job: str) -> int:
-    """Delete every key of ``job`` and its queued work; return how many keys went."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Purged:
+    """What :func:`purge` removed."""
+
+    keys: int  #: keys deleted: the job's own and the queue's records of its logins
+    queued: int  #: logins taken off the queue before any worker had them
+    stopped: int  #: logins a worker was pulling: stopped (arq's abort), then cleared
+
+
+_POLL = 0.05  # how often purge looks whether the stopped logins are gone
+
+
+async def purge(redis_url: str, *, job: str) -> Purged:
+    """Stop ``job`` and delete every key that names it, the queue's (arq) included.
+
+    The job's own keys go first, in one command: from then on a worker writes nothing
+    for it (its writes are conditional on the job), and a queued login of it is dropped
+    when a worker takes it. Its queued logins leave the queue; the logins workers are
+    pulling are stopped through arq's abort (a worker sees it within 0.1 s and cancels
+    them); purge waits until none is left in progress (a killed worker's mark lapses
+    within ``job_timeout + 10`` s: 50 s by default), then sweeps again. A job already
+    purged but with records of the queue left is swept too."""
     check_job(job)
     pool = await open_pool(redis_url)
     try:
-        await _job_endpoint(pool, job)
+        if not await pool.exists(job_key(job, "meta")) and not await _arq_ids(pool, job):
+            await _job_endpoint(pool, job)  # raises UnknownJobError
         return await _purge(pool, job)
     finally:
         await pool.aclose()
 
 
-async def _purge(pool: Any, job: str) -> int:
+async def _arq_ids(pool: Any, job: str) -> dict[str, set[str]]:
+    """The arq job ids of ``job`` by where arq holds them: queued, in progress, and the
+    ids of its other keys (job definition, retry count, result, abort mark)."""
+    found: dict[str, set[str]] = {}
+    async for member, _ in pool.zscan_iter(QUEUE, match=f"{job}:*", count=1000):
+        found.setdefault("queued", set()).add(member.decode())
+    async for member, _ in pool.zscan_iter(_ABORT, match=f"{job}:*", count=1000):
+        found.setdefault("abort", set()).add(member.decode())
+    for prefix in _ARQ_KEYS:
+        async for name in pool.scan_iter(match=f"{prefix}{job}:*", count=1000):
+            found.setdefault(prefix, set()).add(name.decode()[len(prefix) :])
+    return found
+
+
+_IN_PROGRESS = "arq:in-progress:"
+_ABORT = "arq:abort"  # arq's sorted set of job ids to cancel
+_ARQ_KEYS = ("arq:job:", "arq:retry:", "arq:result:", _IN_PROGRESS)
+
+
+async def _purge(pool: Any, job: str) -> Purged:
     gone = await pool.delete(*(job_key(job, part) for part in ("meta", "ids", "state", "results")))
-    async for name in pool.scan_iter(match=f"arq:job:{job}:*", count=1000):
-        job_id = name.decode()[len("arq:job:") :]
-        await pool.zrem(QUEUE, job_id)
-        gone += await pool.delete(name)
+    found = await _arq_ids(pool, job)
+    queued = found.get("queued", set()) - found.get(_IN_PROGRESS, set())
+    running = found.get(_IN_PROGRESS, set())
+    if running:  # arq's abort: each worker cancels those it runs, within its poll delay
+        now = int(time.time() * 1000)
+        await pool.zadd(_ABORT, dict.fromkeys(running, now))
+    gone += await _sweep(pool, job, found, keep_running=True)
+    # wait for the stopped logins: a worker's mark goes when it ends the login, a killed
+    # worker's when it lapses (the longest time to live of those marks bounds the wait)
+    marks = [f"{_IN_PROGRESS}{job_id}" for job_id in running]
+    deadline = time.monotonic() + await _longest_ttl(pool, marks) + 1
+    while marks and time.monotonic() < deadline:  # EXISTS on known keys: no keyspace scan
+        if not await pool.exists(*marks):
+            break
+        await anyio.sleep(_POLL)
+    found = await _arq_ids(pool, job)
+    for _ in range(20):  # what a login ending meanwhile left (arq re-queues a slice it ended)
+        gone += await pool.delete(*(job_key(job, p) for p in ("meta", "ids", "state", "results")))
+        gone += await _sweep(pool, job, found, keep_running=False)
+        found = await _arq_ids(pool, job)
+        if not found:
+            break
+        await anyio.sleep(_POLL * 4)
+    return Purged(int(gone), len(queued), len(running))
+
+
+async def _longest_ttl(pool: Any, names: list[str]) -> float:
+    """The longest time to live of ``names``, in seconds (0 for none)."""
+    async with pool.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.pttl(name)
+        ttls = await pipe.execute() if names else []
+    return max([0, *(int(t) for t in ttls)]) / 1000
+
+
+async def _sweep(pool: Any, job: str, found: dict[str, set[str]], *, keep_running: bool) -> int:
+    """Delete what ``found`` lists (not the marks of logins in progress and their abort,
+    ``keep_running``); return how many keys went."""
+    gone = 0
+    for zset, members in ((QUEUE, found.get("queued", set())), (_ABORT, found.get("abort", set()))):
+        if zset == _ABORT and keep_running:
+            continue
+        listed = list(members)
+        for start in range(0, len(listed), _CHUNK):
+            await pool.zrem(zset, *listed[start : start + _CHUNK])
+    names = [
+        prefix + job_id
+        for prefix in _ARQ_KEYS
+        if not (keep_running and prefix == _IN_PROGRESS)
+        for job_id in found.get(prefix, ())
+    ]
+    for start in range(0, len(names), _CHUNK):
+        gone += await pool.delete(*names[start : start + _CHUNK])
     return int(gone)
 
 

@@ -5,6 +5,7 @@ command line, and :func:`run_worker` (rules in :mod:`flinks_async._distributed`)
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -56,6 +57,9 @@ class _Config:
     progress_every: float = dataclasses.field(
         default_factory=lambda: _env_float("FLINKS_WORKER_PROGRESS", 30)
     )
+    heartbeat: float = dataclasses.field(
+        default_factory=lambda: _env_float("FLINKS_WORKER_HEARTBEAT", 1)
+    )
 
 
 def _transient(exc: BaseException) -> bool:
@@ -75,27 +79,28 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
     client: FlinksClient = ctx["flinks"]
     config: _Config = ctx["config"]
     stats: dict[str, int] = ctx["stats"]
+    held: collections.Counter[str] = ctx["held"]
     async with redis.pipeline(transaction=False) as pipe:  # one round trip
         pipe.hget(job_key(job, "ids"), key)
         pipe.hget(job_key(job, "meta"), "ttl")
         pipe.hget(job_key(job, "state"), key)
-        login, ttl, raw_state = await pipe.execute()
-    if login is None or ttl is None:
-        return None  # purged or expired: nothing to pull
+        pipe.hexists(job_key(job, "results"), key)
+        login, ttl, raw_state, ended = await pipe.execute()
+    if login is None or ttl is None or ended:
+        return None  # purged or expired, or its line is written: nothing to pull
     login_id, ttl_ms = login.decode(), int(float(ttl) * 1000)
     state: dict[str, Any] = msgspec.json.decode(raw_state) if raw_state else {}
     state.setdefault("started", time.time())
     state.setdefault("tries", 0)
 
-    async def keep(**changes: Any) -> None:
+    async def keep(**changes: Any) -> bool:
+        """Store the login's state; False when the job is gone (purged)."""
         state.update(changes)
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hset(job_key(job, "state"), key, msgspec.json.encode(state))
-            pipe.pexpire(job_key(job, "state"), ttl_ms)
-            await pipe.execute()
+        return await _write(redis, job, "state", key, msgspec.json.encode(state), ttl_ms)
 
     name = _endpoint_name(endpoint)
     stats["in_flight"] += 1
+    held[job] += 1
     try:
         left = config.poll_timeout - (time.time() - state["started"])
         if left <= 0:
@@ -111,14 +116,16 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
         async with asyncio.timeout(_job_timeout() - 1):  # within arq's own job timeout
             if not state.get("rid"):  # the first slice: its start counts for poll_timeout
                 auth = await client.authorize(login_id)
-                await keep(rid=auth.request_id)
+                if not await keep(rid=auth.request_id):
+                    return None  # purged meanwhile: drop it
             body = await client.fetch(
                 endpoint, login_id, request_id=state["rid"], raw=True, poll_timeout=part
             )
         line, ok = ok_line(login_id, name, body), True
     except (PollTimeoutError, TimeoutError) as exc:
         if time.time() - state["started"] < config.poll_timeout - 0.001:
-            await keep()
+            if not await keep():
+                return None  # purged: arq drops its records of the login
             raise arq.worker.Retry(defer=0) from None  # the next slice, same session
         error = (
             exc
@@ -140,7 +147,8 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
         if (_transient(exc) or doubt) and state["tries"] + 1 < config.tries:
             tries = state["tries"] + 1
             with contextlib.suppress(Exception):
-                await keep(tries=tries)
+                if not await keep(tries=tries):
+                    return None
             delay = min(300.0, config.backoff * 2 ** (tries - 1)) * random.uniform(0.5, 1)
             log.info("login %s: %s; again in %.1fs", key[:8], type(exc).__name__, delay)
             raise arq.worker.Retry(defer=delay) from None
@@ -149,13 +157,30 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
         line, ok = error_line(login_id, name, exc), False
     finally:
         stats["in_flight"] -= 1
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(job_key(job, "results"), key, line)
-        pipe.pexpire(job_key(job, "results"), ttl_ms)
-        pipe.hdel(job_key(job, "state"), key)
-        await pipe.execute()
+        held[job] -= 1
+        if held[job] <= 0:
+            del held[job]
+    if not await _write(redis, job, "results", key, line, ttl_ms):
+        return None  # purged while it was pulled: its line goes nowhere
     stats["done" if ok else "failed"] += 1
     return ok
+
+
+# Writes a login's state or line only while its job exists: a purged job stays purged
+# whatever its workers were doing. KEYS: meta, the hash to write, state; ARGV: field,
+# value, ttl in ms. The line of a login ends its state.
+_WRITE = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[2], ARGV[1], ARGV[2])
+redis.call('pexpire', KEYS[2], ARGV[3])
+if KEYS[2] ~= KEYS[3] then redis.call('hdel', KEYS[3], ARGV[1]) end
+return 1
+"""
+
+
+async def _write(redis: Any, job: str, part: str, key: str, value: bytes, ttl_ms: int) -> bool:
+    keys = (job_key(job, "meta"), job_key(job, part), job_key(job, "state"))
+    return bool(await redis.eval(_WRITE, 3, *keys, key, value, ttl_ms))
 
 
 def _endpoint_name(endpoint: str) -> str:
@@ -168,7 +193,9 @@ def _endpoint_name(endpoint: str) -> str:
 async def _startup(ctx: dict[str, Any]) -> None:
     config = _Config()
     ctx["config"] = config
-    ctx["stats"] = {"done": 0, "failed": 0, "in_flight": 0}
+    # kept across reconnections: `flinks-async worker` hands the same ones to every round
+    ctx.setdefault("stats", {"done": 0, "failed": 0, "in_flight": 0})
+    ctx.setdefault("held", collections.Counter())
     client = FlinksClient(
         poll_interval=_env_float("FLINKS_POLL_INTERVAL", 10),
         poll_timeout=config.poll_timeout,
@@ -191,29 +218,56 @@ async def _startup(ctx: dict[str, Any]) -> None:
             await probe.aclose()
     ctx["flinks"] = client
     ctx["id"] = ctx.get("id") or secrets.token_hex(4)
+    with contextlib.suppress(Exception):  # alive from the start, not after the first beat
+        await _beat(ctx)
     ctx["progress"] = asyncio.get_running_loop().create_task(_progress(ctx))
     _announce(ctx["id"], redis_url)
 
 
-async def _progress(ctx: dict[str, Any]) -> None:
-    """Say that this worker is alive: a line and a heartbeat key every few seconds."""
+def heartbeat_ttl(interval: float) -> float:
+    """How long a worker's heartbeat outlives its last beat: 5 beats (5 s by default)."""
+    return 5 * interval
+
+
+async def _beat(ctx: dict[str, Any]) -> None:
+    """This worker's heartbeat: its capacity and the logins it holds, by job, read by
+    ``status``; gone :func:`heartbeat_ttl` after the last beat of a killed worker."""
     config: _Config = ctx["config"]
-    stats = ctx["stats"]
+    beat = {
+        **ctx["stats"],
+        "concurrency": WorkerSettings.max_jobs,
+        "jobs": dict(ctx["held"]),
+    }
+    await ctx["redis"].set(
+        f"{WORKERS}{ctx['id']}",
+        msgspec.json.encode(beat),
+        px=max(1, int(heartbeat_ttl(config.heartbeat) * 1000)),
+    )
+
+
+async def _progress(ctx: dict[str, Any]) -> None:
+    """Say that this worker is alive: a heartbeat every ``FLINKS_WORKER_HEARTBEAT`` s,
+    a line every ``FLINKS_WORKER_PROGRESS`` s."""
+    config: _Config = ctx["config"]
+    last_line = time.monotonic()
     while True:
-        await asyncio.sleep(config.progress_every)
-        log.warning(
-            "worker %s: %d done, %d failed, %d in flight",
-            ctx["id"],
-            stats["done"],
-            stats["failed"],
-            stats["in_flight"],
-        )
+        await asyncio.sleep(config.heartbeat)
         with contextlib.suppress(Exception):
-            await ctx["redis"].set(
-                f"{WORKERS}{ctx['id']}",
-                msgspec.json.encode(stats),
-                px=int(config.progress_every * 3000),
-            )
+            await _beat(ctx)
+        if time.monotonic() - last_line >= config.progress_every:
+            last_line = time.monotonic()
+            _log_counts(ctx["id"], ctx["stats"], "")
+
+
+def _log_counts(worker_id: str, stats: dict[str, int], when: str) -> None:
+    log.warning(
+        "worker %s: %s%d done, %d failed, %d in flight",
+        worker_id,
+        when,
+        stats["done"],
+        stats["failed"],
+        stats["in_flight"],
+    )
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
@@ -244,6 +298,7 @@ class WorkerSettings:
     max_jobs = int(os.environ.get("FLINKS_WORKER_CONCURRENCY", "50"))
     job_timeout = _job_timeout()
     max_tries = 100_000  # slices and transient retries are counted by pull_login itself
+    allow_abort_jobs = True  # `purge` stops a job's logins in progress at once
     keep_result = 0  # nothing about a login stays in arq once its job ends
     poll_delay = 0.1
     redis_settings: Any = None  # set from the URL by `flinks-async worker`
@@ -275,6 +330,8 @@ async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> N
     loop = asyncio.get_running_loop()
     worker_id = secrets.token_hex(4)
     current: list[Any] = []
+    stats = {"done": 0, "failed": 0, "in_flight": 0}  # this process's, across reconnections
+    held: collections.Counter[str] = collections.Counter()
 
     def stop(signum: int) -> None:
         log.warning("worker %s: %s: stopping", worker_id, signal.Signals(signum).name)
@@ -306,9 +363,15 @@ async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> N
                 max_tries=WorkerSettings.max_tries,
                 keep_result=WorkerSettings.keep_result,
                 poll_delay=WorkerSettings.poll_delay,
+                allow_abort_jobs=WorkerSettings.allow_abort_jobs,
                 burst=burst,
                 handle_signals=False,
-                ctx={"id": worker_id, "stop_for_setup": stop_for_setup},
+                ctx={
+                    "id": worker_id,
+                    "stop_for_setup": stop_for_setup,
+                    "stats": stats,
+                    "held": held,
+                },
             )
             current[:] = [worker]
             try:
@@ -345,6 +408,7 @@ async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> N
                         if task.done() and not task.cancelled():
                             task.exception()
                 if "flinks" in worker.ctx:
+                    ran = True
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(_shutdown(worker.ctx), 10)
                 with contextlib.suppress(Exception):
@@ -359,6 +423,8 @@ async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> N
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if ran:  # its counts over its whole life, reconnections included
+            _log_counts(worker_id, stats, "stopped: ")
 
 
 def _announce(worker_id: str, coordination: str | None) -> None:
