@@ -239,3 +239,14 @@ async def test_status_counts_survive_the_queues_redis_restarting(tmp_path: pathl
         assert len(found) == 1, log
         totals.append(int(found[0][0]) + int(found[0][1]))
     assert sum(totals) == 30, (totals, logs)
+
+
+def test_purge_still_returns_the_keys_deleted_as_an_int() -> None:
+    """``queue.purge()`` returned an int (keys deleted); it now says more, and code that
+    used the count keeps working."""
+    from flinks_async.queue import Purged
+
+    purged = Purged(83, queued=40, stopped=20)
+    assert isinstance(purged, int) and purged == 83 and purged + 1 == 84 and str(purged) == "83"
+    assert (purged.keys, purged.queued, purged.stopped) == (83, 40, 20)
+    assert repr(purged) == "Purged(keys=83, queued=40, stopped=20)"

@@ -272,13 +272,29 @@ def _check_output(out: str, overwrite: bool) -> None:
         raise ConfigurationError(f"{out} is not empty: pass --overwrite to replace it")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Purged:
-    """What :func:`purge` removed."""
+class Purged(int):
+    """What :func:`purge` removed. As an ``int`` it is the number of keys deleted, what
+    :func:`purge` returned before it said more (code that used the count keeps working).
+    """
 
-    keys: int  #: keys deleted: the job's own and the queue's records of its logins
     queued: int  #: logins taken off the queue before any worker had them
     stopped: int  #: logins a worker was pulling: stopped (arq's abort), then cleared
+
+    def __new__(cls, keys: int, queued: int, stopped: int) -> Purged:
+        purged = super().__new__(cls, keys)
+        purged.queued, purged.stopped = queued, stopped
+        return purged
+
+    @property
+    def keys(self) -> int:
+        """Keys deleted: the job's own and the queue's records of its logins."""
+        return int(self)
+
+    def __repr__(self) -> str:
+        return f"Purged(keys={int(self)}, queued={self.queued}, stopped={self.stopped})"
+
+    def __str__(self) -> str:
+        return str(int(self))
 
 
 _POLL = 0.05  # how often purge looks whether the stopped logins are gone
