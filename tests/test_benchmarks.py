@@ -32,8 +32,8 @@ pytestmark = pytest.mark.anyio
 
 async def test_attack_runs() -> None:
     runs = await attack.run(rounds=1, calls=10)
-    assert [r.attacked for r in runs] == [False, True]
-    assert "p99 attacked / quiet" in attack.markdown(runs)
+    assert [r.mode for r in runs] == ["quiet", "attack", "forged only"]
+    assert "p99 / quiet's" in attack.markdown(runs)
 
 
 def test_decoding_runs() -> None:
