@@ -10,28 +10,39 @@ touched by a body being received). A POST goes through four gates:
    * ``405`` for anything but POST;
    * ``401`` when no signature header is present, or its value is not Base64 of 32 bytes
      (the size of an HMAC-SHA256): junk costs one parse of its headers;
+   * ``411`` for a body without ``Content-Length`` (chunked): parsing a stream of tiny
+     chunks costs the event loop a core whatever the receiver does with them, and a
+     webhook sender knows its body's length (our choice: Flinks does not document its
+     sender's framing; ``require_length=False`` accepts chunked bodies);
+   * ``415`` for a ``Content-Encoding`` other than ``identity``: nothing is decompressed
+     for a stranger, and the signature is over the bytes as sent;
    * ``413`` when its ``Content-Length`` is over ``max_body_bytes``;
    * ``503`` (with ``Retry-After``) when ``max_receiving`` bodies are being received
-     already, or its ``Content-Length`` does not fit in what is left of
-     ``max_receiving_bytes``. It never waits in a queue: Flinks delivers again later.
+     already. It never waits in a queue: Flinks delivers again later.
 
-2. **Read under a deadline.** With ``n`` bytes received, the next chunk must come by::
+2. **Read under a deadline and within the bounds.** With ``n`` bytes received, the first
+   ``start`` and the last at ``last``, the next chunk must come by::
 
-       start + min(body_timeout, grace + n / min_rate)
+       min(start + body_timeout, start + grace + n / min_rate, last + grace)
 
    so a sender must keep up ``min_rate`` bytes per second on average once ``grace`` has
-   passed, and finish within ``body_timeout`` in all. A sender that falls behind gets
-   ``408`` and its connection closed; nothing is stored. With the defaults a connection
-   trickling a byte at a time lives about ``grace`` (2 s), and a 64 MiB body must arrive
-   at 1.1 MiB/s or more. A body of unknown length (chunked) counts against
-   ``max_receiving_bytes`` as it arrives, and gets ``503`` if it does not fit.
+   passed, never go quiet for ``grace``, and finish within ``body_timeout`` in all. A
+   sender that falls behind gets ``408`` and its connection closed; nothing is stored.
+   With the defaults a connection trickling a byte at a time, or going quiet, lives about
+   ``grace`` (2 s), and a 64 MiB body must arrive at 1.1 MiB/s or more; holding one of
+   the ``max_receiving`` places for long costs a stranger ``min_rate`` of bandwidth.
+
+   The bytes received count against ``max_receiving_bytes`` as they arrive (a declared
+   length takes nothing before it is sent): the body that would go past it gets ``503``
+   and its connection closed.
 
    All bodies together are read at most ``max_receiving_rate`` bytes per second (32 MiB/s)
    after a first second's worth: a flood of forged full-size bodies costs the event loop
-   what reading 32 MiB/s costs (a few percent of a core), whatever the attacker's
-   bandwidth. A chunk over the rate waits ``(tat - now) - 1 s``, where ``tat`` advances by
-   ``len(chunk) / max_receiving_rate`` per chunk from ``max(tat, now)`` (a virtual clock,
-   GCRA); the time waited is added to the sender's deadline.
+   what reading 32 MiB/s costs (a few percent of a core; the HTTP server's own parsing
+   of what it is sent comes before any handler, see docs/webhooks.md), whatever the
+   attacker's bandwidth. A chunk over the rate waits ``(tat - now) - 1 s``, where ``tat``
+   advances by ``len(chunk) / max_receiving_rate`` per chunk from ``max(tat, now)`` (a
+   virtual clock, GCRA); the time waited is added to the sender's deadlines.
 
 3. **Verified**: the HMAC-SHA256 of each secret is computed chunk by chunk as the body
    arrives, and compared in constant time once it is in (``401``, nothing stored).
@@ -39,10 +50,12 @@ touched by a body being received). A POST goes through four gates:
 4. **Stored** (see :mod:`flinks_async._webhooks`): ``200`` once the hub holds it, ``400``
    for a body that is not a JSON object, ``503`` when the hub cannot store it.
 
-A body counts against ``max_receiving`` and ``max_receiving_bytes`` from its admission
-until it is stored or refused. So the memory all strangers together can make a receiver
-hold is ``max_receiving_bytes`` (128 MiB by default) plus the socket buffers of the
-connections being refused, and no longer than ``body_timeout``.
+A body counts against ``max_receiving`` from its admission, and its bytes against
+``max_receiving_bytes`` as they arrive, until it is stored or refused. So the memory all
+strangers together can make a receiver hold is ``max_receiving_bytes`` (128 MiB by
+default) plus the socket buffers of the connections being refused, and no longer than
+``body_timeout``; holding every place costs them ``max_receiving * min_rate`` (4 MiB/s)
+of bandwidth, holding every byte ``max_receiving_rate`` (32 MiB/s).
 
 A genuine delivery that arrives while strangers hold every place gets ``503``, like any
 other POST: Flinks delivers it again (10 attempts, 30 minutes apart), and the call waiting
@@ -69,6 +82,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ._budget import BodyBudget
 from ._coordination import WebhookHub
@@ -96,36 +110,44 @@ class WebhookLimits:
     Attributes:
         max_body_bytes: larger bodies get ``413`` (default 64 MiB, the client's
             ``max_response_bytes``).
-        max_receiving: bodies being received at once (default 8); one more gets ``503``.
+        max_receiving: bodies being received at once (default 64); one more gets ``503``.
         max_receiving_bytes: bytes of bodies being received at once (default 128 MiB:
-            two full-size bodies); a ``Content-Length`` that does not fit gets ``503``.
+            two full-size bodies); the body that would go past it gets ``503``.
         body_timeout: seconds for a whole body to arrive (default 60).
         min_rate: bytes per second a body must keep up on average once ``grace`` has
             passed (default 64 KiB/s).
-        grace: seconds before ``min_rate`` applies (default 2).
+        grace: seconds before ``min_rate`` applies, and the longest a sender may go
+            quiet (default 2).
         max_receiving_rate: bytes per second read of all bodies together, past a first
             second's worth (default 32 MiB/s).
+        require_length: refuse a body without ``Content-Length`` (chunked) with ``411``
+            (default ``True``).
         retry_after: the ``Retry-After`` of a ``503`` for a full receiver (default 60 s).
     """
 
     max_body_bytes: int = MAX_BODY_BYTES
-    max_receiving: int = 8
+    max_receiving: int = 64
     max_receiving_bytes: int = 128 * _MiB
     body_timeout: float = 60.0
     min_rate: float = 64 * 1024
     grace: float = 2.0
     max_receiving_rate: float = 32 * _MiB
     retry_after: int = 60
+    require_length: bool = True
 
     def __post_init__(self) -> None:
-        numbers = dataclasses.asdict(self)
+        numbers = {k: v for k, v in dataclasses.asdict(self).items() if k != "require_length"}
         bad = [name for name, value in numbers.items() if not value > 0]
         if bad:
             raise ValueError(f"WebhookLimits: {', '.join(bad)} must be positive")
 
-    def deadline(self, start: float, received: int) -> float:
-        """When the next chunk must have come, ``received`` bytes in (module docstring)."""
-        return start + min(self.body_timeout, self.grace + received / self.min_rate)
+    def deadline(self, start: float, received: int, last: float) -> float:
+        """When the next chunk must have come, ``received`` bytes in, the last chunk at
+        ``last`` (module docstring)."""
+        return min(
+            start + min(self.body_timeout, self.grace + received / self.min_rate),
+            last + self.grace,
+        )
 
 
 Scope = MutableMapping[str, Any]
@@ -146,6 +168,10 @@ class _Answer:
 
 class _SenderGone(Exception):
     """The sender went away before the whole body came."""
+
+
+class _BadBody(Exception):
+    """The body could not be read as sent (a framing the HTTP server refused)."""
 
 
 class _Refusals:
@@ -220,7 +246,8 @@ class WebhookReceiver:
         self.header_names = tuple(h.lower() for h in header_names)
         self.limits = limits
         #: deliveries stored, repeats dropped, and refusals by reason (``bad_signature``,
-        #: ``bad_body``, ``too_big``, ``busy``, ``too_slow``, ``store_failed``)
+        #: ``no_length``, ``encoded``, ``too_big``, ``busy``, ``too_slow``, ``bad_body``,
+        #: ``store_failed``), senders ``gone``
         self.counts: collections.Counter[str] = collections.Counter()
         #: bodies, and their bytes, being received now (admitted, not yet stored or refused)
         self.receiving = 0
@@ -306,53 +333,68 @@ class WebhookReceiver:
     ) -> _Answer | None:
         """One POST through the four gates of the module docstring; ``None`` when the
         sender went away."""
-        limits = self.limits
+        refused = self._admit(headers, length)
+        if refused is not None:
+            return refused
         given = self._signature(headers)
-        if given is None:
-            return self._refuse("bad_signature", 401, "bad signature", close=True)
-        if (length or 0) > limits.max_body_bytes:
-            return self._refuse("too_big", 413, "too large", close=True)
-        held = length or 0  # what this body holds of max_receiving_bytes
-        if not self._fits(held, new=True):
-            return self._busy()
+        assert given is not None  # _admit checked it
         self.receiving += 1
-        self.receiving_bytes += held
+        held = 0  # what this body holds of max_receiving_bytes: the bytes received
         try:
+            limits = self.limits
             macs = self._macs()
             parts: list[bytes] = []
-            size = 0
-            start = asyncio.get_running_loop().time()
+            start = last = asyncio.get_running_loop().time()
             while True:
                 try:
-                    async with asyncio.timeout_at(limits.deadline(start, size)):
+                    async with asyncio.timeout_at(limits.deadline(start, held, last)):
                         chunk = await next_chunk()
                 except TimeoutError:
                     return self._refuse("too_slow", 408, "body too slow", close=True)
                 except _SenderGone:
                     self.counts["gone"] += 1
                     return None
+                except _BadBody:
+                    return self._refuse("bad_body", 400, "bad body", close=True)
                 if chunk is None:
                     break
-                size += len(chunk)
-                if size > limits.max_body_bytes:
+                if held + len(chunk) > limits.max_body_bytes:
                     return self._refuse("too_big", 413, "too large", close=True)
-                if size > held:  # a body of unknown (or understated) length grows
-                    if not self._fits(size - held, new=False):
-                        return self._busy()
-                    self.receiving_bytes += size - held
-                    held = size
+                if self.receiving_bytes + len(chunk) > limits.max_receiving_bytes:
+                    return self._busy()
+                self.receiving_bytes += len(chunk)
+                held += len(chunk)
                 for mac in macs:
                     mac.update(chunk)
                 parts.append(chunk)
-                start += await self._pace(len(chunk))
-            if not self._matches(macs, given):
-                return self._refuse("bad_signature", 401, "bad signature")
+                waited = await self._pace(len(chunk))
+                start += waited
+                last = asyncio.get_running_loop().time()
+            if not self._matches(macs, given):  # a stranger: no keep-alive for it
+                return self._refuse("bad_signature", 401, "bad signature", close=True)
             body = b"".join(parts)
             parts.clear()
             return await self._store(body)
         finally:
             self.receiving -= 1
             self.receiving_bytes -= held
+
+    def _admit(self, headers: Mapping[str, str], length: int | None) -> _Answer | None:
+        """Gate 1 of the module docstring: the refusal of a POST before its body is read,
+        ``None`` to read it."""
+        limits = self.limits
+        if self._signature(headers) is None:
+            return self._refuse("bad_signature", 401, "bad signature", close=True)
+        if length is None and limits.require_length:
+            return self._refuse("no_length", 411, "Content-Length required", close=True)
+        encoding = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+        if encoding.strip().lower() not in ("", "identity"):
+            return self._refuse("encoded", 415, "Content-Encoding not accepted", close=True)
+        if (length or 0) > limits.max_body_bytes:
+            return self._refuse("too_big", 413, "too large", close=True)
+        if self.receiving >= limits.max_receiving:
+            return self._busy()
+        return None
 
     async def _pace(self, size: int) -> float:
         """Wait while the bodies being read are over ``max_receiving_rate``: the seconds
@@ -364,12 +406,6 @@ class WebhookReceiver:
             return 0.0
         await asyncio.sleep(wait)
         return wait
-
-    def _fits(self, size: int, *, new: bool) -> bool:
-        limits = self.limits
-        if new and self.receiving >= limits.max_receiving:
-            return False
-        return self.receiving_bytes + size <= limits.max_receiving_bytes
 
     def _busy(self) -> _Answer:
         retry = (("Retry-After", str(self.limits.retry_after)),)
@@ -388,6 +424,8 @@ class WebhookReceiver:
                 return await content.readany() or None
             except (ConnectionError, aiohttp.ClientError) as exc:
                 raise _SenderGone from exc
+            except (web.RequestPayloadError, HttpProcessingError) as exc:
+                raise _BadBody from exc
 
         answer = await self._handle(request.headers, request.content_length, next_chunk)
         return await _aiohttp_answer(request, answer or _Answer(400, "gone", close=True))
