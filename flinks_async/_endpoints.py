@@ -234,11 +234,6 @@ class Endpoint(Generic[M, P, Q]):
         """:attr:`cli_name`."""
         return self.cli_name
 
-    @property
-    def fan_out(self) -> FanOut[M, P, Q]:
-        """The descriptor of the ``..._many`` method."""
-        return FanOut(self)
-
     def __repr__(self) -> str:
         return f"<Endpoint {self.flinks_name} ({self.cli_name})>"
 
@@ -313,7 +308,7 @@ class DataCalls:
         response_type="Investments",
         url_setting="investments_url",
     )
-    investments_many = investments.fan_out
+    investments_many = FanOut(investments)
 
     #: ``POST /GetAccountsDetail``: accounts with holder, balance and transactions
     accounts_detail = Endpoint(
@@ -327,7 +322,7 @@ class DataCalls:
         wire=_DETAIL_WIRE,
         response_type="GetAccountsDetail",
     )
-    accounts_detail_many = accounts_detail.fan_out
+    accounts_detail_many = FanOut(accounts_detail)
 
     #: ``POST /GetAccountsSummary``: accounts without transactions
     accounts_summary = Endpoint(
@@ -341,7 +336,7 @@ class DataCalls:
         wire={"with_balance": "WithBalance", "with_account_identity": "WithAccountIdentity"},
         response_type="GetAccountsSummary",
     )
-    accounts_summary_many = accounts_summary.fan_out
+    accounts_summary_many = FanOut(accounts_summary)
 
     #: ``POST /GetStatements``: PDF statements, base64
     statements = Endpoint(
@@ -355,7 +350,7 @@ class DataCalls:
         wire={"number_of_statements": "NumberOfStatements", "accounts_filter": "AccountsFilter"},
         response_type="GetStatements",
     )
-    statements_many = statements.fan_out
+    statements_many = FanOut(statements)
 
 
 class RawCalls(DataCalls):
