@@ -65,6 +65,7 @@ __all__ = [
     "FanOut",
     "RawCalls",
     "Route",
+    "banking",
     "endpoint_named",
     "endpoint_urls",
     "wire_options",
@@ -271,6 +272,29 @@ class FanOut(Generic[M, P, Q]):
         return functools.partial(obj._fan_out, self.endpoint)  # type: ignore[attr-defined]
 
 
+def banking(
+    flinks_name: str,
+    cli_name: str,
+    model: type[M],
+    call: Callable[P, object],
+    many: Callable[Q, object],
+    wire: Mapping[str, str],
+) -> Endpoint[M, P, Q]:
+    """A row by the banking endpoints' rule: ``POST {flinks_name}``, polled with ``GET
+    {flinks_name}Async/{requestId}``, its webhook's ``ResponseType`` its Flinks name."""
+    return Endpoint(
+        flinks_name=flinks_name,
+        cli_name=cli_name,
+        route=Route("POST", flinks_name),
+        poll=Route("GET", flinks_name + "Async/{requestId}"),
+        model=model,
+        call=call,
+        many=many,
+        wire=wire,
+        response_type=flinks_name,
+    )
+
+
 _DETAIL_WIRE = {
     "days_of_transactions": "DaysOfTransactions",
     "with_transactions": "WithTransactions",
@@ -311,45 +335,25 @@ class DataCalls:
     investments_many = FanOut(investments)
 
     #: ``POST /GetAccountsDetail``: accounts with holder, balance and transactions
-    accounts_detail = Endpoint(
-        flinks_name="GetAccountsDetail",
-        cli_name="accounts-detail",
-        route=Route("POST", "GetAccountsDetail"),
-        poll=Route("GET", "GetAccountsDetailAsync/{requestId}"),
-        model=AccountsDetail,
-        call=opt.AccountsDetailCall,
-        many=opt.AccountsDetailMany,
-        wire=_DETAIL_WIRE,
-        response_type="GetAccountsDetail",
-    )
+    accounts_detail = banking(
+        "GetAccountsDetail", "accounts-detail", AccountsDetail, opt.AccountsDetailCall,
+        opt.AccountsDetailMany, _DETAIL_WIRE,
+    )  # fmt: skip
     accounts_detail_many = FanOut(accounts_detail)
 
     #: ``POST /GetAccountsSummary``: accounts without transactions
-    accounts_summary = Endpoint(
-        flinks_name="GetAccountsSummary",
-        cli_name="accounts-summary",
-        route=Route("POST", "GetAccountsSummary"),
-        poll=Route("GET", "GetAccountsSummaryAsync/{requestId}"),
-        model=AccountsSummary,
-        call=opt.AccountsSummaryCall,
-        many=opt.AccountsSummaryMany,
-        wire={"with_balance": "WithBalance", "with_account_identity": "WithAccountIdentity"},
-        response_type="GetAccountsSummary",
-    )
+    accounts_summary = banking(
+        "GetAccountsSummary", "accounts-summary", AccountsSummary, opt.AccountsSummaryCall,
+        opt.AccountsSummaryMany,
+        {"with_balance": "WithBalance", "with_account_identity": "WithAccountIdentity"},
+    )  # fmt: skip
     accounts_summary_many = FanOut(accounts_summary)
 
     #: ``POST /GetStatements``: PDF statements, base64
-    statements = Endpoint(
-        flinks_name="GetStatements",
-        cli_name="statements",
-        route=Route("POST", "GetStatements"),
-        poll=Route("GET", "GetStatementsAsync/{requestId}"),
-        model=Statements,
-        call=opt.StatementsCall,
-        many=opt.StatementsMany,
-        wire={"number_of_statements": "NumberOfStatements", "accounts_filter": "AccountsFilter"},
-        response_type="GetStatements",
-    )
+    statements = banking(
+        "GetStatements", "statements", Statements, opt.StatementsCall, opt.StatementsMany,
+        {"number_of_statements": "NumberOfStatements", "accounts_filter": "AccountsFilter"},
+    )  # fmt: skip
     statements_many = FanOut(statements)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from flinks_async import ConfigurationError, FlinksClient, WebhookDelivery
 from flinks_async._cli import _parser
-from flinks_async._endpoints import ENDPOINTS, DataCalls, Endpoint, FanOut, Route
+from flinks_async._endpoints import ENDPOINTS, DataCalls, Endpoint, FanOut, Route, banking
 from flinks_async._webhooks import DATA_TYPES
 from flinks_async.testing import Emulator, demo_login_ids
 from flinks_async.testing._emulator import PAYLOADS
@@ -136,17 +136,8 @@ def test_a_row_whose_typeddicts_and_wire_names_disagree_is_refused() -> None:
     from flinks_async._models import AccountsSummary
 
     def row(wire: dict[str, str]) -> Endpoint[Any, ..., ...]:
-        return Endpoint(
-            flinks_name="GetAccountsSummary",
-            cli_name="accounts-summary",
-            route=Route("POST", "GetAccountsSummary"),
-            poll=None,
-            model=AccountsSummary,
-            call=opt.AccountsSummaryCall,
-            many=opt.AccountsSummaryMany,
-            wire=wire,
-            response_type="GetAccountsSummary",
-        )
+        typed = (AccountsSummary, opt.AccountsSummaryCall, opt.AccountsSummaryMany)
+        return banking("GetAccountsSummary", "accounts-summary", *typed, wire)
 
     with pytest.raises(TypeError, match="does not hold exactly"):
         row({"with_balance": "WithBalance"})
