@@ -259,13 +259,14 @@ class FlinksClient(DataCalls):
         and options share one run."""
         return await self._call(endpoint, login_id, raw, options)
 
-    def _data_call(
+    async def _data_call(
         self, endpoint: AnyEndpoint, login_id: str, /, *, raw: bool | None = None, **o: Any
-    ) -> Coroutine[Any, Any, Any]:
-        """``client.<endpoint>(login_id, **o)``: the row's descriptor lands here."""
+    ) -> Any:
+        """``await client.<endpoint>(login_id, **o)``: the row's descriptor lands here (an
+        ``async def``: a bad argument raises where the call is awaited, as it always did)."""
         if raw is not None:
             _deprecated_raw(endpoint.method_name)
-        return self._call(endpoint, login_id, bool(raw), o)
+        return await self._call(endpoint, login_id, bool(raw), o)
 
     def _fan_out(
         self, endpoint: AnyEndpoint, login_ids: Ids, /, *, raw: bool | None = None, **o: Any

@@ -367,10 +367,8 @@ class RawCalls(DataCalls):
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def _data_call(
-        self, endpoint: AnyEndpoint, login_id: str, /, **options: Any
-    ) -> Coroutine[Any, Any, Any]:
-        return self._client._call(endpoint, login_id, True, options)  # type: ignore[no-any-return]
+    async def _data_call(self, endpoint: AnyEndpoint, login_id: str, /, **options: Any) -> Any:
+        return await self._client._call(endpoint, login_id, True, options)
 
     def _fan_out(self, endpoint: AnyEndpoint, login_ids: Ids, /, **options: Any) -> Any:
         return self._client.many(endpoint, login_ids, raw=True, **options)

@@ -146,3 +146,18 @@ def test_a_row_whose_typeddicts_and_wire_names_disagree_is_refused() -> None:
     assert ENDPOINTS["accounts-detail"].choices == {
         "days_of_transactions": ("Days90", "Days365")
     }  # from the DaysOfTransactions Literal
+
+
+async def test_a_bad_argument_raises_where_the_call_is_awaited(client: FlinksClient) -> None:
+    """As when each method was an ``async def``: building the call sends and raises
+    nothing (``asyncio.gather(...)`` of calls gets the error from the one that failed)."""
+    from flinks_async import InvalidLoginIdError
+
+    for call in (client.investments("not-a-guid"), client.raw.statements("not-a-guid")):
+        with pytest.raises(InvalidLoginIdError):
+            await call
+    login = demo_login_ids(1, seed=365)[0]
+    pending = client.accounts_detail(login, days_of_transactions="Days30")  # type: ignore[call-overload]
+    with pytest.raises(ConfigurationError, match="days_of_transactions"):
+        await pending
+    assert client.requests_sent == 0
