@@ -36,7 +36,7 @@ def _path_regex(route: Route) -> re.Pattern[str]:
 async def test_every_row_is_a_client_method_a_cli_choice_a_webhook_type_and_a_payload(
     client: FlinksClient,
 ) -> None:
-    assert set(ENDPOINTS) == {"investments", "accounts-detail", "accounts-summary", "statements"}
+    assert {"investments", "accounts-detail", "accounts-summary", "statements"} <= set(ENDPOINTS)
     for name, row in ENDPOINTS.items():
         assert row.cli_name == name
         assert vars(DataCalls)[row.method_name] is row  # the client's call ...
