@@ -158,9 +158,7 @@ async def run(
                 tg.start_soon(sampler.run)
                 started = time.perf_counter()
                 cpu0, emu0 = cpu_seconds(), emu.cpu_seconds()
-                async with client.investments_many(
-                    ids, concurrency=concurrency, raw=True
-                ) as results:
+                async with client.raw.investments_many(ids, concurrency=concurrency) as results:
                     async for r in results:
                         seen[r.login_id] = seen.get(r.login_id, 0) + 1
                         ok += r.ok

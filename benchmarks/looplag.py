@@ -86,7 +86,7 @@ async def _measure(url: str, variant: str, ids: list[str]) -> tuple[list[float],
                     await anyio.sleep(1.0)
                 else:
                     raw = variant in (RAW, RAW_ONE_GO, THREAD)
-                    async with client.investments_many(ids, concurrency=2, raw=raw) as results:
+                    async with client.many("investments", ids, concurrency=2, raw=raw) as results:
                         async for r in results:
                             assert r.ok, r.error
                             kept.append(r)
@@ -115,7 +115,7 @@ async def run(
             ids = demo_login_ids(logins, seed=100)
             async with FlinksClient(CUSTOMER, base_url=emu.url) as client:  # warm the emulator
                 for login_id in ids:
-                    await client.investments(login_id, raw=True)
+                    await client.raw.investments(login_id)
             pooled: dict[str, list[float]] = {v: [] for v in VARIANTS}
             walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
             for _ in range(rounds):  # the variants alternate: the machine's drift hits all

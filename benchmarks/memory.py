@@ -87,7 +87,7 @@ async def run(size: int = 20 * MB, logins: int = 50) -> list[MemoryResult]:
         ids = demo_login_ids(logins, seed=300)
         async with FlinksClient(CUSTOMER, base_url=emu.url) as client:  # warm the emulator
             for login_id in ids:  # every payload variant generated before measuring
-                await client.accounts_detail(login_id, raw=True)
+                await client.raw.accounts_detail(login_id)
         for raw in (False, True):
             for budget in (256 * MIB, 4096 * MIB):
                 plain = await _child(emu.url, ids, budget, raw, traced=False)

@@ -30,7 +30,7 @@ def create_app(client_factory: Callable[[], FlinksClient] = FlinksClient) -> web
     async def investments(request: web.Request) -> web.Response:
         client = request.app[FLINKS]
         try:
-            body = await client.investments(request.match_info["login_id"], raw=True)
+            body = await client.raw.investments(request.match_info["login_id"])
         except InvalidLoginIdError as exc:
             return web.json_response({"error": str(exc)}, status=422)
         except PollTimeoutError:

@@ -4,7 +4,7 @@ Run it:  FLINKS_CUSTOMER_ID=... FLINKS_API_KEY=... uvicorn examples.fastapi_app:
 
 * One client for the app's lifetime (the lifespan), so every request shares the connection
   pool, the rate limit and single-flight (two requests for one login share one poll).
-* The handler returns the Flinks body bytes as they came (``raw=True``): no decode and
+* The handler returns the Flinks body bytes as they came (``client.raw``): no decode and
   re-encode on the hot path. Decode with the models when you need to compute on the data.
 * If the HTTP client hangs up while Flinks is still answering 202, the poll is cancelled
   at once: ASGI servers do not cancel handlers on disconnect, so ``until_disconnect``
@@ -81,7 +81,7 @@ def create_app(client_factory: Callable[[], FlinksClient] = FlinksClient) -> Fas
     async def investments(login_id: str, request: Request) -> Response:
         client: FlinksClient = request.app.state.flinks
         try:
-            body = await until_disconnect(request, lambda: client.investments(login_id, raw=True))
+            body = await until_disconnect(request, lambda: client.raw.investments(login_id))
         except ClientDisconnected:
             return Response(status_code=499)  # nobody is listening any more
         except InvalidLoginIdError as exc:

@@ -4,41 +4,45 @@ The client owns what its calls share (the transport and its connection pool, the
 single-flight table, the rate limiter and the shared flights it builds, the schema check)
 and turns each call into a :class:`~flinks_async._polling.Plan`: the polling rule
 (:mod:`flinks_async._polling`) runs it, :mod:`flinks_async._call` observes and shares it,
-:mod:`flinks_async._authorize` opens its session. The options are stated once, in
-:mod:`flinks_async._options`.
+:mod:`flinks_async._authorize` opens its session. Its data methods are the rows of the
+endpoint table it inherits (:class:`~flinks_async._endpoints.DataCalls`); the options are
+stated once, in :mod:`flinks_async._options`.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import AsyncIterable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, Self, TypeAlias, TypeVar, Unpack, overload
+from typing import Any, Literal, Self, TypeAlias, TypeVar, Unpack
 
 import anyio
 import msgspec
 
 from . import _coordination, _otel
-from . import _options as opt
 from ._authorize import Authorizer, check_login_id
 from ._bulk import Result, check_many_options, many
 from ._call import flight_key, observed, shared_run
 from ._config import Settings
 from ._coordination import WebhookHub
 from ._decoding import BodyDecoder, make_decoder
-from ._errors import ConfigurationError
-from ._events import EventHook, scoped_hooks
-from ._models import AccountsDetail, AccountsSummary, Authorization, Investments, Statements
-from ._options import CallOptions, ClientOptions
-from ._polling import (
-    Endpoint,
-    Plan,
+from ._endpoints import (
+    AnyEndpoint,
+    DataCalls,
+    RawCalls,
     endpoint_named,
     endpoint_urls,
-    fetch,
+    fill,
     wire_options,
 )
+from ._errors import ConfigurationError
+from ._events import EventHook, scoped_hooks
+from ._models import Authorization
+from ._options import CallOptions, ClientOptions
+from ._polling import Plan
+from ._polling import fetch as run_plan  # the polling rule (FlinksClient.fetch is a call)
 from ._receiver import WebhookLimits, WebhookReceiver
 from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
@@ -55,7 +59,7 @@ Ids: TypeAlias = Iterable[str] | AsyncIterable[str]
 Pull: TypeAlias = AbstractAsyncContextManager[AsyncIterable[Result[T]]]
 
 
-class FlinksClient:
+class FlinksClient(DataCalls):
     """An asyncio client for one Flinks customer.
 
     Use it as ``async with FlinksClient(...) as client:`` (or call :meth:`aclose`), and keep
@@ -67,6 +71,11 @@ class FlinksClient:
     (``base_url``, ``api_key``, ``secret_key``, ``poll_interval``, ``poll_timeout``,
     ``max_retries``, ``rate_limit``, ``redis_url``...). A bad value raises
     :class:`ConfigurationError`, an unknown keyword ``TypeError``.
+
+    The data methods (``investments``, ``accounts_detail``, ``accounts_summary``,
+    ``statements`` and their ``..._many`` fan-outs) are the rows of the endpoint table
+    (:class:`~flinks_async._endpoints.DataCalls`); :attr:`raw` has the same methods
+    answering the 200 body's bytes.
     """
 
     def __init__(self, customer_id: str | None = None, **options: Unpack[ClientOptions]) -> None:
@@ -230,37 +239,65 @@ class FlinksClient:
 
     # --- a data call -------------------------------------------------------------------
 
+    @property
+    def raw(self) -> RawCalls:
+        """This client's data methods answering the 200 body's bytes (checked to be a
+        JSON object), for archiving, as openai's ``with_raw_response`` does:
+        ``await client.raw.investments(login_id)`` is ``bytes``, and
+        ``client.raw.accounts_detail_many(ids)`` yields ``Result[bytes]``. Same options,
+        same single-flight, same errors. (It replaces ``raw=True``, deprecated.)"""
+        return RawCalls(self)
+
     async def fetch(
         self, endpoint: str, login_id: str, *, raw: bool = False, **options: Any
     ) -> Any:
-        """Authorize (unless ``request_id``), call ``endpoint`` (``"investments"``,
-        ``"accounts-detail"``, ``"accounts-summary"``, ``"statements"``) with that method's
-        keywords, and poll until its 200. Prefer the typed methods (:meth:`investments`...).
-        Concurrent calls for the same login, endpoint and options share one run."""
+        """Authorize (unless ``request_id``), call ``endpoint`` with that method's keywords,
+        and poll until its 200 (the bytes with ``raw=True``). ``endpoint`` is a
+        command-line name (``"investments"``, ``"accounts-detail"``, ``"accounts-summary"``,
+        ``"statements"``) or a Flinks name (``"GetAccountsDetail"``...). Prefer the typed
+        methods (:meth:`investments`...). Concurrent calls for the same login, endpoint
+        and options share one run."""
         return await self._call(endpoint, login_id, raw, options)
 
+    async def _data_call(
+        self, endpoint: AnyEndpoint, login_id: str, /, *, raw: bool | None = None, **o: Any
+    ) -> Any:
+        """``await client.<endpoint>(login_id, **o)``: the row's descriptor lands here (an
+        ``async def``: a bad argument raises where the call is awaited, as it always did)."""
+        if raw is not None:
+            _deprecated_raw(endpoint.method_name)
+        return await self._call(endpoint, login_id, bool(raw), o)
+
+    def _fan_out(
+        self, endpoint: AnyEndpoint, login_ids: Ids, /, *, raw: bool | None = None, **o: Any
+    ) -> Pull[Any]:
+        """``client.<endpoint>_many(login_ids, **o)``: the row's descriptor lands here."""
+        if raw is not None:
+            _deprecated_raw(f"{endpoint.method_name}_many")
+        return self.many(endpoint, login_ids, raw=bool(raw), **o)
+
     def _call(
-        self, key: str, login_id: str, raw: bool, options: Mapping[str, Any]
+        self, endpoint: str | AnyEndpoint, login_id: str, raw: bool, options: Mapping[str, Any]
     ) -> Coroutine[Any, Any, Any]:
         """The coroutine of one data call (bad arguments raise here, before any request)."""
-        endpoint = endpoint_named(key)
+        row = endpoint_named(endpoint)
         if options:
             options = dict(options)
             request_id = options.pop("request_id", None)
             poll_timeout = options.pop("poll_timeout", None)
             if poll_timeout is not None:
                 return self.with_options(poll_timeout=poll_timeout)._call(
-                    key, login_id, raw, {**options, "request_id": request_id}
+                    row, login_id, raw, {**options, "request_id": request_id}
                 )
-            body = wire_options(endpoint, options) if options else {}
+            body = wire_options(row, options) if options else {}
         else:  # the common case
             request_id, body = None, {}
         encoded = msgspec.json.encode(body) if body else b"{}"
-        return self._start(endpoint, login_id, request_id, raw, body, encoded)
+        return self._start(row, login_id, request_id, raw, body, encoded)
 
     def _start(
         self,
-        endpoint: Endpoint,
+        endpoint: AnyEndpoint,
         login_id: str,
         request_id: str | None,
         raw: bool,
@@ -277,6 +314,9 @@ class FlinksClient:
             decode = make_decoder(endpoint.model, raw=True)
         else:
             decode = self._typed(endpoint, login_id)
+        url = self._urls[endpoint.cli_name]
+        if endpoint.route.params:  # a route with {loginId} in its path
+            url = fill(url, login_id=login_id)
         plan = Plan(
             endpoint=endpoint,
             login_id=login_id,
@@ -284,7 +324,7 @@ class FlinksClient:
             body=body,
             settings=self.settings,
             decode=decode,
-            url=self._urls[endpoint.key],
+            url=url,
             headers=self._data_headers,
             transport=self._transport,
             authorize=self._authorizer.authorize,
@@ -292,7 +332,7 @@ class FlinksClient:
         )
         key = flight_key(plan, raw, encoded, self._call_options)
         if shared is None:
-            work = functools.partial(fetch, plan)
+            work = functools.partial(run_plan, plan)
         else:  # raw or not, the same bytes: one shared key
             shared_key = flight_key(plan, False, encoded, self._call_options)
             typed = None if raw else self._typed(endpoint, login_id)
@@ -302,83 +342,16 @@ class FlinksClient:
             return run
         return observed(run, plan, self._tracer)
 
-    def _typed(self, endpoint: Endpoint, login_id: str) -> BodyDecoder:
+    def _typed(self, endpoint: AnyEndpoint, login_id: str) -> BodyDecoder:
         """The typed decoder of a call, with the schema check."""
         model = endpoint.model
-        return self._schema.wrap(make_decoder(model, raw=False), model, endpoint.name, login_id)
-
-    # --- the endpoints: one call, and a fan-out ----------------------------------------
-
-    @overload
-    async def investments(
-        self, login_id: str, *, raw: Literal[False] = ..., **o: Unpack[opt.CallArgs]
-    ) -> Investments: ...
-    @overload
-    async def investments(
-        self, login_id: str, *, raw: Literal[True], **o: Unpack[opt.CallArgs]
-    ) -> bytes: ...
-    async def investments(
-        self, login_id: str, *, raw: bool = False, **o: Unpack[opt.CallArgs]
-    ) -> Investments | bytes:
-        """The login's investment accounts, positions and transactions (``POST /Investments``,
-        polled by re-POSTing). ``raw=True`` returns the 200 body's bytes, checked to be a JSON
-        object, for archiving. ``request_id``, ``poll_timeout``: see :class:`CallArgs`."""
-        result: Investments | bytes = await self._call("investments", login_id, raw, o)
-        return result
-
-    @overload
-    async def accounts_detail(
-        self, login_id: str, *, raw: Literal[False] = ..., **o: Unpack[opt.AccountsDetailCall]
-    ) -> AccountsDetail: ...
-    @overload
-    async def accounts_detail(
-        self, login_id: str, *, raw: Literal[True], **o: Unpack[opt.AccountsDetailCall]
-    ) -> bytes: ...
-    async def accounts_detail(
-        self, login_id: str, *, raw: bool = False, **o: Unpack[opt.AccountsDetailCall]
-    ) -> AccountsDetail | bytes:
-        """Accounts with holder, balance and transactions (``POST /GetAccountsDetail``, polled
-        with ``GET /GetAccountsDetailAsync/{requestId}``); options: :class:`AccountsDetailCall`
-        (``days_of_transactions`` is ``"Days90"`` or ``"Days365"``; ``None``\\s not sent)."""
-        result: AccountsDetail | bytes = await self._call("accounts-detail", login_id, raw, o)
-        return result
-
-    @overload
-    async def accounts_summary(
-        self, login_id: str, *, raw: Literal[False] = ..., **o: Unpack[opt.AccountsSummaryCall]
-    ) -> AccountsSummary: ...
-    @overload
-    async def accounts_summary(
-        self, login_id: str, *, raw: Literal[True], **o: Unpack[opt.AccountsSummaryCall]
-    ) -> bytes: ...
-    async def accounts_summary(
-        self, login_id: str, *, raw: bool = False, **o: Unpack[opt.AccountsSummaryCall]
-    ) -> AccountsSummary | bytes:
-        """Accounts without transactions (``POST /GetAccountsSummary``, polled with
-        ``GET /GetAccountsSummaryAsync/{requestId}``); options: :class:`AccountsSummaryCall`."""
-        result: AccountsSummary | bytes = await self._call("accounts-summary", login_id, raw, o)
-        return result
-
-    @overload
-    async def statements(
-        self, login_id: str, *, raw: Literal[False] = ..., **o: Unpack[opt.StatementsCall]
-    ) -> Statements: ...
-    @overload
-    async def statements(
-        self, login_id: str, *, raw: Literal[True], **o: Unpack[opt.StatementsCall]
-    ) -> bytes: ...
-    async def statements(
-        self, login_id: str, *, raw: bool = False, **o: Unpack[opt.StatementsCall]
-    ) -> Statements | bytes:
-        """PDF statements, base64 (``POST /GetStatements``, polled with
-        ``GET /GetStatementsAsync/{requestId}``); options: :class:`StatementsCall`
-        (``number_of_statements``: ``"MostRecent"``, ``"Months3"`` or ``"Months12"``)."""
-        result: Statements | bytes = await self._call("statements", login_id, raw, o)
-        return result
+        return self._schema.wrap(
+            make_decoder(model, raw=False), model, endpoint.flinks_name, login_id
+        )
 
     def many(
         self,
-        endpoint: str,
+        endpoint: str | AnyEndpoint,
         login_ids: Ids,
         *,
         concurrency: int = 50,
@@ -390,10 +363,12 @@ class FlinksClient:
     ) -> Pull[Any]:
         """Pull ``endpoint`` for every login id; results in completion order.
 
-        ``endpoint`` is ``"investments"``, ``"accounts-detail"``, ``"accounts-summary"`` or
-        ``"statements"``; ``options`` are that endpoint method's options. The rules (one task
-        per login in flight, back-pressure, exactly one result per distinct login,
-        cancellation on leaving the block) are in :mod:`flinks_async._bulk`.
+        ``endpoint`` is a command-line name (``"investments"``, ``"accounts-detail"``,
+        ``"accounts-summary"``, ``"statements"``) or a Flinks name
+        (``"GetAccountsDetail"``...); ``options`` are that endpoint method's options. The
+        rules (one task per login in flight, back-pressure, exactly one result per
+        distinct login, cancellation on leaving the block) are in :mod:`flinks_async._bulk`.
+        Prefer the typed fan-outs (:meth:`investments_many`...).
         """
         spec = endpoint_named(endpoint)
         body = wire_options(spec, options)  # a bad option fails here, before any login starts
@@ -410,85 +385,13 @@ class FlinksClient:
             fail_fast=fail_fast,
             dedupe=dedupe,
             on_event=on_event,
-            endpoint=spec.name,
+            endpoint=spec.flinks_name,
         )
 
-    @overload
-    def investments_many(
-        self, login_ids: Ids, *, raw: Literal[False] = ..., **o: Unpack[opt.ManyOptions]
-    ) -> Pull[Investments]: ...
-    @overload
-    def investments_many(
-        self, login_ids: Ids, *, raw: Literal[True], **o: Unpack[opt.ManyOptions]
-    ) -> Pull[bytes]: ...
-    @overload
-    def investments_many(
-        self, login_ids: Ids, *, raw: bool, **o: Unpack[opt.ManyOptions]
-    ) -> Pull[Any]: ...
-    def investments_many(
-        self, login_ids: Ids, *, raw: bool = False, **o: Unpack[opt.ManyOptions]
-    ) -> Pull[Any]:
-        """:meth:`many` for ``/Investments``: ``Result[Investments]``, or ``Result[bytes]`` with
-        ``raw=True``."""
-        return self.many("investments", login_ids, raw=raw, **o)
 
-    @overload
-    def accounts_detail_many(
-        self, login_ids: Ids, *, raw: Literal[False] = ..., **o: Unpack[opt.AccountsDetailMany]
-    ) -> Pull[AccountsDetail]: ...
-    @overload
-    def accounts_detail_many(
-        self, login_ids: Ids, *, raw: Literal[True], **o: Unpack[opt.AccountsDetailMany]
-    ) -> Pull[bytes]: ...
-    @overload
-    def accounts_detail_many(
-        self, login_ids: Ids, *, raw: bool, **o: Unpack[opt.AccountsDetailMany]
-    ) -> Pull[Any]: ...
-    def accounts_detail_many(
-        self, login_ids: Ids, *, raw: bool = False, **o: Unpack[opt.AccountsDetailMany]
-    ) -> Pull[Any]:
-        """:meth:`many` for ``/GetAccountsDetail`` (options as :meth:`accounts_detail`):
-        ``Result[AccountsDetail]``, or ``Result[bytes]`` with ``raw=True``."""
-        return self.many("accounts-detail", login_ids, raw=raw, **o)
-
-    @overload
-    def accounts_summary_many(
-        self,
-        login_ids: Ids,
-        *,
-        raw: Literal[False] = ...,
-        **o: Unpack[opt.AccountsSummaryMany],
-    ) -> Pull[AccountsSummary]: ...
-    @overload
-    def accounts_summary_many(
-        self, login_ids: Ids, *, raw: Literal[True], **o: Unpack[opt.AccountsSummaryMany]
-    ) -> Pull[bytes]: ...
-    @overload
-    def accounts_summary_many(
-        self, login_ids: Ids, *, raw: bool, **o: Unpack[opt.AccountsSummaryMany]
-    ) -> Pull[Any]: ...
-    def accounts_summary_many(
-        self, login_ids: Ids, *, raw: bool = False, **o: Unpack[opt.AccountsSummaryMany]
-    ) -> Pull[Any]:
-        """:meth:`many` for ``/GetAccountsSummary`` (options as :meth:`accounts_summary`):
-        ``Result[AccountsSummary]``, or ``Result[bytes]`` with ``raw=True``."""
-        return self.many("accounts-summary", login_ids, raw=raw, **o)
-
-    @overload
-    def statements_many(
-        self, login_ids: Ids, *, raw: Literal[False] = ..., **o: Unpack[opt.StatementsMany]
-    ) -> Pull[Statements]: ...
-    @overload
-    def statements_many(
-        self, login_ids: Ids, *, raw: Literal[True], **o: Unpack[opt.StatementsMany]
-    ) -> Pull[bytes]: ...
-    @overload
-    def statements_many(
-        self, login_ids: Ids, *, raw: bool, **o: Unpack[opt.StatementsMany]
-    ) -> Pull[Any]: ...
-    def statements_many(
-        self, login_ids: Ids, *, raw: bool = False, **o: Unpack[opt.StatementsMany]
-    ) -> Pull[Any]:
-        """:meth:`many` for ``/GetStatements`` (options as :meth:`statements`):
-        ``Result[Statements]``, or ``Result[bytes]`` with ``raw=True``."""
-        return self.many("statements", login_ids, raw=raw, **o)
+def _deprecated_raw(method: str) -> None:
+    warnings.warn(
+        f"{method}(..., raw=...) is deprecated: use client.raw.{method}(...) for the bytes",
+        DeprecationWarning,
+        stacklevel=3,
+    )

@@ -39,133 +39,25 @@ import msgspec
 from . import _slices
 from ._config import Settings
 from ._decoding import BodyDecoder
-from ._errors import ConfigurationError, DecodeError, PollTimeoutError, SessionExpiredError
+from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, wire_options
+from ._endpoints import AnyEndpoint as Endpoint  # a row of the table, whatever its types
+from ._errors import DecodeError, PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
-from ._models import (
-    AccountsDetail,
-    AccountsSummary,
-    Authorization,
-    Investments,
-    Statements,
-)
+from ._models import Authorization
 from ._transport import Call, Transport
 
 if TYPE_CHECKING:
     from ._webhooks import WebhookHub
 
 __all__ = [
-    "ENDPOINTS",
+    "ENDPOINTS",  # the table's, re-exported: it lives in flinks_async._endpoints
     "Endpoint",
     "Plan",
     "endpoint_named",
     "endpoint_urls",
     "fetch",
+    "wire_options",
 ]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A Flinks data endpoint and how it is polled."""
-
-    name: str  #: the Flinks name, e.g. ``"GetAccountsDetail"``
-    key: str  #: the short name used by ``client.many`` and the CLI, e.g. ``"accounts-detail"``
-    model: type[Any]
-    poll_by_get: bool  #: True: ``GET {name}Async/{requestId}``; False: re-send the request
-    #: the keyword options its client method takes, e.g. ``("with_balance", ...)``
-    options: tuple[str, ...] = ()
-
-
-ENDPOINTS: dict[str, Endpoint] = {
-    e.key: e
-    for e in (
-        Endpoint("Investments", "investments", Investments, poll_by_get=False),
-        Endpoint(
-            "GetAccountsDetail",
-            "accounts-detail",
-            AccountsDetail,
-            poll_by_get=True,
-            options=(
-                "days_of_transactions",
-                "with_transactions",
-                "with_balance",
-                "with_account_identity",
-                "with_kyc",
-                "accounts_filter",
-                "date_from",
-                "date_to",
-                "most_recent_cached",
-            ),
-        ),
-        Endpoint(
-            "GetAccountsSummary",
-            "accounts-summary",
-            AccountsSummary,
-            poll_by_get=True,
-            options=("with_balance", "with_account_identity"),
-        ),
-        Endpoint(
-            "GetStatements",
-            "statements",
-            Statements,
-            poll_by_get=True,
-            options=("number_of_statements", "accounts_filter"),
-        ),
-    )
-}
-
-
-#: The wire name of each endpoint option (options left ``None`` are not sent).
-_WIRE_NAMES = {
-    "with_account_identity": "WithAccountIdentity",
-    "with_kyc": "WithKYC",
-    "with_transactions": "WithTransactions",
-    "with_balance": "WithBalance",
-    "days_of_transactions": "DaysOfTransactions",
-    "accounts_filter": "AccountsFilter",
-    "date_from": "DateFrom",
-    "date_to": "DateTo",
-    "most_recent_cached": "MostRecentCached",
-    "number_of_statements": "NumberOfStatements",
-}
-_DAYS = ("Days90", "Days365")
-
-
-def endpoint_named(key: str) -> Endpoint:
-    """The :data:`ENDPOINTS` entry for ``key``, or :class:`ConfigurationError`."""
-    try:
-        return ENDPOINTS[key]
-    except KeyError:
-        raise ConfigurationError(
-            f"unknown endpoint {key!r}; one of {', '.join(sorted(ENDPOINTS))}"
-        ) from None
-
-
-def endpoint_urls(settings: Settings) -> dict[str, str]:
-    """Each endpoint's URL under ``settings``, by key."""
-    return {
-        key: settings.investments_endpoint_url
-        if key == "investments"
-        else f"{settings.banking_url}/{endpoint.name}"
-        for key, endpoint in ENDPOINTS.items()
-    }
-
-
-def wire_options(endpoint: Endpoint, options: dict[str, Any]) -> dict[str, Any]:
-    """The request body fields for ``options``; :class:`ConfigurationError` naming every
-    option ``endpoint`` does not take, or a ``days_of_transactions`` Flinks refuses."""
-    unknown = sorted(name for name in options if name not in endpoint.options)
-    if unknown:
-        takes = ", ".join(endpoint.options) or "no options"
-        raise ConfigurationError(
-            f"{endpoint.key} does not take {', '.join(map(repr, unknown))} (it takes: {takes})"
-        )
-    days = options.get("days_of_transactions")
-    if days is not None and days not in _DAYS:
-        raise ConfigurationError(
-            f"days_of_transactions must be one of {', '.join(_DAYS)} (what Flinks accepts), "
-            f"got {days!r}"
-        )
-    return {_WIRE_NAMES[k]: v for k, v in options.items() if v is not None}
 
 
 @dataclasses.dataclass(slots=True, eq=False)

@@ -45,8 +45,8 @@ import msgspec
 
 from ._coordination import RETENTION, SEEN_FOR, StoredWebhook, WebhookHub
 from ._decoding import make_decoder
+from ._endpoints import ENDPOINTS
 from ._errors import DecodeError
-from ._models import AccountsDetail, AccountsSummary, Investments, Statements
 from ._schema import SchemaCheck
 
 __all__ = [
@@ -65,12 +65,7 @@ log = logging.getLogger("flinks_async.webhooks")
 #: names ``flinks-authenticity-key``, a newer guide's example ``X-Flinks-Signature``
 SIGNATURE_HEADERS: tuple[str, ...] = ("flinks-authenticity-key", "x-flinks-signature")
 #: the ``ResponseType`` of each data answer, and the model it is decoded into
-DATA_TYPES: dict[str, type[Any]] = {
-    "Investments": Investments,
-    "GetAccountsDetail": AccountsDetail,
-    "GetAccountsSummary": AccountsSummary,
-    "GetStatements": Statements,
-}
+DATA_TYPES: dict[str, type[Any]] = {row.response_type: row.model for row in ENDPOINTS.values()}
 #: the ``ResponseType``\ s known besides the data answers (kept as a dict when decoded)
 OTHER_TYPES = frozenset({"KYC"})
 

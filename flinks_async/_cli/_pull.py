@@ -17,9 +17,9 @@ import anyio
 
 from .._client import FlinksClient
 from .._cmdline import COUNT, EXIT_USAGE, SECONDS, UsageError, add_loop, number, read_secret
+from .._endpoints import ENDPOINTS
 from .._idsource import count_ids, open_ids, read_ids
 from .._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
-from .._polling import ENDPOINTS
 from . import _webhooks
 from ._terminal import add_progress, fit, progress_display
 
@@ -130,7 +130,7 @@ class PullJob:
 def prepare(args: argparse.Namespace) -> PullJob:
     """Check every argument and file, then open them: any error here is a usage error and
     leaves the output file as it was (not even created)."""
-    endpoint = ENDPOINTS[args.endpoint].name
+    endpoint = ENDPOINTS[args.endpoint].flinks_name
     if args.resume and args.out == "-":
         raise UsageError("--resume needs --out FILE (it reads what is already there)")
     if args.skip_failed and not args.resume:

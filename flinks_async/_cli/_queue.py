@@ -12,9 +12,9 @@ from typing import Any
 import anyio
 
 from .._cmdline import number
+from .._endpoints import ENDPOINTS
 from .._errors import CoordinationError
 from .._idsource import open_ids, read_ids
-from .._polling import ENDPOINTS
 from .._redact import shown_redis_url
 from ._pull import EXIT_FAILED_LOGINS
 

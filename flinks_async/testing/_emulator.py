@@ -1,10 +1,12 @@
 """A real aiohttp.web server that behaves like Flinks, faults included.
 
 Endpoints (under ``/v3/{customerId}/BankingServices/`` unless said):
-``POST GenerateAuthorizeToken``, ``POST Authorize``, ``POST Investments`` (and the wealth
-host's ``POST /v3/{customerId}/Investments``), ``POST GetAccountsDetail`` /
-``GET GetAccountsDetailAsync/{requestId}``, the same pair for ``GetAccountsSummary`` and
-``GetStatements``, and ``DELETE DeleteCard/{loginId}``.
+``POST GenerateAuthorizeToken``, ``POST Authorize``, ``DELETE DeleteCard/{loginId}``, and
+every data endpoint of the client's table (:data:`flinks_async._endpoints.ENDPOINTS`): its
+route and its poll route (``POST GetAccountsDetail`` / ``GET
+GetAccountsDetailAsync/{requestId}``, ``POST Investments``...), each answered with its
+payload function (:data:`PAYLOADS`); and the wealth host's ``POST
+/v3/{customerId}/Investments``.
 
 Each login follows a :class:`LoginScenario`: its data requests are answered ``202
 OPERATION_PENDING`` ``pending`` times per endpoint, then ``200`` with a deterministic
@@ -58,6 +60,7 @@ import dataclasses
 import gzip
 import itertools
 import random
+import re
 import socket
 import ssl
 import time
@@ -69,6 +72,7 @@ from typing import Any, Self
 import msgspec
 from aiohttp import web
 
+from .._endpoints import ENDPOINTS, Endpoint, Route
 from ._payloads import accounts_payload, investments_payload, statements_payload
 
 __all__ = [
@@ -110,11 +114,23 @@ _STATUS_OF_CODE = {
 _STICKY = {"never_ready", "huge"}
 _COOKIES = itertools.count(0x5EED0000)  # a distinct session cookie value per answer
 _ENCODE = msgspec.json.encode
-_FAMILY = {
-    "GetAccountsDetailAsync": "GetAccountsDetail",
-    "GetAccountsSummaryAsync": "GetAccountsSummary",
-    "GetStatementsAsync": "GetStatements",
+#: the 200 payload of each data endpoint (by Flinks name): ``(size, variant) -> JSON bytes``
+PAYLOADS: dict[str, Callable[[int, int], bytes]] = {
+    "Investments": investments_payload,
+    "GetAccountsDetail": lambda size, variant: accounts_payload(size, variant, True),
+    "GetAccountsSummary": lambda size, variant: accounts_payload(size, variant, False),
+    "GetStatements": statements_payload,
 }
+#: the data routes, from the client's endpoint table: by the path's first segment, each
+#: route with its endpoint, and whether it is the poll
+_ROUTES: dict[str, list[tuple[Route, Endpoint[Any, ..., ...], bool]]] = collections.defaultdict(
+    list
+)
+for _row in ENDPOINTS.values():
+    for _r, _polled in ((_row.route, False), (_row.poll, True)):
+        if _r is not None:
+            _ROUTES[_r.head].append((_r, _row, _polled))
+_ROWS = {row.flinks_name: row for row in ENDPOINTS.values()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -396,6 +412,10 @@ class Emulator:
     def app(self) -> web.Application:
         """The aiohttp application (to mount it elsewhere)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        deep = sorted({h for h, rs in _ROUTES.items() for r, *_ in rs if r.path.count("/") > 1})
+        for op in deep:  # a data route of several segments: the rest is checked in _route
+            path = "/v3/{customer}/BankingServices/{op:" + re.escape(op) + "}/{arg:.+}"
+            app.router.add_route("*", path, self._handle)
         app.router.add_route("*", "/v3/{customer}/BankingServices/{op}", self._handle)
         app.router.add_route("*", "/v3/{customer}/BankingServices/{op}/{arg}", self._handle)
         app.router.add_route("POST", "/v3/{customer}/Investments", self._handle)
@@ -601,17 +621,20 @@ class Emulator:
                 return op, arg, None, _error("UNAUTHORIZED", "Invalid API key")
             self.deleted.add(arg.lower())
             return op, arg, None, _json({"HttpStatusCode": 200, "Message": "Deleted"})
-        family = _FAMILY.get(op, op)
-        if family not in (
-            "Investments",
-            "GetAccountsDetail",
-            "GetAccountsSummary",
-            "GetStatements",
-        ):
+        routes = _ROUTES.get(op)
+        if not routes:
             return op, None, None, _error("METHOD_NOT_AVAILABLE", f"No endpoint {op}", 404)
-        if (request.method == "GET") != (op in _FAMILY):
+        found = [r for r in routes if r[0].method == request.method]
+        if not found:
             return op, None, None, _error("INVALID_REQUEST", "Wrong method", 405)
-        request_id = arg if request.method == "GET" else body.get("RequestId")
+        route, row, _ = found[0]
+        family = row.flinks_name
+        tail = f"{op}/{arg}" if arg is not None else op
+        matched = route.pattern().match(tail)
+        params = matched.groupdict() if matched else {}
+        request_id = (
+            params.get("requestId") if "requestId" in route.params else body.get("RequestId")
+        )
         if not isinstance(request_id, str):
             request_id = None
         if not self._api_key_ok(request):
@@ -759,7 +782,8 @@ class Emulator:
         body = given if isinstance(given, bytes) else None
         if body is None:
             body = _ready_body(state.scenario, family, login_id, rid)
-        head = b'{"ResponseType":"%s","LoginId":"%s",' % (family.encode(), login_id.encode())
+        kind = _ROWS[family].response_type.encode()
+        head = b'{"ResponseType":"%s","LoginId":"%s",' % (kind, login_id.encode())
         if b'"RequestId"' not in body:  # a verbatim payload of the test's: say which session
             head += b'"RequestId":"%s",' % rid.encode()
         return head + body.lstrip()[1:]
@@ -906,12 +930,7 @@ class Emulator:
 def _ready_body(sc: LoginScenario, family: str, login_id: str, rid: str) -> bytes:
     """The generated 200 body of ``family`` for a login and session."""
     variant = int(login_id[:2], 16) % 4
-    if family == "Investments":
-        payload = investments_payload(sc.payload_bytes, variant)
-    elif family == "GetStatements":
-        payload = statements_payload(sc.payload_bytes, variant)
-    else:
-        payload = accounts_payload(sc.payload_bytes, variant, family == "GetAccountsDetail")
+    payload = PAYLOADS[family](sc.payload_bytes, variant)
     return b'{"RequestId":"%s",%s' % (rid.encode(), payload[1:])
 
 
