@@ -177,7 +177,7 @@ def test_customer_id_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError):
         FlinksClient(CUSTOMER, poll_jitter=2.0)
     with pytest.raises(TypeError):
-        FlinksClient(CUSTOMER, "https://positional.example")  # type: ignore[call-arg]
+        FlinksClient(CUSTOMER, "https://positional.example")  # type: ignore[arg-type, call-arg]
 
 
 async def test_repr_hides_secrets() -> None:
