@@ -26,7 +26,7 @@ from ._bulk import Result, check_many_options, many
 from ._call import flight_key, observed, shared_run
 from ._config import Settings
 from ._coordination import WebhookHub
-from ._decoding import BodyDecoder, make_decoder
+from ._decoding import Decoder, ModelDecoder
 from ._errors import ConfigurationError
 from ._events import EventHook, scoped_hooks
 from ._models import AccountsDetail, AccountsSummary, Authorization, Investments, Statements
@@ -272,9 +272,9 @@ class FlinksClient:
         it: none of ours is added)."""
         login_id = check_login_id(login_id)
         shared = self._shared  # one run among every process on this Redis
-        decode: BodyDecoder
+        decode: Decoder
         if raw or shared is not None:  # shared runs hand bytes over; each caller decodes
-            decode = make_decoder(endpoint.model, raw=True)
+            decode = ModelDecoder.of(endpoint.model, raw=True)
         else:
             decode = self._typed(endpoint, login_id)
         plan = Plan(
@@ -302,10 +302,10 @@ class FlinksClient:
             return run
         return observed(run, plan, self._tracer)
 
-    def _typed(self, endpoint: Endpoint, login_id: str) -> BodyDecoder:
+    def _typed(self, endpoint: Endpoint, login_id: str) -> Decoder:
         """The typed decoder of a call, with the schema check."""
         model = endpoint.model
-        return self._schema.wrap(make_decoder(model, raw=False), model, endpoint.name, login_id)
+        return self._schema.wrap(ModelDecoder.of(model, raw=False), model, endpoint.name, login_id)
 
     # --- the endpoints: one call, and a fan-out ----------------------------------------
 
