@@ -231,12 +231,10 @@ class Transport:
 
     async def send(self, call: Call) -> Reply:
         """Send ``call``, retrying transient failures; return its 200/202 :class:`Reply`.
-
         Each attempt: :meth:`_ready` (breakers, pause, token, limiter), :meth:`_exchange`
         (the request and its body), :meth:`_judge` (decode a 200, or the answer's error);
-        a retryable failure waits :meth:`_retrying`. At most two frames deep: every await
-        of a request resumes through each frame above it.
-        """
+        a retryable failure waits :meth:`_retrying`. Two frames deep at most: every await
+        of a request resumes through each frame above it."""
         s = call.settings or self.settings
         session = self.session()
         hooks = self.hooks or _events.scoped_hooks.get()
