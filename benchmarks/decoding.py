@@ -2,7 +2,7 @@
 
 Contenders, alternated within each round on the same bytes:
 
-* ``flinks-async``: the client's decode of a 200 body in one go (``make_decoder``: the
+* ``flinks-async``: the client's decode of a 200 body in one go (``ModelDecoder``: the
   shared ``msgspec.json.Decoder`` of the model, plus our error mapping and money check);
 * ``flinks-async, in slices``: what the client runs on a body of 1 MiB or more: the same
   value, decoded a piece at a time with a turn of the event loop at least every 2 ms
@@ -37,7 +37,7 @@ import msgspec
 import orjson
 
 from flinks_async import AccountsDetail, Investments
-from flinks_async._decoding import make_decoder
+from flinks_async._decoding import ModelDecoder
 from flinks_async._schema import SchemaCheck
 from flinks_async.testing import accounts_payload, investments_payload
 
@@ -52,7 +52,7 @@ def contenders(kind: str) -> dict[str, Callable[[bytes], Any]]:
     model: type[Any] = Investments if kind == "Investments" else AccountsDetail
     pmodel: Any = alt.PInvestments if kind == "Investments" else alt.PAccountsDetail
     to_dc = alt.investments_dataclasses if kind == "Investments" else alt.accounts_dataclasses
-    ours = make_decoder(model, raw=False)
+    ours = ModelDecoder.of(model, raw=False)
     floats = msgspec.json.Decoder(alt.float_twin(model), strict=False)
     raws = msgspec.json.Decoder(alt.raw_twin(model), strict=False)
     extra = SchemaCheck(strict=False, keep_extra=True, hooks=()).wrap(ours, model, kind, None)

@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from flinks_async import FlinksClient
-from flinks_async._decoding import make_decoder
+from flinks_async._decoding import ModelDecoder
 from flinks_async._models import Authorization, Investments
 from flinks_async._transport import Call, Reply, Transport
 from flinks_async.testing import demo_login_ids
@@ -68,7 +68,7 @@ def _canned(body: bytes) -> Callable[[Call], Coroutine[Any, Any, Reply]]:
 async def _floor(client: FlinksClient, ids: list[str]) -> None:
     transport: Any = client._transport
     url = client.settings.banking_url
-    auth, inv = make_decoder(Authorization, raw=False), make_decoder(Investments, raw=False)
+    auth, inv = ModelDecoder.of(Authorization, raw=False), ModelDecoder.of(Investments, raw=False)
     for login_id in ids:
         body = msgspec.json.encode({"LoginId": login_id, "MostRecentCached": True})
         a = Call("POST", f"{url}/Authorize", "Authorize", {}, body, login_id, None, auth)

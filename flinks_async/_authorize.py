@@ -20,30 +20,39 @@ from collections.abc import Mapping, Sequence
 import msgspec
 
 from ._config import Settings
-from ._decoding import make_decoder
+from ._decoding import ModelDecoder
 from ._errors import DecodeError, InvalidLoginIdError
 from ._models import Authorization, decoder_for
 from ._redact import is_guid
-from ._transport import Call, Transport
+from ._transport import Call, Sender
 
 __all__ = ["Authorizer", "check_login_id"]
 
-_AUTHORIZATION = make_decoder(Authorization, raw=False)
+_AUTHORIZATION = ModelDecoder.of(Authorization, raw=False)
 
 
 class _Token(msgspec.Struct, rename="pascal"):
     token: str | None = None
 
 
-def _token_of(body: bytes) -> str:
-    """The ``Token`` of a ``/GenerateAuthorizeToken`` answer, or :class:`DecodeError`."""
-    try:
-        token = decoder_for(_Token).decode(body).token
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
-        token = None
-    if not token:
-        raise DecodeError("GenerateAuthorizeToken answered without a Token")
-    return token
+class _TokenDecoder:
+    """The ``Token`` of a ``/GenerateAuthorizeToken`` answer, or :class:`DecodeError` (a
+    :class:`~flinks_async._decoding.Decoder`: such an answer is never big)."""
+
+    def __call__(self, body: bytes) -> str:
+        try:
+            token = decoder_for(_Token).decode(body).token
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            token = None
+        if not token:
+            raise DecodeError("GenerateAuthorizeToken answered without a Token")
+        return token
+
+    async def in_slices(self, body: bytes) -> str:
+        return self(body)
+
+
+_TOKEN = _TokenDecoder()
 
 
 def check_login_id(login_id: object) -> str:
@@ -67,11 +76,12 @@ def check_login_id(login_id: object) -> str:
 
 class Authorizer:
     """Opens sessions for one client (or one :meth:`~FlinksClient.with_options` view: its
-    ``settings`` decide the retries)."""
+    ``settings`` decide the retries), through a :class:`~flinks_async._transport.Sender`
+    (the client's transport, or a fake in unit tests)."""
 
     __slots__ = ("_token_url", "_transport", "_url", "settings")
 
-    def __init__(self, transport: Transport, settings: Settings) -> None:
+    def __init__(self, transport: Sender, settings: Settings) -> None:
         self._transport = transport
         self.settings = settings
         self._url = f"{settings.banking_url}/Authorize"
@@ -135,7 +145,7 @@ class Authorizer:
             None,
             None,
             None,
-            _token_of,
+            _TOKEN,
             settings=s,
         )
         # until a token has been minted, the first request goes alone: a wrong key is

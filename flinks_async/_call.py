@@ -19,10 +19,10 @@ import time
 from collections.abc import Coroutine, Hashable
 from typing import Any
 
-from . import _otel, _slices
+from . import _otel
 from ._coordination import FlightDeadline, SharedFlights
-from ._decoding import BodyDecoder
-from ._errors import DecodeError, PollTimeoutError
+from ._decoding import Decoder, decode_answer
+from ._errors import PollTimeoutError
 from ._events import Event, dispatch, scoped_hooks
 from ._polling import Plan, fetch
 
@@ -75,7 +75,7 @@ async def shared_run(
     flights: SharedFlights,
     key: Hashable,
     plan: Plan,
-    decode: BodyDecoder | None,
+    decode: Decoder | None,
 ) -> Any:
     """Run ``plan`` (which returns the 200 body's bytes) once among every process sharing
     ``flights``, then ``decode`` the body here (``None``: return the bytes).
@@ -110,8 +110,7 @@ async def shared_run(
         ) from None
     if decode is None:
         return body
-    try:
-        return (await decode.in_slices(body)) if len(body) >= _slices.SLICE_FROM else decode(body)
-    except DecodeError as exc:
-        exc.login_id, exc.endpoint, exc.http_status = login_id, endpoint, 200
-        raise
+    # the run handed over a 200's body (not its RequestId: another process may have run it)
+    return await decode_answer(
+        decode, body, login_id=login_id, endpoint=endpoint, request_id=None, http_status=200
+    )

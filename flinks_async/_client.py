@@ -27,7 +27,7 @@ from ._bulk import Result, check_many_options, many
 from ._call import flight_key, observed, shared_run
 from ._config import Settings
 from ._coordination import WebhookHub
-from ._decoding import BodyDecoder, make_decoder
+from ._decoding import Decoder, ModelDecoder
 from ._endpoints import (
     AnyEndpoint,
     DataCalls,
@@ -309,9 +309,9 @@ class FlinksClient(DataCalls):
         it: none of ours is added)."""
         login_id = check_login_id(login_id)
         shared = self._shared  # one run among every process on this Redis
-        decode: BodyDecoder
+        decode: Decoder
         if raw or shared is not None:  # shared runs hand bytes over; each caller decodes
-            decode = make_decoder(endpoint.model, raw=True)
+            decode = ModelDecoder.of(endpoint.model, raw=True)
         else:
             decode = self._typed(endpoint, login_id)
         url = self._urls[endpoint.cli_name]
@@ -342,11 +342,11 @@ class FlinksClient(DataCalls):
             return run
         return observed(run, plan, self._tracer)
 
-    def _typed(self, endpoint: AnyEndpoint, login_id: str) -> BodyDecoder:
+    def _typed(self, endpoint: AnyEndpoint, login_id: str) -> Decoder:
         """The typed decoder of a call, with the schema check."""
         model = endpoint.model
         return self._schema.wrap(
-            make_decoder(model, raw=False), model, endpoint.flinks_name, login_id
+            ModelDecoder.of(model, raw=False), model, endpoint.flinks_name, login_id
         )
 
     def many(

@@ -46,10 +46,7 @@ if TYPE_CHECKING:
     from ._models import SecurityChallenge
 
 __all__ = [
-    "FATAL_CODES",
-    "RETRYABLE_CODES",
-    "SESSION_CODES",
-    "SETUP_ERRORS",
+    "CODE_CLASSES",
     "APIError",
     "AccessDeniedError",
     "ClientClosedError",
@@ -76,19 +73,6 @@ __all__ = [
     "api_error_for",
     "setup_error_for",
 ]
-
-#: FlinksCodes that are retried with backoff (plus HTTP 429 and every 5xx).
-RETRYABLE_CODES = frozenset(
-    {
-        "AGGREGATION_ERROR",
-        "RETRY_LATER",
-        "CARD_IN_USE",
-        "CONCURRENT_SESSION",
-        "TOO_MANY_REQUESTS",
-    }
-)
-#: FlinksCodes after which the client authorizes once more and carries on.
-SESSION_CODES = frozenset({"SESSION_NONEXISTENT", "SESSION_EXPIRED"})
 
 
 class FlinksError(Exception):
@@ -328,7 +312,7 @@ class SetupError(APIError):
     never answered this client with a 2xx answered 401/403 (``UNAUTHORIZED`` or no
     FlinksCode, or from ``/Authorize`` ``ACCESS_DENIED`` to a token minted for that
     attempt: a wrong API key, secret key or customer id) or 404 without a FlinksCode (a
-    wrong ``base_url`` or ``investments_url``) for :data:`SETUP_ERRORS` different logins,
+    wrong ``base_url`` or ``investments_url``) for ``SETUP_ERRORS`` (3) different logins,
     or ``/GenerateAuthorizeToken`` (no login involved) answered any 401/403 but a
     retryable code, once, whatever the FlinksCode. From then on every call of
     the client fails at once with this error, sending nothing (``stop_on_setup_error``);
@@ -354,10 +338,6 @@ class _NotFoundSetupError(SetupError, InvalidRequestError):
 def setup_error_for(status: int | None) -> type[SetupError]:
     """The class of the :class:`SetupError` for an answer of ``status``."""
     return _NotFoundSetupError if status == 404 else _AccessSetupError
-
-
-#: different logins answered with a set-up error before :class:`SetupError` trips
-SETUP_ERRORS = 3
 
 
 class NotAvailableError(APIError):
@@ -425,7 +405,9 @@ class MFARequiredError(MFAError):
         )
 
 
-_CODE_CLASSES: dict[str, type[APIError]] = {
+#: The class of each FlinksCode this version knows. What is retried follows from it (see
+#: :mod:`flinks_async._retry`): a :class:`TransientAPIError` is, anything else is not.
+CODE_CLASSES: dict[str, type[APIError]] = {
     "AGGREGATION_ERROR": TransientAPIError,
     "RETRY_LATER": TransientAPIError,
     "CARD_IN_USE": TransientAPIError,
@@ -450,18 +432,12 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
     "DISABLED_INSTITUTION": NotAvailableError,
     "METHOD_NOT_AVAILABLE": NotAvailableError,
 }
-#: FlinksCodes that fail at once, without retry.
-FATAL_CODES = frozenset(
-    c
-    for c, k in _CODE_CLASSES.items()
-    if not issubclass(k, TransientAPIError | SessionExpiredError)
-)
 
 
 def api_error_for(flinks_code: str | None, http_status: int) -> type[APIError]:
     """The exception class for an error answer: by FlinksCode first, then by HTTP status."""
-    if flinks_code and flinks_code in _CODE_CLASSES:
-        return _CODE_CLASSES[flinks_code]
+    if flinks_code and flinks_code in CODE_CLASSES:
+        return CODE_CLASSES[flinks_code]
     if http_status == 429:
         return RateLimitError
     if http_status >= 500:

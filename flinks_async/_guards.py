@@ -36,7 +36,6 @@ from yarl import URL
 
 from ._config import Settings
 from ._errors import (
-    SETUP_ERRORS,
     APIError,
     ServerUnreachableError,
     SetupError,
@@ -49,7 +48,10 @@ from ._retry import RETRY_AFTER_JITTER
 if TYPE_CHECKING:
     from ._transport import Call
 
-__all__ = ["FRESH_TOKEN_AGE", "TOKEN_ENDPOINT", "Guards"]
+__all__ = ["FRESH_TOKEN_AGE", "SETUP_ERRORS", "TOKEN_ENDPOINT", "Guards"]
+
+#: different logins answered with a set-up error before :class:`SetupError` trips
+SETUP_ERRORS = 3
 
 #: the endpoint that mints authorize tokens: it carries no login, only the secret key
 TOKEN_ENDPOINT = "GenerateAuthorizeToken"

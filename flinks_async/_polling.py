@@ -36,15 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import _slices
 from ._config import Settings
-from ._decoding import BodyDecoder
+from ._decoding import Decoder, decode_answer
 from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, wire_options
 from ._endpoints import AnyEndpoint as Endpoint  # a row of the table, whatever its types
-from ._errors import DecodeError, PollTimeoutError, SessionExpiredError
+from ._errors import PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
 from ._models import Authorization
-from ._transport import Call, Transport
+from ._transport import Call, Sender
 
 if TYPE_CHECKING:
     from ._webhooks import WebhookHub
@@ -82,10 +81,12 @@ class Plan:
     #: the call's options (the client's, or a view's): ``poll_timeout`` and the retries
     settings: Settings
     #: turns the 200 body into the value returned (typed and checked, or the bytes)
-    decode: BodyDecoder
+    decode: Decoder
     url: str
     headers: dict[str, str]
-    transport: Transport
+    #: sends each request (the client's :class:`~flinks_async._transport.Transport`; a
+    #: fake in unit tests): a request, its answer
+    transport: Sender
     #: ``POST /Authorize`` for a login
     authorize: Callable[[str], Awaitable[Authorization]]
     started: float | None = None  #: ``time.monotonic()`` of the first attempt
@@ -161,7 +162,6 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
         rid,
         plan.decode,
         settings=s,
-        decode_big=plan.decode.in_slices,
     )
     if not endpoint.poll_by_get:
         return post, post
@@ -176,7 +176,6 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
         rid,
         plan.decode,
         settings=s,
-        decode_big=plan.decode.in_slices,
     )
     return post, poll
 
@@ -188,13 +187,9 @@ async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
     budget = transport.budget
     await budget.take(len(body))
     try:
-        if len(body) >= _slices.SLICE_FROM:
-            value = await plan.decode.in_slices(body)
-        else:
-            value = plan.decode(body)
-    except DecodeError as exc:
-        exc.login_id, exc.endpoint, exc.request_id = plan.login_id, plan.endpoint.name, rid
-        raise
+        value = await decode_answer(
+            plan.decode, body, login_id=plan.login_id, endpoint=plan.endpoint.name, request_id=rid
+        )
     finally:
         budget.give(len(body))
     if transport.hooks or scoped_hooks.get():
@@ -209,58 +204,15 @@ async def fetch(plan: Plan) -> Any:
     200 value. Updates ``plan`` as it goes, so that a second run of the same plan carries on.
     """
     p = plan
-    s = p.settings
-    transport = p.transport
-    login_id = p.login_id
-    endpoint = p.endpoint
     if p.started is None:
         p.started = time.monotonic()
-    started = p.started
-    rid = p.request_id
     # asyncio's own timeout and sleep, not anyio's: the client runs on asyncio only
     # (aiohttp), and these cost a third as much on the path every poll takes
-    left = s.poll_timeout - (time.monotonic() - started) if p.bounded else math.inf
+    left = p.settings.poll_timeout - (time.monotonic() - p.started) if p.bounded else math.inf
     deadline = asyncio.timeout(None if math.isinf(left) else max(left, 0.0))
     try:
         async with deadline:
-            reauthorized = False
-            if rid is None:
-                rid = p.request_id = (await p.authorize(login_id)).request_id or ""
-            post, poll = _calls(p, rid)
-            call = poll if p.posted else post
-            while True:
-                try:
-                    reply = await transport.send(call)
-                except SessionExpiredError:
-                    if reauthorized:
-                        raise
-                    reauthorized = True
-                    p.posted = False
-                    rid = p.request_id = (await p.authorize(login_id)).request_id or ""
-                    post, poll = _calls(p, rid)
-                    call = post
-                    continue
-                p.posted = True
-                if reply.status == 200:
-                    return reply.value
-                del reply  # hold nothing of the 202 while sleeping: thousands of pollers wait
-                p.polls += 1
-                hub = p.webhooks
-                interval = s.poll_interval
-                if hub is not None and time.monotonic() - started < s.webhook_grace:
-                    interval = s.webhook_poll_interval
-                delay = interval * random.uniform(1 - s.poll_jitter, 1 + s.poll_jitter)
-                if transport.hooks or scoped_hooks.get():
-                    name = endpoint.name
-                    n = p.polls
-                    transport.emit(Event("pending", name, login_id, rid, n, 202, delay=delay))
-                if hub is None:
-                    await asyncio.sleep(delay)
-                else:
-                    pushed = await hub.wait(rid, delay)
-                    if pushed is not None:
-                        return await _pushed(p, rid, pushed)
-                call = poll
+            return await _poll(p)
     except asyncio.CancelledError:
         # the task keeps its CancelledError, whose traceback holds this frame: without
         # this the timeout (which holds the task) would make a cycle of every frame of
@@ -271,12 +223,70 @@ async def fetch(plan: Plan) -> Any:
         if not deadline.expired():
             raise  # not ours
     # Only the deadline gets here.
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - p.started
+    s = p.settings
     raise PollTimeoutError(
         f"still pending after {elapsed:.1f}s and {p.polls} polls (poll_timeout={s.poll_timeout}s)",
         attempts=p.polls,
         elapsed=elapsed,
-        login_id=login_id,
-        request_id=rid,
-        endpoint=endpoint.name,
+        login_id=p.login_id,
+        request_id=p.request_id,
+        endpoint=p.endpoint.name,
     )
+
+
+async def _session(p: Plan) -> tuple[Call, Call]:
+    """Authorize for ``p`` (its session is new: post first); its first request and poll."""
+    p.request_id = rid = (await p.authorize(p.login_id)).request_id or ""
+    return _calls(p, rid)
+
+
+async def _poll(p: Plan) -> Any:
+    """Steps 1 to 4 of the polling rule (the module docstring), without the deadline."""
+    reauthorized = False
+    if p.request_id is None:
+        post, poll = await _session(p)
+    else:
+        post, poll = _calls(p, p.request_id)
+    call = poll if p.posted else post
+    transport = p.transport
+    while True:
+        try:
+            reply = await transport.send(call)
+        except SessionExpiredError:
+            if reauthorized:
+                raise
+            reauthorized = True
+            p.posted = False
+            post, poll = await _session(p)
+            call = post
+            continue
+        p.posted = True
+        if reply.status == 200:
+            return reply.value
+        del reply  # hold nothing of the 202 while sleeping: thousands of pollers wait
+        p.polls += 1
+        pushed = await _wait(p, call.request_id or "")
+        if pushed is not None:
+            return await _pushed(p, call.request_id or "", pushed)
+        call = poll
+
+
+async def _wait(p: Plan, rid: str) -> bytes | None:
+    """The wait after a 202: ``poll_interval`` (or, with webhooks, in their grace,
+    ``webhook_poll_interval``) +-``poll_jitter``; with webhooks, the body of the one that
+    came meanwhile, else ``None``."""
+    s = p.settings
+    transport = p.transport
+    hub = p.webhooks
+    interval = s.poll_interval
+    if hub is not None and time.monotonic() - (p.started or 0.0) < s.webhook_grace:
+        interval = s.webhook_poll_interval
+    delay = interval * random.uniform(1 - s.poll_jitter, 1 + s.poll_jitter)
+    if transport.hooks or scoped_hooks.get():
+        name, n = p.endpoint.name, p.polls
+        transport.emit(Event("pending", name, p.login_id, rid, n, 202, delay=delay))
+    if hub is None:
+        await asyncio.sleep(delay)
+        return None
+    return await hub.wait(rid, delay)

@@ -269,17 +269,16 @@ class WebhookReceiver:
     # --- the framework-free core ------------------------------------------------------
 
     async def receive(self, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
-        """Handle one POST whose body is already read: ``(status, text)`` to answer (see
-        the module docstring). ``headers``' names are matched case-insensitively."""
-        if len(body) > self.limits.max_body_bytes:
-            return _pair(self._refuse("too_big", 413, "too large"))
-        given = self._signature(headers)
-        if given is None:
-            return _pair(self._refuse("bad_signature", 401, "bad signature"))
-        macs = self._macs()
-        for mac in macs:
-            mac.update(body)
-        return _pair(await self._verify_and_store(body, given, macs))
+        """Handle one POST whose body is already read, through the same gates:
+        ``(status, text)`` to answer. ``headers``' names are matched case-insensitively."""
+        chunks = iter((body,))
+
+        async def next_chunk() -> bytes | None:
+            return next(chunks, None)
+
+        answer = await self._handle(headers, len(body), next_chunk)
+        assert answer is not None  # the sender is never gone
+        return answer.status, answer.text
 
     def _signature(self, headers: Mapping[str, str]) -> bytes | None:
         """The signature header's digest, ``None`` when absent or not Base64 of 32 bytes."""
@@ -301,11 +300,6 @@ class WebhookReceiver:
         for mac in macs:  # every secret compared, in constant time
             ok |= hmac.compare_digest(mac.digest(), given)
         return ok
-
-    async def _verify_and_store(self, body: bytes, given: bytes, macs: list[hmac.HMAC]) -> _Answer:
-        if not self._matches(macs, given):
-            return self._refuse("bad_signature", 401, "bad signature")
-        return await self._store(body)
 
     async def _store(self, body: bytes) -> _Answer:
         try:
@@ -498,7 +492,3 @@ async def _asgi_answer(send: Send, answer: _Answer) -> None:
 
 def _listed(secrets: str | Iterable[str]) -> tuple[str, ...]:
     return (secrets,) if isinstance(secrets, str) else tuple(secrets)
-
-
-def _pair(answer: _Answer) -> tuple[int, str]:
-    return answer.status, answer.text

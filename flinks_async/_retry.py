@@ -1,4 +1,10 @@
-"""Retry timing: the backoff formula and ``Retry-After`` parsing.
+"""Retry policy: what is retried, the backoff formula and ``Retry-After`` parsing.
+
+What is retried (by the transport, ``max_retries`` times): a connection error, a torn
+body, HTTP 429 and every 5xx, and the FlinksCodes of :data:`RETRYABLE_CODES` (those whose
+error is a :class:`~flinks_async.TransientAPIError`). A session error
+(``SESSION_NONEXISTENT``/``SESSION_EXPIRED``) is not retried here: the poller authorizes
+once more. :data:`FATAL_CODES` fail at once.
 
 Backoff (stamina-style capped exponential with "equal jitter")::
 
@@ -27,7 +33,23 @@ import random
 import re
 import time
 
-__all__ = ["RETRY_AFTER_JITTER", "backoff_delay", "parse_retry_after", "retry_delay"]
+from ._errors import CODE_CLASSES, SessionExpiredError, TransientAPIError
+
+__all__ = [
+    "FATAL_CODES",
+    "RETRYABLE_CODES",
+    "RETRY_AFTER_JITTER",
+    "backoff_delay",
+    "parse_retry_after",
+    "retry_delay",
+]
+
+#: FlinksCodes that are retried with backoff (plus HTTP 429 and every 5xx).
+RETRYABLE_CODES = frozenset(c for c, k in CODE_CLASSES.items() if issubclass(k, TransientAPIError))
+#: FlinksCodes that fail at once, without retry (a session error re-authorizes instead).
+FATAL_CODES = frozenset(
+    c for c, k in CODE_CLASSES.items() if not issubclass(k, TransientAPIError | SessionExpiredError)
+)
 
 #: Retry-After waits are stretched by ``uniform(1, 1 + RETRY_AFTER_JITTER)``.
 RETRY_AFTER_JITTER = 0.2

@@ -31,10 +31,11 @@ drift (``"Account", "'Holder' (str)"``), and nothing Flinks sent is dropped. Wit
 
 Always, raw or not: a ``200`` holding none of the endpoint's data keys (a model's
 ``__data_fields__``: ``Accounts``/``Securities``/``Value``/``Cash`` for ``/Investments``)
-raises :class:`~flinks_async.SchemaDriftError` (:func:`no_data`) instead of passing for an
-empty success. An ``/Investments`` position or transaction whose ``SecurityId`` names no
-listed security is reported as drift (``"Position", "'SecurityId' (not in Securities)"``)
-and its ``.security`` is ``None``; never an exception, even when strict.
+raises :class:`~flinks_async.SchemaDriftError` (:func:`~flinks_async._decoding.no_data`)
+instead of passing for an empty success. An ``/Investments`` position or transaction
+whose ``SecurityId`` names no listed security is reported as drift (``"Position",
+"'SecurityId' (not in Securities)"``) and its ``.security`` is ``None``; never an
+exception, even when strict.
 
 Cost and when it runs: the generic read and the walk cost 6-9x the typed decode
 (``benchmarks/decoding.py``). So by default only the first :data:`SAMPLE` answers of each
@@ -53,27 +54,22 @@ import decimal
 import logging
 import re
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from ._decoding import ModelDecoder, Unfit, no_data
 from ._errors import DecodeError, SchemaDriftError
 from ._events import Event, EventHook, dispatch, scoped_hooks
 from ._fields import fits, spec_of
 from ._money import MAX_EXPONENT, check_money
 
-if TYPE_CHECKING:
-    from ._decoding import Decode
-
 __all__ = [
     "SAMPLE",
     "SAMPLE_MAX_BYTES",
+    "CheckedDecoder",
     "SchemaCheck",
-    "Unfit",
-    "data_probe",
     "dump",
-    "no_data",
-    "probe_has_data",
 ]
 
 log = logging.getLogger("flinks_async")
@@ -93,57 +89,6 @@ _EXTRA = "__flinks_extra__"
 # generic reads keep every number exact (money in ``.extra`` too)
 _GENERIC = msgspec.json.Decoder(float_hook=decimal.Decimal)
 _PATH = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
-
-
-class Unfit(DecodeError):
-    """A complete JSON answer that the typed decode refused (a value of the wrong type);
-    :meth:`SchemaCheck.wrap` repairs it unless strict. Not retried."""
-
-
-def data_probe(model: type[Any]) -> type[msgspec.Struct]:
-    """A struct of ``model``'s data keys only, each kept as ``msgspec.Raw``: decoding it
-    checks a raw body holds at least one of them without building anything."""
-    probe = _PROBES.get(model)
-    if probe is None:
-        wire = {f.name: f.encode_name for f in msgspec.structs.fields(model)}
-        probe = _PROBES[model] = msgspec.defstruct(
-            f"{model.__name__}Keys",
-            [(wire[n], msgspec.Raw, _NULL) for n in model.__data_fields__],
-            kw_only=True,
-        )
-    return probe
-
-
-_PROBES: dict[type[Any], type[msgspec.Struct]] = {}
-_NULL = msgspec.Raw(b"null")
-
-
-def probe_has_data(probe: msgspec.Struct) -> bool:
-    """Whether a decoded :func:`data_probe` holds a non-null data key."""
-    for name in probe.__struct_fields__:
-        raw = getattr(probe, name)
-        if len(raw) != 4 or raw != _NULL:  # never bytes(raw): a copy of the whole array
-            return True
-    return False
-
-
-def no_data(model: type[Any], body: bytes) -> SchemaDriftError:
-    """The error for a 200 holding none of ``model``'s data keys (null counts as absent)."""
-    wire = {f.name: f.encode_name for f in msgspec.structs.fields(model)}
-    expected = [wire[n] for n in model.__data_fields__]
-    try:
-        generic = _GENERIC.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        generic = None
-    known = set(spec_of(model))
-    keys = [k for k in generic if k not in known] if isinstance(generic, dict) else []
-    found = ", ".join(repr(k) for k in keys[:10]) or "no other key"
-    return SchemaDriftError(
-        f"the answer holds none of {', '.join(expected)} ({found}): not an empty "
-        f"{model.__name__}, a shape this client does not know",
-        drift=[(model.__name__, repr(k)) for k in keys]
-        or [(model.__name__, f"none of {', '.join(expected)}")],
-    )
 
 
 _WARNED: set[tuple[str, str]] = set()  # (model, key): logged once per process
@@ -205,14 +150,14 @@ class SchemaCheck:
 
     def wrap(
         self,
-        decode: Decode,
+        decode: ModelDecoder,
         model: type[Any],
         endpoint: str,
         login_id: str | None,
-    ) -> Checked:
+    ) -> CheckedDecoder:
         """``decode`` plus the check (when this answer is to be checked), the repair of an
         answer that does not fit, and the check of ``SecurityId`` references."""
-        return Checked(self, decode, model, endpoint, login_id)
+        return CheckedDecoder(self, decode, model, endpoint, login_id)
 
     def _repair(
         self, body: bytes, model: type[Any], unfit: Unfit, endpoint: str, login_id: str | None
@@ -343,15 +288,17 @@ class SchemaCheck:
             value.extra = {**(value.extra or {}), **extra}
 
 
-class Checked:
-    """A decoder of one call with its schema check (see :meth:`SchemaCheck.wrap`)."""
+class CheckedDecoder:
+    """A :class:`~flinks_async._decoding.Decoder` for one call: a
+    :class:`~flinks_async._decoding.ModelDecoder` with the client's schema check (see
+    :meth:`SchemaCheck.wrap`)."""
 
     __slots__ = ("_decode", "_schema", "endpoint", "login_id", "model")
 
     def __init__(
         self,
         schema: SchemaCheck,
-        decode: Decode,
+        decode: ModelDecoder,
         model: type[Any],
         endpoint: str,
         login_id: str | None,

@@ -49,7 +49,6 @@ from ._errors import DecodeError
 from ._fields import spec_of
 from ._models import Investments, resolve_security_ids
 from ._money import check_money, money_fine
-from ._schema import data_probe, probe_has_data
 
 __all__ = [
     "MAX_MISCUTS",
@@ -57,7 +56,9 @@ __all__ = [
     "RAW_PIECE_BYTES",
     "SLICE_FROM",
     "Uncut",
+    "data_probe",
     "decode_in_slices",
+    "probe_has_data",
 ]
 
 #: answers of at least this many bytes are decoded in slices (smaller ones in one go:
@@ -87,6 +88,34 @@ _DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 class Uncut(Exception):
     """This answer is not one the slices take: decode it in one go."""
+
+
+def data_probe(model: type[Any]) -> type[msgspec.Struct]:
+    """A struct of ``model``'s data keys only, each kept as ``msgspec.Raw``: decoding it
+    checks a raw body holds at least one of them without building anything (in one go
+    or, for a body with no data list, in slices)."""
+    probe = _PROBES.get(model)
+    if probe is None:
+        wire = {f.name: f.encode_name for f in msgspec.structs.fields(model)}
+        probe = _PROBES[model] = msgspec.defstruct(
+            f"{model.__name__}Keys",
+            [(wire[n], msgspec.Raw, _NULL) for n in model.__data_fields__],
+            kw_only=True,
+        )
+    return probe
+
+
+_PROBES: dict[type[Any], type[msgspec.Struct]] = {}
+_NULL = msgspec.Raw(b"null")
+
+
+def probe_has_data(probe: msgspec.Struct) -> bool:
+    """Whether a decoded :func:`data_probe` holds a non-null data key."""
+    for name in probe.__struct_fields__:
+        raw = getattr(probe, name)
+        if len(raw) != 4 or raw != _NULL:  # never bytes(raw): a copy of the whole array
+            return True
+    return False
 
 
 def _lists_of(model: type[Any]) -> dict[str, tuple[str, type[Any], bool]]:

@@ -21,18 +21,19 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
 import anyio.lowlevel
 
-from . import _events, _otel, _slices
-from ._answers import Held, answer_error, read_big, read_body
+from . import _events, _otel
+from ._answers import Held, answer_error, read_body
 from ._budget import BodyBudget
 from ._config import Settings
 from ._coordination import Limiter
+from ._decoding import Decoder, decode_answer
 from ._errors import (
     ClientClosedError,
     DecodeError,
@@ -47,15 +48,18 @@ from ._logs import extra, log, log_exchange
 from ._retry import parse_retry_after, retry_delay
 from ._version import __version__
 
-__all__ = ["Call", "Reply", "Transport"]
+__all__ = ["Call", "Reply", "Sender", "Transport"]
 
 #: Failures to reach the server at all (refused, unknown host, connect timeout).
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 @dataclasses.dataclass(slots=True)
 class Call:
-    """One Flinks HTTP call. ``decode`` turns a 200 body into the result (may raise)."""
+    """One Flinks HTTP call. ``decode`` turns a 200 body into the result (may raise), in
+    one go or, for a body of ``SLICE_FROM`` bytes or more, in slices
+    (:func:`~flinks_async._decoding.decode_answer`)."""
 
     method: str
     url: str
@@ -65,7 +69,7 @@ class Call:
     body: bytes | None = dataclasses.field(default=None, repr=False)  # personal data
     login_id: str | None = None
     request_id: str | None = None
-    decode: Callable[[bytes], Any] | None = None
+    decode: Decoder | None = None
     #: called before every attempt for headers that must be fresh (a single-use token)
     fresh_headers: Callable[[], Awaitable[dict[str, str]]] | None = None
     #: the settings of a :meth:`FlinksClient.with_options` view (retries, backoff), if any
@@ -73,9 +77,6 @@ class Call:
     #: ``body`` as an aiohttp payload, built on first send and reused by every poll (bytes
     #: payloads are stateless): no payload registry lookup per request
     payload: aiohttp.BytesPayload | None = dataclasses.field(default=None, repr=False)
-    #: the same decoding, awaited in slices for a body of ``SLICE_FROM`` bytes or more
-    #: (:mod:`flinks_async._slices`): the event loop runs other tasks meanwhile
-    decode_big: Callable[[bytes], Awaitable[Any]] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -85,6 +86,33 @@ class Reply:
     status: int
     body: bytes
     value: Any = None
+
+
+class Sender(Protocol):
+    """Send one request, get one answer: what polling (:func:`~flinks_async._polling.fetch`)
+    and :class:`~flinks_async._authorize.Authorizer` need of the transport, so that they
+    can be driven by a fake in tests. :class:`Transport` is the real one."""
+
+    #: the client's event hooks (events are emitted through :meth:`emit`)
+    hooks: tuple[EventHook, ...]
+    #: the client's body budget (a pushed webhook's body holds its share while decoded)
+    budget: BodyBudget
+    #: the client's pause and breakers (Authorize sends the first token request alone)
+    guards: Guards
+
+    async def send(self, call: Call) -> Reply:
+        """``call`` sent (and retried): its 200 (decoded) or 202 :class:`Reply`, or the
+        typed error."""
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to the hooks."""
+
+
+def _transport_error(call: Call, message: str) -> TransportError:
+    """A :class:`TransportError` of ``call``."""
+    return TransportError(
+        message, login_id=call.login_id, request_id=call.request_id, endpoint=call.endpoint
+    )
 
 
 def _drop_tracebacks(error: BaseException | None) -> None:
@@ -203,227 +231,247 @@ class Transport:
 
     async def send(self, call: Call) -> Reply:
         """Send ``call``, retrying transient failures; return its 200/202 :class:`Reply`.
-
-        One flat coroutine on purpose: every await of a request resumes through each
-        coroutine frame above it, so the hot path keeps its nesting shallow.
-        """
+        Each attempt: :meth:`_ready` (breakers, pause, token, limiter), :meth:`_exchange`
+        (the request and its body), :meth:`_judge` (decode a 200, or the answer's error);
+        a retryable failure waits :meth:`_retrying`. Two frames deep at most: every await
+        of a request resumes through each frame above it."""
         s = call.settings or self.settings
         session = self.session()
         hooks = self.hooks or _events.scoped_hooks.get()
         debug = log.isEnabledFor(logging.DEBUG)
-        timed = bool(hooks) or debug
-        limiter = self._limiter
-        guards = self.guards
-        data = call.payload
-        if data is None and call.body is not None:
-            data = call.payload = aiohttp.BytesPayload(call.body, content_type="application/json")
+        if call.payload is None and call.body is not None:
+            call.payload = aiohttp.BytesPayload(call.body, content_type="application/json")
         attempt = 0
         minted = 0.0  # when this attempt's authorize token was minted (fresh_headers)
+        failure: FlinksError | None = None
         try:
             while True:
                 attempt += 1
-                if self._closed:  # closed during a retry sleep
-                    raise ClientClosedError(
-                        "the FlinksClient was closed during this call",
-                        login_id=call.login_id,
-                        request_id=call.request_id,
-                        endpoint=call.endpoint,
-                    )
-                if guards.unreachable is not None:
-                    raise guards.unreachable
-                if guards.setup_error is not None:
-                    raise guards.setup_error
-                if guards.paused_until:
-                    await guards.wait_out_pause()
-                if call.fresh_headers is not None:
-                    call.headers = {**call.headers, **await call.fresh_headers()}
-                    minted = time.monotonic()
-                held = limiter is not None
-                slot = None
-                if limiter is not None:
-                    # a just-minted single-use token goes ahead of the queue, never idles behind it
-                    slot = await limiter.acquire(priority=call.fresh_headers is not None)
-                if hooks:
-                    self.emit(
-                        Event("request", call.endpoint, call.login_id, call.request_id, attempt)
-                    )
-                started = time.monotonic() if timed else 0.0
-                span = None
-                if self.tracer is not None:
-                    shown = self.settings.shown_login_id(call.login_id)
-                    span = _otel.attempt_span(self.tracer, call, attempt, shown)
-                failure: FlinksError | None = None
-                retry_after: float | None = None
-                status = 0
+                minted, slot = await self._ready(call, minted)
+                span = self._begin(call, attempt, hooks)
+                started = time.monotonic() if hooks or debug else 0.0
+                status, retry_after = 0, None
                 read = Held()  # the body's share of the budget, given back after decoding
                 try:
-                    self.in_flight += 1
-                    self.requests_sent += 1
                     try:
-                        async with session.request(
-                            call.method,
-                            call.url,
-                            data=data,
-                            headers=call.headers or None,
-                            allow_redirects=False,
-                            proxy=s.proxy,
-                        ) as resp:
-                            if held:  # the answer began: the request has arrived
-                                held = False
-                                limiter.release(slot)  # type: ignore[union-attr]
-                            guards.answered = True
-                            status = resp.status
-                            try:
-                                length = resp.content_length
-                                if (
-                                    resp.status < 300
-                                    and length is not None
-                                    and length <= s.max_response_bytes
-                                    and "Content-Encoding" not in resp.headers
-                                ):
-                                    if not self.budget.try_take(length):
-                                        await self.budget.take(length)
-                                    read.size = length
-                                    if length < _slices.SLICE_FROM:
-                                        body = await resp.read()  # the common case, inline
-                                    else:  # joined off the event loop
-                                        body = await read_big(resp, length)
-                                else:
-                                    limit = s.max_response_bytes
-                                    body = await read_body(resp, call, read, limit, self.budget)
-                            except BaseException:
-                                resp.close()  # drop the connection: a half-read body is no use
-                                raise
-                            headers = resp.headers
-                    except FlinksError as exc:  # from _read: a redirect, a body over the cap
+                        status, body, headers, failure = await self._exchange(
+                            session, call, s, read, slot, attempt, started, debug
+                        )
+                    except FlinksError as exc:  # not retried (a redirect, TLS, a body too big)
                         failure = exc
-                        if debug:
-                            log_exchange(
-                                self.settings, call, attempt, started, status, failure, b""
-                            )
                         raise
-                    except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
-                        # TLS refused (untrusted certificate, wrong hostname): retrying can't help
-                        failure = TransportError(
-                            f"TLS failed: {exc}",
-                            login_id=call.login_id,
-                            request_id=call.request_id,
-                            endpoint=call.endpoint,
-                        )
-                        raise failure from exc
-                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                        if not guards.answered and isinstance(exc, _CONNECT_ERRORS):
-                            guards.count_connect_failure(call, exc)
-                        failure = TransportError(
-                            f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
-                            login_id=call.login_id,
-                            request_id=call.request_id,
-                            endpoint=call.endpoint,
-                        )
-                        failure.__cause__ = exc
-                        body = b""
-                    finally:
-                        self.in_flight -= 1
-                        if held:  # failed or cancelled before any answer
-                            held = False
-                            limiter.release(slot)  # type: ignore[union-attr]
                     if debug:
                         log_exchange(self.settings, call, attempt, started, status, failure, body)
                     if failure is None:
-                        if hooks:
-                            self.emit(
-                                Event(
-                                    "response",
-                                    call.endpoint,
-                                    call.login_id,
-                                    call.request_id,
-                                    attempt,
-                                    status=status,
-                                    elapsed=time.monotonic() - started,
-                                )
-                            )
-                        if status < 300 and call.endpoint not in guards.working:
-                            guards.working.add(call.endpoint)
-                        if status == 200:
-                            if call.decode is None:
-                                return Reply(status, body)
-                            try:
-                                big = call.decode_big
-                                if big is not None and len(body) >= _slices.SLICE_FROM:
-                                    return Reply(status, body, await big(body))
-                                return Reply(status, body, call.decode(body))
-                            except DecodeError as exc:
-                                exc.login_id, exc.endpoint = call.login_id, call.endpoint
-                                exc.request_id = call.request_id
-                                exc.http_status = status
-                                exc.content_type = headers.get("Content-Type", "")
-                                failure = exc
-                                if not exc.retryable:
-                                    raise  # a complete JSON answer: the same bytes would fail again
-                        elif status == 202:
-                            return Reply(status, body)
-                        else:
-                            failure = answer_error(call, status, headers, body)
-                            if not isinstance(failure, TransientAPIError):
-                                fresh = (
-                                    call.fresh_headers is not None
-                                    and time.monotonic() - minted < FRESH_TOKEN_AGE
-                                )
-                                if guards.setup_counts(failure, s, fresh_token=fresh):
-                                    guards.count_setup_error(call, failure, fresh_token=fresh)
-                                raise failure
-                            retry_after = parse_retry_after(headers.get("Retry-After"))
-                            if isinstance(failure, RateLimitError):
-                                failure.retry_after = retry_after
-                                guards.pause(call, retry_after, s)
+                        reply, failure, retry_after, final = await self._judge(
+                            call, s, status, body, headers, attempt, started, minted, hooks
+                        )
+                        if reply is not None:
+                            return reply
+                        if final:
+                            raise failure  # type: ignore[misc]
                 finally:
                     if read.size:
                         self.budget.give(read.size)
                     if span is not None:
                         _otel.end_attempt_span(span, status, failure)
+                assert failure is not None
                 if attempt > s.max_retries:
                     raise failure from failure.__cause__
-                delay = retry_delay(
-                    attempt,
-                    retry_after,
-                    initial=s.backoff_initial,
-                    maximum=s.backoff_max,
-                    max_retry_after=s.max_retry_after,
-                    rng=self._rng,
-                )
-                if debug:
-                    log.debug(
-                        "retry %s %s in %.3fs after attempt %d: %s",
-                        call.method,
-                        call.endpoint,
-                        delay,
-                        attempt,
-                        failure,
-                        extra=extra(self.settings, call, attempt=attempt, delay=delay),
-                    )
-                if hooks:
-                    self.emit(
-                        Event(
-                            "retry",
-                            call.endpoint,
-                            call.login_id,
-                            call.request_id,
-                            attempt,
-                            delay=delay,
-                            error=failure,
-                        )
-                    )
-                # Reported above; dropped before the sleep: the tracebacks of the failure and of
-                # what caused it hold this frame (whose `failure` holds them) and aiohttp's, a
-                # cycle the GC would find only in a full collection (it outlives young ones)
-                _drop_tracebacks(failure)
-                failure = None
+                delay = self._retrying(call, s, attempt, failure, retry_after, hooks, debug)
+                failure = None  # its tracebacks are dropped (see _retrying)
                 with anyio.move_on_after(delay):  # or until the client closes: then raise at once
                     await self._closing.wait()
-                if guards.unreachable is not None:
-                    raise guards.unreachable
+                if self.guards.unreachable is not None:
+                    raise self.guards.unreachable
         except BaseException:
             # the error's traceback holds this frame: it must not hold the error (a cycle
             # left for the GC, with every frame and object the traceback reaches)
             failure = None
             raise
+
+    def _begin(self, call: Call, attempt: int, hooks: Any) -> Any:
+        """An attempt begins: its ``request`` event, and its span (returned) if tracing."""
+        if hooks:
+            self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
+        if self.tracer is None:
+            return None
+        shown = self.settings.shown_login_id(call.login_id)
+        return _otel.attempt_span(self.tracer, call, attempt, shown)
+
+    async def _ready(self, call: Call, minted: float) -> tuple[float, Any]:
+        """Before an attempt: raise if the client closed or a breaker tripped, wait out a
+        429 pause, take fresh headers (a single-use token), then the rate limiter's slot.
+        Returns when that token was minted (``minted`` when there is none) and the slot."""
+        if self._closed:  # closed during a retry sleep
+            raise ClientClosedError(
+                "the FlinksClient was closed during this call",
+                login_id=call.login_id,
+                request_id=call.request_id,
+                endpoint=call.endpoint,
+            )
+        guards = self.guards
+        if guards.unreachable is not None:
+            raise guards.unreachable
+        if guards.setup_error is not None:
+            raise guards.setup_error
+        if guards.paused_until:
+            await guards.wait_out_pause()
+        if call.fresh_headers is not None:
+            call.headers = {**call.headers, **await call.fresh_headers()}
+            minted = time.monotonic()
+        if self._limiter is None:
+            return minted, None
+        # a just-minted single-use token goes ahead of the queue, never idles behind it
+        return minted, await self._limiter.acquire(priority=call.fresh_headers is not None)
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        call: Call,
+        s: Settings,
+        read: Held,
+        slot: Any,
+        attempt: int,
+        started: float,
+        debug: bool,
+    ) -> tuple[int, bytes, Mapping[str, str], TransportError | None]:
+        """One request: its answer's status, body and headers (the limiter's ``slot`` is
+        given back when the answer begins). A failure to retry is returned (connection,
+        timeout, torn body); one retrying cannot help is raised (TLS refused, a
+        redirect, a body over ``max_response_bytes``)."""
+        limiter = self._limiter
+        held = limiter is not None
+        status = 0
+        self.in_flight += 1
+        self.requests_sent += 1
+        try:
+            async with session.request(
+                call.method,
+                call.url,
+                data=call.payload,
+                headers=call.headers or None,
+                allow_redirects=False,
+                proxy=s.proxy,
+            ) as resp:
+                if held:  # the answer began: the request has arrived
+                    held = False
+                    limiter.release(slot)  # type: ignore[union-attr]
+                self.guards.answered = True
+                status = resp.status
+                try:
+                    body = await read_body(resp, call, read, s.max_response_bytes, self.budget)
+                except BaseException:
+                    resp.close()  # drop the connection: a half-read body is no use
+                    raise
+                return status, body, resp.headers, None
+        except FlinksError as exc:  # from _read: a redirect, a body over the cap
+            if debug:
+                log_exchange(self.settings, call, attempt, started, status, exc, b"")
+            raise
+        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+            # TLS refused (untrusted certificate, wrong hostname): retrying can't help
+            raise _transport_error(call, f"TLS failed: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if not self.guards.answered and isinstance(exc, _CONNECT_ERRORS):
+                self.guards.count_connect_failure(call, exc)
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            failure = _transport_error(call, text)
+            failure.__cause__ = exc
+            return status, b"", _NO_HEADERS, failure
+        finally:
+            self.in_flight -= 1
+            if held:  # failed or cancelled before any answer
+                limiter.release(slot)  # type: ignore[union-attr]
+
+    async def _judge(
+        self,
+        call: Call,
+        s: Settings,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        attempt: int,
+        started: float,
+        minted: float,
+        hooks: Any,
+    ) -> tuple[Reply | None, FlinksError | None, float | None, bool]:
+        """What an answer means: ``(reply, None, None, False)`` for a 200 (decoded) or a
+        202; else ``(None, failure, retry_after, final)``, ``final`` when retrying cannot
+        help (a complete JSON answer that does not decode, a non-transient error; the
+        set-up breaker counts it first)."""
+        if hooks:
+            where = (call.endpoint, call.login_id, call.request_id, attempt)
+            elapsed = time.monotonic() - started
+            self.emit(Event("response", *where, status=status, elapsed=elapsed))
+        guards = self.guards
+        if status < 300 and call.endpoint not in guards.working:
+            guards.working.add(call.endpoint)
+        if status == 200:
+            if call.decode is None:
+                return Reply(status, body), None, None, False
+            try:
+                value = await decode_answer(
+                    call.decode,
+                    body,
+                    login_id=call.login_id,
+                    endpoint=call.endpoint,
+                    request_id=call.request_id,
+                    http_status=status,
+                    headers=headers,
+                )
+            except DecodeError as exc:
+                # a complete JSON answer: the same bytes would fail again
+                return None, exc, None, not exc.retryable
+            return Reply(status, body, value), None, None, False
+        if status == 202:
+            return Reply(status, body), None, None, False
+        failure = answer_error(call, status, headers, body)
+        if not isinstance(failure, TransientAPIError):
+            fresh = call.fresh_headers is not None and time.monotonic() - minted < FRESH_TOKEN_AGE
+            if guards.setup_counts(failure, s, fresh_token=fresh):
+                guards.count_setup_error(call, failure, fresh_token=fresh)
+            return None, failure, None, True
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if isinstance(failure, RateLimitError):
+            failure.retry_after = retry_after
+            guards.pause(call, retry_after, s)
+        return None, failure, retry_after, False
+
+    def _retrying(
+        self,
+        call: Call,
+        s: Settings,
+        attempt: int,
+        failure: FlinksError,
+        retry_after: float | None,
+        hooks: Any,
+        debug: bool,
+    ) -> float:
+        """The wait before the next attempt (:func:`~flinks_async._retry.retry_delay`),
+        logged and reported as a ``retry`` event; then ``failure``'s tracebacks dropped:
+        they hold the frame of :meth:`send` (whose ``failure`` holds them) and aiohttp's, a
+        cycle the GC would find only in a full collection (it outlives young ones)."""
+        delay = retry_delay(
+            attempt,
+            retry_after,
+            initial=s.backoff_initial,
+            maximum=s.backoff_max,
+            max_retry_after=s.max_retry_after,
+            rng=self._rng,
+        )
+        if debug:
+            log.debug(
+                "retry %s %s in %.3fs after attempt %d: %s",
+                call.method,
+                call.endpoint,
+                delay,
+                attempt,
+                failure,
+                extra=extra(self.settings, call, attempt=attempt, delay=delay),
+            )
+        if hooks:
+            where = (call.endpoint, call.login_id, call.request_id, attempt)
+            self.emit(Event("retry", *where, delay=delay, error=failure))
+        _drop_tracebacks(failure)
+        return delay

@@ -44,7 +44,7 @@ from typing import Any
 import msgspec
 
 from ._coordination import RETENTION, SEEN_FOR, StoredWebhook, WebhookHub
-from ._decoding import make_decoder
+from ._decoding import ModelDecoder
 from ._endpoints import ENDPOINTS
 from ._errors import DecodeError
 from ._schema import SchemaCheck
@@ -161,7 +161,7 @@ class WebhookDelivery:
         model = DATA_TYPES.get(kind)
         if model is None:
             return msgspec.json.decode(self.body)
-        checked = _SCHEMA.wrap(make_decoder(model, raw=False), model, kind, self.login_id)
+        checked = _SCHEMA.wrap(ModelDecoder.of(model, raw=False), model, kind, self.login_id)
         return checked(self.body)
 
 

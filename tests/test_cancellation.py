@@ -87,7 +87,16 @@ async def test_cancel_while_waiting_for_the_rate_limiter(emu: Emulator) -> None:
 #: What a login in flight holds: none of it may be left in a reference cycle once cancelled
 #: (aiohttp's own connection objects may be: a connection the server closed keeps a cycle
 #: through its ServerDisconnectedError, whatever the client does).
-_A_CALLS_OBJECTS = {"frame", "coroutine", "Task", "Future", "Timeout", "_Flight", "Plan", "Checked"}
+_A_CALLS_OBJECTS = {
+    "frame",
+    "coroutine",
+    "Task",
+    "Future",
+    "Timeout",
+    "_Flight",
+    "Plan",
+    "CheckedDecoder",
+}
 
 
 @pytest.mark.parametrize("path", ["fan-out", "direct"])

@@ -20,7 +20,8 @@ from flinks_async import (
     TransientAPIError,
     TransportError,
 )
-from flinks_async._errors import FATAL_CODES, RETRYABLE_CODES, api_error_for
+from flinks_async._errors import api_error_for
+from flinks_async._retry import FATAL_CODES, RETRYABLE_CODES
 from flinks_async.testing import Emulator
 
 from .conftest import fast_client

@@ -25,7 +25,7 @@ from flinks_async import (
 )
 from flinks_async._answers import answer_error
 from flinks_async._authorize import check_login_id
-from flinks_async._decoding import make_decoder
+from flinks_async._decoding import ModelDecoder
 from flinks_async._redact import is_guid
 from flinks_async._retry import RETRY_AFTER_JITTER, backoff_delay, parse_retry_after, retry_delay
 from flinks_async._transport import Call
@@ -59,7 +59,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 def test_decoding_yields_a_model_or_a_decode_error(
     body: bytes, model: type[Any], raw: bool
 ) -> None:
-    decode = make_decoder(model, raw=raw)
+    decode = ModelDecoder.of(model, raw=raw)
     try:
         value = decode(body)
     except DecodeError:

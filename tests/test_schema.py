@@ -21,7 +21,7 @@ from flinks_async import (
     _schema,
     dump,
 )
-from flinks_async._decoding import make_decoder
+from flinks_async._decoding import ModelDecoder
 from flinks_async._schema import SchemaCheck
 from flinks_async.testing import (
     Emulator,
@@ -260,7 +260,7 @@ def test_property_raw_and_typed_describe_the_same_data(
     raw = msgspec.json.decode(generate(size, variant))
     body = msgspec.json.encode(_mutate(raw, random.Random(seed)))
     check = SchemaCheck(strict=False, keep_extra=True, hooks=())
-    typed = check.wrap(make_decoder(model, raw=False), model, kind, None)(body)
+    typed = check.wrap(ModelDecoder.of(model, raw=False), model, kind, None)(body)
     exact = msgspec.json.Decoder(float_hook=Decimal)  # numbers read digit for digit
     decimal_raw = exact.decode(body)
     decimal_typed = exact.decode(dump(typed))

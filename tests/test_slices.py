@@ -22,7 +22,7 @@ from flinks_async import (
     Statements,
     _slices,
 )
-from flinks_async._decoding import make_decoder
+from flinks_async._decoding import ModelDecoder
 from flinks_async._schema import SchemaCheck
 from flinks_async.testing import (
     Emulator,
@@ -58,7 +58,7 @@ def outcome(call: Any) -> Any:
 
 
 def sliced_outcome(model: type[Any], body: bytes, *, raw: bool = False) -> Any:
-    decode = make_decoder(model, raw=raw)
+    decode = ModelDecoder.of(model, raw=raw)
     try:
         return drive(decode.in_slices(body))[0]
     except FlinksError as exc:
@@ -88,7 +88,7 @@ def test_sliced_equals_one_go_and_lets_others_run(
     model: type[Any], body: bytes, raw: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_slices, "TURN_EVERY", 0.0)  # a turn after every piece
-    decode = make_decoder(model, raw=raw)
+    decode = ModelDecoder.of(model, raw=raw)
     one_go = decode(body)
     done, turns = drive(decode.sliced(body))
     assert done is not None, "the slices took this answer"
@@ -101,7 +101,7 @@ def test_sliced_equals_one_go_and_lets_others_run(
 
 def test_securities_are_resolved_as_in_one_go(tiny_pieces: None) -> None:
     body = investments_payload(200_000, variant=3)
-    value = drive(make_decoder(Investments, raw=False).in_slices(body))[0]
+    value = drive(ModelDecoder.of(Investments, raw=False).in_slices(body))[0]
     positions = [p for a in value.accounts for p in a.positions or ()]
     assert positions and all(p.security is not None for p in positions)
     assert all(p.security.id == p.security_id for p in positions)
@@ -139,7 +139,7 @@ def test_awkward_but_valid_json_is_cut_right(
     tiny_pieces: None, model: type[Any], body: bytes, raw: bool
 ) -> None:
     body = _awkward(SMALL[model])
-    decode = make_decoder(model, raw=raw)
+    decode = ModelDecoder.of(model, raw=raw)
     done, turns = drive(decode.sliced(body))
     assert done is not None and done[0] == decode(body)
     assert turns >= 3
@@ -191,7 +191,7 @@ def test_any_document_decodes_in_slices_as_in_one_go(body: bytes, piece: int, ra
         mp.setattr(_slices, "PIECE_BYTES", piece)
         mp.setattr(_slices, "RAW_PIECE_BYTES", piece)
         mp.setattr(_slices, "TURN_EVERY", 0.0)
-        decode = make_decoder(Investments, raw=raw)
+        decode = ModelDecoder.of(Investments, raw=raw)
         assert sliced_outcome(Investments, body, raw=raw) == outcome(lambda: decode(body))
 
 
@@ -231,14 +231,14 @@ def test_an_answer_the_slices_do_not_take_gets_the_one_go_value_or_error(
     tiny_pieces: None, how: str, raw: bool
 ) -> None:
     body = _bad_body(how)
-    decode = make_decoder(Investments, raw=raw)
+    decode = ModelDecoder.of(Investments, raw=raw)
     assert sliced_outcome(Investments, body, raw=raw) == outcome(lambda: decode(body))
 
 
 def test_money_that_is_not_a_number_is_refused_in_slices_too(tiny_pieces: None) -> None:
     body = _bad_body("NaN money in a transaction")
     with pytest.raises(DecodeError, match=r"InvestmentTransaction\.Amount is NaN"):
-        drive(make_decoder(Investments, raw=False).in_slices(body))
+        drive(ModelDecoder.of(Investments, raw=False).in_slices(body))
 
 
 def test_an_unfit_value_is_repaired_as_in_one_go(tiny_pieces: None) -> None:
@@ -249,7 +249,9 @@ def test_an_unfit_value_is_repaired_as_in_one_go(tiny_pieces: None) -> None:
     for sliced in (False, True):
         check = SchemaCheck(strict=False, keep_extra=False, hooks=())
         check._checked_count[Investments] = 10**6  # past the sample, as big answers are
-        decode = check.wrap(make_decoder(Investments, raw=False), Investments, "Investments", None)
+        decode = check.wrap(
+            ModelDecoder.of(Investments, raw=False), Investments, "Investments", None
+        )
         value = drive(decode.in_slices(body))[0] if sliced else decode(body)
         results.append((value, check.summary()))
     assert results[0] == results[1]
@@ -262,7 +264,7 @@ def test_a_dangling_security_is_reported_from_the_slices(tiny_pieces: None) -> N
     body = body.replace(b'"Amount": 1.5}', b'"Amount": 1.5, "SecurityId": "gone"}', 1)
     check = SchemaCheck(strict=False, keep_extra=False, hooks=())
     check._checked_count[Investments] = 10**6
-    decode = check.wrap(make_decoder(Investments, raw=False), Investments, "Investments", None)
+    decode = check.wrap(ModelDecoder.of(Investments, raw=False), Investments, "Investments", None)
     value = drive(decode.in_slices(body))[0]
     assert value.accounts[0].transactions[0].security is None
     assert check.summary() == {"Investments": {"'SecurityId' (not in Securities)": 1}}
