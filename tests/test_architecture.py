@@ -179,3 +179,67 @@ def test_the_rules_see_a_cycle_when_there_is_one(tmp_path: pathlib.Path) -> None
     modules = {"p.a": tmp_path / "a.py", "p.b": tmp_path / "b.py"}
     assert _imports("p.a", tmp_path / "a.py", modules) == {"p.b"}
     assert _imports("p.b", tmp_path / "b.py", modules) == {"p.a"}
+
+
+#: ``(module, attribute)``: a module that may touch another module's private attribute,
+#: and why. Empty: every object offers what other modules need under a plain name.
+PRIVATE_REACH_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def _owned(tree: ast.AST) -> set[str]:
+    """The underscore names a module defines: ``self._x``/``cls._x`` it uses, and the
+    functions, classes and variables it names (``__slots__`` entries included)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and ast.unparse(node.value) in ("self", "cls"):
+            out.add(node.attr)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out.add(node.target.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.add(node.value)  # __slots__ = ("_x", ...)
+    return {name for name in out if name.startswith("_") and not name.startswith("__")}
+
+
+def _reach_ins(sources: dict[str, str]) -> list[tuple[str, int, str]]:
+    """``(module, line, "obj._name")`` wherever a module touches, through an object other
+    than ``self``/``cls``, an underscore attribute that another module of the package
+    defines and it does not (so ``os._exit`` or a named tuple's ``_replace`` pass)."""
+    trees = {name: ast.parse(text) for name, text in sources.items()}
+    owned = {name: _owned(tree) for name, tree in trees.items()}
+    found = []
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            attr, base = node.attr, ast.unparse(node.value)
+            if not attr.startswith("_") or attr.startswith("__") or base in ("self", "cls"):
+                continue
+            if attr in owned[name] or (name, attr) in PRIVATE_REACH_ALLOWED:
+                continue
+            if any(attr in names for other, names in owned.items() if other != name):
+                found.append((name, node.lineno, f"{base}.{attr}"))
+    return sorted(found)
+
+
+def test_no_module_reaches_into_another_modules_private_attributes() -> None:
+    """A private name is private to the module that defines it: the queue worker asks
+    ``_client.setup_in_doubt(client, exc)``, never ``client._transport``; the Redis
+    limiter reads ``RateLimiter.answered``, never its ``_finished``."""
+    sources = {name: path.read_text() for name, path in _modules().items()}
+    found = _reach_ins(sources)
+    assert not found, "\n".join(f"{name}:{line}: {what}" for name, line, what in found)
+
+
+def test_the_reach_in_rule_sees_one() -> None:
+    """The checker itself: another module's private attribute is seen, one's own and
+    the standard library's are not."""
+    sources = {
+        "p.low": "class T:\n    def __init__(self):\n        self._guards = 1\n",
+        "p.high": "import os\ndef f(t, c):\n    os._exit(0)\n    return t._guards\n",
+        "p.same": "class C:\n    def g(self, o):\n        return o._mine\n    _mine = 1\n",
+    }
+    assert _reach_ins(sources) == [("p.high", 4, "t._guards")]

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from .._client import FlinksClient
+from .._client import FlinksClient, setup_in_doubt
 from .._errors import (
     ClientClosedError,
     CoordinationError,
@@ -143,7 +143,7 @@ async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> 
             log.error("worker %s: %s", ctx.get("id"), exc)
         raise arq.worker.Retry(defer=0 if stop is not None else 60) from None
     except Exception as exc:
-        doubt = client._transport.setup_in_doubt(exc)  # the key, or this login? later
+        doubt = setup_in_doubt(client, exc)  # the key, or this login? later
         if (_transient(exc) or doubt) and state["tries"] + 1 < config.tries:
             tries = state["tries"] + 1
             with contextlib.suppress(Exception):

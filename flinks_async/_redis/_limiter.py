@@ -392,7 +392,7 @@ class RedisRateLimiter:
         self._charged = set(self._held)
         local.in_flight = len(self._charged)
         horizon = time.monotonic() - self.window
-        local._finished.extend(t for t in self._answered if t > horizon)
+        local.answered.extend(t for t in self._answered if t > horizon)
         self._local = local
         self._trouble = True
         log.warning(
@@ -415,7 +415,7 @@ class RedisRateLimiter:
         pairs: list[object] = []
         for _ in range(local.in_flight):
             pairs += [int(self.hold * 1000), f"seed-{secrets.token_hex(8)}"]
-        for answered in list(local._finished):
+        for answered in list(local.answered):
             left = answered + local.window - now
             if left > 0:
                 pairs += [math.ceil(left * 1000), f"seed-{secrets.token_hex(8)}"]
