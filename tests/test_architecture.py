@@ -116,13 +116,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_authorize",
         "_call",
         "_bulk",
-        "_idsource",
-        "_jsonl",
-        "_progress",
     ),
     "redis": ("_redis",),
     "client": ("_client",),
-    "apps": ("_cmdline", "testing", "_cli", "_distributed", "queue", "__main__", ""),
+    "apps": ("_cmdline", "_files", "testing", "_cli", "_distributed", "queue", "__main__", ""),
 }
 
 
@@ -150,6 +147,27 @@ def test_every_module_imports_only_its_layer_or_below() -> None:
             ):
                 bad.append(f"{name} -> {target} (Redis code sees the protocols only)")
     assert not bad, "\n".join(bad)
+
+
+def test_what_only_the_apps_use_lives_with_them() -> None:
+    """A module of the library (base, core) that only the apps import belongs to them:
+    under ``_cli/`` when only the command line uses it (``_idsource``, ``_progress``),
+    in ``_files/`` when the queue does too (``_jsonl``). The package's ``__init__``
+    re-exports; it does not count."""
+    importers: dict[str, set[str]] = {}
+    for name, targets in _graph().items():
+        for target in targets:
+            importers.setdefault(target, set()).add(name)
+    apps_only = sorted(
+        name
+        for name in _graph()
+        if _layer(name) in ("base", "core")
+        and all(_layer(i) == "apps" for i in importers.get(name, set()) - {"flinks_async"})
+    )
+    assert not apps_only, f"used by the apps only, move under them: {apps_only}"
+    for name in (m for m in _graph() if m.startswith("flinks_async._files.")):
+        tops = {i.split(".")[1] for i in importers.get(name, ())}
+        assert {"_cli", "_distributed"} <= tops, f"{name}: one user ({tops}), move it there"
 
 
 def test_the_test_double_does_not_import_the_command_line() -> None:

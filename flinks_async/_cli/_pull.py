@@ -17,10 +17,10 @@ import anyio
 
 from .._client import FlinksClient
 from .._cmdline import COUNT, EXIT_USAGE, SECONDS, UsageError, add_loop, number, read_secret
-from .._idsource import count_ids, open_ids, read_ids
-from .._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
+from .._files._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
 from .._polling import ENDPOINTS
 from . import _webhooks
+from ._idsource import count_ids, open_ids, read_ids
 from ._terminal import add_progress, fit, progress_display
 
 __all__ = ["EXIT_FAILED_LOGINS", "PullJob", "add_parser", "prepare", "run"]

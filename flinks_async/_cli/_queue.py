@@ -13,9 +13,9 @@ import anyio
 
 from .._cmdline import number
 from .._errors import CoordinationError
-from .._idsource import open_ids, read_ids
 from .._polling import ENDPOINTS
 from .._redact import shown_redis_url
+from ._idsource import open_ids, read_ids
 from ._pull import EXIT_FAILED_LOGINS
 
 __all__ = ["COMMANDS", "add_parsers", "run"]

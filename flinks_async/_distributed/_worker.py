@@ -29,7 +29,7 @@ from .._errors import (
     TransientAPIError,
     TransportError,
 )
-from .._jsonl import error_line, ok_line
+from .._files._jsonl import error_line, ok_line
 from .._redact import shown_redis_url
 from .._redis._connection import redis_errors
 from ._jobs import QUEUE, WORKERS, arq_module, job_key
