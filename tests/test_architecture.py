@@ -101,21 +101,22 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_otel",
         "_logs",
     ),
+    # in order, lowest first: a core module imports only the core modules before it
     "core": (
-        "_coordination",
+        "_coordination",  # the protocols: Limiter, SharedFlights, WebhookHub
         "_singleflight",
-        "_guards",
-        "_answers",
-        "_transport",
-        "_schema",
-        "_slices",
-        "_decoding",
-        "_webhooks",
-        "_receiver",
-        "_polling",
-        "_authorize",
-        "_call",
-        "_bulk",
+        "_guards",  # what stops every request: the 429 pause, the breakers
+        "_schema",  # drift: check and repair
+        "_slices",  # a big 200, decoded in slices
+        "_answers",  # reading answers: error answers, body caps
+        "_decoding",  # the 200's value
+        "_webhooks",  # deliveries, the in-memory hub
+        "_receiver",  # the webhook URL
+        "_transport",  # one HTTP request, with retries
+        "_authorize",  # sessions
+        "_polling",  # the 202 rule
+        "_call",  # one data call: key, events, shared run
+        "_bulk",  # fan-out
     ),
     "redis": ("_redis",),
     "client": ("_client",),
@@ -147,6 +148,35 @@ def test_every_module_imports_only_its_layer_or_below() -> None:
             ):
                 bad.append(f"{name} -> {target} (Redis code sees the protocols only)")
     assert not bad, "\n".join(bad)
+
+
+def _core_order_breaches(graph: dict[str, set[str]]) -> list[str]:
+    order = LAYERS["core"]
+    top = {name: name.split(".")[1] for name in graph if name.count(".") >= 1}
+    bad = []
+    for name, targets in graph.items():
+        if _layer(name) != "core":
+            continue
+        for target in targets:
+            if _layer(target) == "core" and order.index(top[target]) >= order.index(top[name]):
+                bad.append(f"{name} -> {target} (not below it in LAYERS['core'])")
+    return sorted(bad)
+
+
+def test_core_modules_import_only_the_core_modules_below_them() -> None:
+    """Core's modules are in one order (``LAYERS["core"]``, lowest first, as the
+    architecture page lists them): each may import only those before it."""
+    bad = _core_order_breaches(_graph())
+    assert not bad, "\n".join(bad)
+
+
+def test_the_core_order_rule_sees_an_import_upwards() -> None:
+    """The checker itself: the transport importing the polling rule breaks the order."""
+    graph = _graph()
+    graph["flinks_async._transport"] = {*graph["flinks_async._transport"], "flinks_async._polling"}
+    assert _core_order_breaches(graph) == [
+        "flinks_async._transport -> flinks_async._polling (not below it in LAYERS['core'])"
+    ]
 
 
 def test_what_only_the_apps_use_lives_with_them() -> None:
