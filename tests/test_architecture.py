@@ -120,7 +120,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "redis": ("_redis",),
     "client": ("_client",),
-    "apps": ("_cmdline", "_files", "testing", "_cli", "_distributed", "queue", "__main__", ""),
+    # drawn in this order on the page too (lowest first), though only core's is enforced
+    "apps": ("_cmdline", "_files", "testing", "_distributed", "queue", "_cli", "__main__", ""),
 }
 
 
@@ -291,3 +292,154 @@ def test_the_reach_in_rule_sees_one() -> None:
         "p.same": "class C:\n    def g(self, o):\n        return o._mine\n    _mine = 1\n",
     }
     assert _reach_ins(sources) == [("p.high", 4, "t._guards")]
+
+
+PAGE = ROOT.parent / "docs" / "architecture.md"
+#: the layer captions of the page's import graph
+CAPTIONS = {
+    "apps": "the command lines, the queue, the emulator",
+    "client": "FlinksClient",
+    "redis": "behind core's protocols: sees only base and _coordination",
+    "core": "highest first: each imports only the core modules under it",
+    "base": "imported by every layer (those arrows left out)",
+}
+
+
+def _short(module: str) -> str:
+    return module.removeprefix("flinks_async.") if module != "flinks_async" else module
+
+
+def _drawn(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What the page draws: every import, but those of base modules by other layers."""
+    return {
+        _short(name): {_short(t) for t in targets if _layer(t) != "base" or _layer(name) == "base"}
+        for name, targets in graph.items()
+    }
+
+
+def _page_order(graph: dict[str, set[str]]) -> list[str]:
+    """The modules top-down: by layer, then by ``LAYERS`` (highest first), then, inside a
+    package or the unordered base, those importing the others first."""
+
+    def depth(name: str, seen: tuple[str, ...] = ()) -> int:
+        peers = [t for t in graph[name] if _group(t) == _group(name) and t not in seen]
+        return 1 + max((depth(t, (*seen, name)) for t in peers), default=0)
+
+    def _group(name: str) -> str:
+        top = _short(name).split(".")[0]
+        return "base" if _layer(name) == "base" else top
+
+    def key(name: str) -> tuple[int, int, int, int, str]:
+        layer = _layer(name)
+        top = _short(name).split(".")[0] if name != "flinks_async" else ""
+        rank = 0 if layer == "base" else LAYERS[layer].index(top)
+        package = _short(name) == top or name == "flinks_async"  # a package's __init__
+        return (-list(LAYERS).index(layer), -rank, -package, -depth(name), _short(name))
+
+    return sorted(graph, key=key)
+
+
+def _render(graph: dict[str, set[str]]) -> str:
+    """The page's import graph, as the test wants it (printed when they disagree)."""
+    drawn, lines, layer = _drawn(graph), [], ""
+    for name in _page_order(graph):
+        if _layer(name) != layer:
+            layer = _layer(name)
+            lines.append(f"{layer:<8} {CAPTIONS[layer]}")
+        targets = sorted(
+            drawn[_short(name)],
+            key=lambda t: _page_order(graph).index(
+                "flinks_async" if t == "flinks_async" else f"flinks_async.{t}"
+            ),
+        )
+        line = f"  {_short(name):<22}"
+        if targets:
+            line += " ──►"
+        for target in targets:
+            if len(line) + len(target) + 1 > 92:
+                lines.append(line)
+                line = " " * 28
+            line += f" {target}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _page_graph(text: str) -> tuple[dict[str, set[str]], dict[str, str], list[str]]:
+    """The page's import graph: ``{module: drawn imports}``, each module's layer, and
+    the order drawn."""
+    assert "## The import graph" in text, "the page has no import graph"
+    block = text.split("## The import graph", 1)[1].split("```text\n", 1)[1].split("```")[0]
+    edges: dict[str, set[str]] = {}
+    layers: dict[str, str] = {}
+    order: list[str] = []
+    layer = module = ""
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            layer = line.split()[0]
+            continue
+        if not line.startswith("   "):
+            module, _, rest = line.strip().partition("──►")
+            module = module.strip()
+            assert module not in edges, f"{module} drawn twice"
+            edges[module], layers[module] = set(), layer
+            order.append(module)
+        else:
+            rest = line
+        edges[module].update(rest.split())
+    return edges, layers, order
+
+
+def test_the_page_draws_the_import_graph() -> None:
+    """docs/architecture.md draws every module under its layer, with an arrow to each
+    package module it imports (lazy ones included, ``TYPE_CHECKING`` aside), no more and
+    no fewer: when they disagree, the message holds the graph to paste."""
+    graph = _graph()
+    edges, layers, order = _page_graph(PAGE.read_text())
+    want = _drawn(graph)
+    hint = f"\nthe graph today (paste it into the page):\n{_render(graph)}"
+    assert set(edges) == set(want), f"modules: {set(edges) ^ set(want)}{hint}"
+    wrong = {m: (sorted(edges[m] - want[m]), sorted(want[m] - edges[m])) for m in want}
+    assert not {m: d for m, d in wrong.items() if d != ([], [])}, f"(extra, missing): {wrong}{hint}"
+    by_layer = {
+        m: _layer("flinks_async" if m == "flinks_async" else f"flinks_async.{m}") for m in edges
+    }
+    assert layers == by_layer, hint
+    core = [m for m in order if layers[m] == "core"]
+    assert core == list(reversed(LAYERS["core"])), f"core, highest first: {core}"
+
+
+def _page_table(text: str) -> dict[str, list[str]]:
+    """The layer table: ``{layer: its top-level modules and packages, in order}``."""
+    table = text.split("## The layers", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in LAYERS:
+            out[cells[0]] = [m.strip("`/") for m in cells[1].split(", ")]
+    return out
+
+
+def test_the_page_lists_the_layers_of_the_test() -> None:
+    """The layer table holds what ``LAYERS`` holds, core in its order (highest first,
+    like the graph; the package's own ``__init__`` is the apps' ``__init__``)."""
+    table = _page_table(PAGE.read_text())
+    assert list(table) == list(reversed(LAYERS))
+    for layer, tops in LAYERS.items():
+        drawn = ["" if m == "__init__" else m for m in table[layer]]
+        assert sorted(drawn) == sorted(tops), layer
+    assert table["core"] == list(reversed(LAYERS["core"]))
+
+
+def test_the_page_checker_sees_a_missing_arrow() -> None:
+    """The checker itself: a drawn graph without one arrow, or with one too many."""
+    graph = _graph()
+    text = "## The import graph\n\n```text\n" + _render(graph) + "\n```\n"
+    edges, _, _ = _page_graph(text)
+    assert edges == _drawn(graph)
+    call = next(line for line in text.splitlines() if line.startswith("  _call "))
+    less = text.replace(call, call.replace(" _polling", ""))
+    assert _page_graph(less)[0]["_call"] == _drawn(graph)["_call"] - {"_polling"}
+    more = text.replace(call, f"{call} _bulk")
+    assert _page_graph(more)[0]["_call"] == _drawn(graph)["_call"] | {"_bulk"}
