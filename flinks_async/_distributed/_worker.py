@@ -389,26 +389,16 @@ class _Process:
                 self.current.handle_sig(signal.SIGTERM)  # cancels its jobs: back on the queue
 
     def round(self, settings: Any, burst: bool) -> Any:
+        """This round's arq worker: :class:`WorkerSettings`, and this process's state."""
+        same = "functions queue_name on_startup on_shutdown max_jobs job_timeout max_tries"
+        same += " keep_result poll_delay allow_abort_jobs"
+        ctx = {"id": self.id, "stop_for_setup": self.stop_for_setup}
         self.current = arq_module().Worker(
-            functions=WorkerSettings.functions,
-            queue_name=QUEUE,
+            **{name: getattr(WorkerSettings, name) for name in same.split()},
             redis_settings=settings,
-            on_startup=_startup,
-            on_shutdown=_shutdown,
-            max_jobs=WorkerSettings.max_jobs,
-            job_timeout=WorkerSettings.job_timeout,
-            max_tries=WorkerSettings.max_tries,
-            keep_result=WorkerSettings.keep_result,
-            poll_delay=WorkerSettings.poll_delay,
-            allow_abort_jobs=WorkerSettings.allow_abort_jobs,
             burst=burst,
             handle_signals=False,
-            ctx={
-                "id": self.id,
-                "stop_for_setup": self.stop_for_setup,
-                "stats": self.stats,
-                "held": self.held,
-            },
+            ctx=ctx | {"stats": self.stats, "held": self.held},
         )
         return self.current
 
