@@ -151,63 +151,81 @@ def check_many_options(concurrency: object, dedupe: object) -> None:
         raise ConfigurationError(f'dedupe must be True, False or "in-flight", got {dedupe!r}')
 
 
-@asynccontextmanager
-async def many(
-    one: Callable[[str], Awaitable[T]],
-    login_ids: Iterable[str] | AsyncIterable[str],
-    *,
-    concurrency: int = 50,
-    fail_fast: bool = False,
-    dedupe: bool | Literal["in-flight"] = True,
-    on_event: EventHook | None = None,
-    endpoint: str | None = None,
-) -> AsyncIterator[AsyncIterator[Result[T]]]:
-    """Run ``one(login_id)`` for every login id (see the module docstring for the rules)."""
-    check_many_options(concurrency, dedupe)
-    send, receive = anyio.create_memory_object_stream[Result[T]](concurrency)
-    slots = asyncio.Semaphore(concurrency)
-    hooks: tuple[EventHook, ...] = (on_event,) if on_event else ()
+def _unexpected(login_id: str, exc: Exception, endpoint: str | None) -> FlinksError:
+    """A bug must not lose the login: ``exc`` as a :class:`FlinksError`, its result."""
+    log.exception("unexpected error for a login; reported as its result")
+    error = FlinksError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        login_id=login_id if isinstance(login_id, str) else None,
+        endpoint=endpoint,
+    )
+    error.__cause__ = exc
+    return error
 
-    # Workers share `send`; it closes (ending the consumer's iteration) once the feed is
-    # done and the last worker has handed over its result.
-    active = 0
-    fed = False
 
-    def worker_done() -> None:
-        nonlocal active
-        active -= 1
-        if fed and active == 0:
-            send.close()
+class _FanOut(Generic[T]):
+    """One :func:`many` run: its slots, its workers (one task per login in flight), and
+    the stream they hand their results to."""
 
-    in_flight: set[object] | None = set() if dedupe == "in-flight" else None
+    __slots__ = (
+        "active",
+        "dedupe",
+        "endpoint",
+        "fed",
+        "hooks",
+        "in_flight",
+        "one",
+        "receive",
+        "scope",
+        "send",
+        "slots",
+        "workers",
+    )
 
-    async def worker(login_id: str, key: object) -> None:
+    def __init__(
+        self,
+        one: Callable[[str], Awaitable[T]],
+        concurrency: int,
+        dedupe: bool | Literal["in-flight"],
+        hooks: tuple[EventHook, ...],
+        endpoint: str | None,
+    ) -> None:
+        self.one, self.dedupe, self.hooks, self.endpoint = one, dedupe, hooks, endpoint
+        self.send, self.receive = anyio.create_memory_object_stream[Result[T]](concurrency)
+        self.slots = asyncio.Semaphore(concurrency)
+        # Workers share `send`; it closes (ending the consumer's iteration) once the feed
+        # is done and the last worker has handed over its result.
+        self.active = 0
+        self.fed = False
+        self.in_flight: set[object] | None = set() if dedupe == "in-flight" else None
+        self.workers: set[asyncio.Task[None]] = set()
+        self.scope: anyio.CancelScope | None = None  # the feed's (the task group's)
+
+    def _worker_done(self) -> None:
+        self.active -= 1
+        if self.fed and self.active == 0:
+            self.send.close()
+
+    async def worker(self, login_id: str, key: object) -> None:
         task = cast("asyncio.Task[None]", asyncio.current_task())
         result: Result[T] | None = None
         error: FlinksError | None = None
         try:
-            if hooks:  # the client emits started/done/...; this task's context only
-                scoped_hooks.set(hooks)
+            if self.hooks:  # the client emits started/done/...; this task's context only
+                scoped_hooks.set(self.hooks)
             started = time.monotonic()
             try:
-                result = Result(
-                    login_id, value=await one(login_id), elapsed=time.monotonic() - started
-                )
+                value = await self.one(login_id)
+                result = Result(login_id, value=value, elapsed=time.monotonic() - started)
             except FlinksError as exc:  # ClientClosedError too: the consumer raises it
                 result = Result(login_id, error=exc, elapsed=time.monotonic() - started)
-            except Exception as exc:  # a bug must not lose the login: report it
-                log.exception("unexpected error for a login; reported as its result")
-                error = FlinksError(
-                    f"unexpected {type(exc).__name__}: {exc}",
-                    login_id=login_id if isinstance(login_id, str) else None,
-                    endpoint=endpoint,
-                )
-                error.__cause__ = exc
+            except Exception as exc:
+                error = _unexpected(login_id, exc, self.endpoint)
                 result = Result(login_id, error=error, elapsed=time.monotonic() - started)
             try:
-                send.send_nowait(result)  # the buffer holds `concurrency`: room, but for a
-            except anyio.WouldBlock:  # consumer that stopped reading
-                await send.send(result)
+                self.send.send_nowait(result)  # the buffer holds `concurrency`: room, but
+            except anyio.WouldBlock:  # for a consumer that stopped reading
+                await self.send.send(result)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return  # the block was left: nobody reads results any more (we are cancelled)
         except asyncio.CancelledError:
@@ -223,17 +241,16 @@ async def many(
             # an error's traceback holds this frame: the frame must not hold the error (a
             # cycle the consumer's Result would leave for the GC)
             result = error = None
-            workers.discard(task)  # not a done callback: one loop callback less per login
-            if in_flight is not None:
-                in_flight.discard(key)
-            slots.release()
-            worker_done()
+            self.workers.discard(task)  # not a done callback: one loop callback less per login
+            if self.in_flight is not None:
+                self.in_flight.discard(key)
+            self.slots.release()
+            self._worker_done()
 
-    workers: set[asyncio.Task[None]] = set()
-
-    async def feed(results: _Results[T]) -> None:
-        nonlocal active, fed
-        seen: set[object] | None = set() if dedupe is True else in_flight
+    async def feed(
+        self, login_ids: Iterable[str] | AsyncIterable[str], results: _Results[T]
+    ) -> None:
+        seen: set[object] | None = set() if self.dedupe is True else self.in_flight
         is_async = isinstance(login_ids, AsyncIterable)
         source: Any = aiter(login_ids) if is_async else iter(login_ids)  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
@@ -256,43 +273,64 @@ async def many(
                 # without this a cancelled fan-out would go on starting (and cancelling)
                 # workers for as long as the id source yields
                 await anyio.lowlevel.checkpoint_if_cancelled()
-                await slots.acquire()
-                active += 1
-                workers.add(loop.create_task(worker(login_id, key)))
+                await self.slots.acquire()
+                self.active += 1
+                self.workers.add(loop.create_task(self.worker(login_id, key)))
         finally:
-            fed = True
-            if active == 0:
-                send.close()
+            self.fed = True
+            if self.active == 0:
+                self.send.close()
             if source is login_ids:  # an iterator or generator we were handed: ours to close
                 await _close_source(source)
 
-    def cancel_workers() -> None:
-        for task in workers:
+    def cancel_workers(self) -> None:
+        for task in self.workers:
             if not task.cancelling():  # once each: stop() may come twice
                 task.cancel()
 
-    def stop() -> None:
+    def stop(self) -> None:
         """Stop the feed and cancel every login in flight."""
-        tg.cancel_scope.cancel()
-        cancel_workers()
+        if self.scope is not None:
+            self.scope.cancel()
+        self.cancel_workers()
 
+    async def end(self) -> None:
+        """The workers are ours: none outlives the block, whatever ended it. A worker
+        leaves ``workers`` as it ends; those left were cancelled before they first ran."""
+        self.cancel_workers()
+        if self.workers:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(list(self.workers))
+
+
+@asynccontextmanager
+async def many(
+    one: Callable[[str], Awaitable[T]],
+    login_ids: Iterable[str] | AsyncIterable[str],
+    *,
+    concurrency: int = 50,
+    fail_fast: bool = False,
+    dedupe: bool | Literal["in-flight"] = True,
+    on_event: EventHook | None = None,
+    endpoint: str | None = None,
+) -> AsyncIterator[AsyncIterator[Result[T]]]:
+    """Run ``one(login_id)`` for every login id (see the module docstring for the rules)."""
+    check_many_options(concurrency, dedupe)
+    hooks: tuple[EventHook, ...] = (on_event,) if on_event else ()
+    run = _FanOut(one, concurrency, dedupe, hooks, endpoint)
     body_error: BaseException | None = None
     try:
-        async with anyio.create_task_group() as tg, send, receive:
-            results = _Results(receive, stop, fail_fast)
-            tg.start_soon(feed, results)
+        async with anyio.create_task_group() as tg, run.send, run.receive:
+            run.scope = tg.cancel_scope
+            results = _Results(run.receive, run.stop, fail_fast)
+            tg.start_soon(run.feed, login_ids, results)
             try:
                 yield results
             except BaseException as exc:  # re-raised bare below, not in an ExceptionGroup
                 body_error = exc
             finally:
-                stop()
+                run.stop()
     finally:
-        # the workers are ours: none outlives the block, whatever ended it. A worker leaves
-        # `workers` as it ends; those left were cancelled before they first ran.
-        cancel_workers()
-        if workers:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(list(workers))
+        await run.end()
     if body_error is not None:
         raise body_error

@@ -59,6 +59,12 @@ Ids: TypeAlias = Iterable[str] | AsyncIterable[str]
 Pull: TypeAlias = AbstractAsyncContextManager[AsyncIterable[Result[T]]]
 
 
+def setup_in_doubt(client: FlinksClient, exc: BaseException) -> bool:
+    """For the queue worker (not public): ``exc`` may be the key's fault, not the login's,
+    the set-up breaker not having decided yet (``Guards.setup_in_doubt``): try it later."""
+    return client._transport.setup_in_doubt(exc)
+
+
 class FlinksClient(DataCalls):
     """An asyncio client for one Flinks customer.
 

@@ -319,6 +319,12 @@ class DataCalls:
 
     __slots__ = ()
 
+    def _call(
+        self, endpoint: str | AnyEndpoint, login_id: str, raw: bool, options: Mapping[str, Any]
+    ) -> Coroutine[Any, Any, Any]:
+        """The coroutine of one data call: the client's (the raw view calls it)."""
+        raise NotImplementedError
+
     #: ``POST /Investments``, polled by re-POSTing: accounts, positions, transactions
     investments = Endpoint(
         flinks_name="Investments",

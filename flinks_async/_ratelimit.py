@@ -81,6 +81,12 @@ class RateLimiter:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
 
+    @property
+    def answered(self) -> collections.deque[float]:
+        """When the answers still counted began, oldest first (monotonic clock): the shared
+        limiter fills it when it falls back to a local share, and reads it when it returns."""
+        return self._finished
+
     def occupying(self, now: float | None = None) -> int:
         """Requests holding a slot now: in flight, or answered less than ``window`` ago."""
         finished = self._finished

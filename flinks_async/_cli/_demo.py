@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._client import FlinksClient
 from .._cmdline import COUNT, SECONDS, add_loop, loop_name, number
 from ._terminal import add_progress, fit, progress_display
+
+if TYPE_CHECKING:
+    from ._progress import Progress
 
 __all__ = ["DEMO_CUSTOMER_ID", "DEMO_FAULTS", "add_parser", "run"]
 
@@ -54,7 +57,6 @@ async def run(args: argparse.Namespace) -> int:
     faults = {} if args.no_faults else DEMO_FAULTS
     ids = demo_login_ids(args.logins, seed=args.seed)
     progress = progress_display(args.progress, len(ids))
-    accounts = positions = transactions = 0
     started = time.monotonic()
     async with Emulator(
         pending=args.pending,
@@ -72,32 +74,46 @@ async def run(args: argparse.Namespace) -> int:
             ),
             file=sys.stderr,
         )
-        async with (
-            FlinksClient(
-                DEMO_CUSTOMER_ID,
-                base_url=emu.url,
-                poll_interval=args.poll_interval,
-                backoff_initial=0.02,
-                backoff_max=0.2,
-                max_connections=args.concurrency,
-            ) as client,
-            anyio.create_task_group() as tg,
-        ):
-            tg.start_soon(progress.run)
-            async with client.investments_many(
-                ids, concurrency=args.concurrency, on_event=progress.hook
-            ) as results:
-                async for r in results:
-                    if r.ok and r.value is not None:
-                        for acct in r.value.accounts or ():
-                            accounts += 1
-                            positions += len(acct.positions or ())
-                            transactions += len(acct.transactions or ())
+        async with FlinksClient(
+            DEMO_CUSTOMER_ID,
+            base_url=emu.url,
+            poll_interval=args.poll_interval,
+            backoff_initial=0.02,
+            backoff_max=0.2,
+            max_connections=args.concurrency,
+        ) as client:
+            found = await _pull(client, ids, args.concurrency, progress)
             requests = client.requests_sent
-            tg.cancel_scope.cancel()
         elapsed = time.monotonic() - started
+    _print_summary(len(ids), progress, requests, elapsed, found)
+    return 0
+
+
+async def _pull(
+    client: FlinksClient, ids: list[str], concurrency: int, progress: Progress
+) -> tuple[int, int, int]:
+    """The batch, with the live line: the accounts, positions and transactions found."""
+    accounts = positions = transactions = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(progress.run)
+        async with client.investments_many(
+            ids, concurrency=concurrency, on_event=progress.hook
+        ) as results:
+            async for r in results:
+                if r.ok and r.value is not None:
+                    for acct in r.value.accounts or ():
+                        accounts += 1
+                        positions += len(acct.positions or ())
+                        transactions += len(acct.transactions or ())
+        tg.cancel_scope.cancel()
+    return accounts, positions, transactions
+
+
+def _print_summary(
+    logins: int, progress: Progress, requests: int, elapsed: float, found: tuple[int, int, int]
+) -> None:
     rows = [
-        ("logins", f"{len(ids)}"),
+        ("logins", f"{logins}"),
         ("succeeded", f"{progress.ok}"),
         ("failed", f"{progress.failed}"),
     ]
@@ -106,11 +122,10 @@ async def run(args: argparse.Namespace) -> int:
         ("pending polls", f"{progress.polls}"),
         ("retries", f"{progress.retries}"),
         ("HTTP requests", f"{requests} ({requests / elapsed:,.0f}/s)"),
-        ("accounts / positions / transactions", f"{accounts} / {positions} / {transactions}"),
+        ("accounts / positions / transactions", " / ".join(map(str, found))),
         ("wall time", f"{elapsed:.2f} s"),
     ]
     width = max(len(k) for k, _ in rows)
     print("\nsummary")
     for key, value in rows:
         print(fit(f"  {key:<{width}}  {value}", indent=" " * (width + 4), stream=sys.stdout))
-    return 0

@@ -11,17 +11,20 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio
 
 from .._client import FlinksClient
 from .._cmdline import COUNT, EXIT_USAGE, SECONDS, UsageError, add_loop, number, read_secret
 from .._endpoints import ENDPOINTS
-from .._idsource import count_ids, open_ids, read_ids
-from .._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
+from .._files._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
 from . import _webhooks
+from ._idsource import count_ids, open_ids, read_ids
 from ._terminal import add_progress, fit, progress_display
+
+if TYPE_CHECKING:
+    from .._bulk import Result
 
 __all__ = ["EXIT_FAILED_LOGINS", "PullJob", "add_parser", "prepare", "run"]
 
@@ -44,6 +47,15 @@ def add_parser(sub: Any) -> None:
     )
     u.add_argument("--api-key-file", help="file holding the API key (else FLINKS_API_KEY)")
     u.add_argument("--secret-key-file", help="file holding the secret key (else FLINKS_SECRET_KEY)")
+    _add_files(u)
+    _add_pace(u)
+    _add_webhooks(u)
+    add_progress(u)
+    add_loop(u)
+
+
+def _add_files(u: argparse.ArgumentParser) -> None:
+    """What ``pull`` reads and writes: the ids, the endpoint, the JSONL file."""
     u.add_argument(
         "--login-ids", required=True, help="file with one loginId a line, or - for stdin"
     )
@@ -66,6 +78,10 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="with --resume: do not pull again logins whose last line is a failure",
     )
+
+
+def _add_pace(u: argparse.ArgumentParser) -> None:
+    """How fast and how long: concurrency, rate limit, polls, the unreachable breaker."""
     u.add_argument("--concurrency", type=COUNT, default=50, help="logins in flight")
     u.add_argument(
         "--rate-limit",
@@ -91,6 +107,10 @@ def add_parser(sub: Any) -> None:
         "before Flinks ever answered (a wrong --base-url); 0 turns it off",
     )
     u.add_argument("--investments-url", help="full URL of /Investments (e.g. the wealth host)")
+
+
+def _add_webhooks(u: argparse.ArgumentParser) -> None:
+    """Webhooks ending the logins' polling, and their receiver."""
     u.add_argument(
         "--webhooks",
         action="store_true",
@@ -107,8 +127,6 @@ def add_parser(sub: Any) -> None:
         help="with webhooks: seconds between the safety polls (60)",
     )
     _webhooks.add_receiver_arguments(u, listen_default=None)
-    add_progress(u)
-    add_loop(u)
 
 
 @dataclasses.dataclass
@@ -143,38 +161,9 @@ def prepare(args: argparse.Namespace) -> PullJob:
         receiver = (address, args.webhook_path, _webhooks.secrets(args))
     ids = open_ids(args.login_ids)
     try:
-        state = ResumeState()
-        if args.out != "-":
-            if args.resume:
-                state = scan(args.out, endpoint)
-            elif not args.overwrite and os.path.isfile(args.out) and os.path.getsize(args.out):
-                raise UsageError(
-                    f"{args.out} is not empty: pass --resume to continue it or --overwrite "
-                    "to replace it"
-                )
-        total = None
-        if args.login_ids != "-" and os.path.isfile(args.login_ids):
-            # the progress line's total (and ETA, bar): one streamed pass, before the pull
-            found, total = count_ids(args.login_ids, _skipped_by(state, args.skip_failed))
-            if not found:
-                raise UsageError(
-                    f"{args.login_ids}: no login ids (every line is blank or a # comment)"
-                )
-        client = FlinksClient(
-            args.customer_id,
-            base_url=args.base_url,
-            api_key=api_key,
-            secret_key=secret_key,
-            poll_interval=args.poll_interval,
-            poll_timeout=args.poll_timeout,
-            rate_limit=args.rate_limit,
-            rate_limit_window=args.rate_limit_window,
-            investments_url=args.investments_url,
-            max_connections=args.concurrency,
-            unreachable_after=args.unreachable_after or None,
-            webhooks=True if receiver else args.webhooks,
-            webhook_poll_interval=args.webhook_poll_interval,
-        )
+        state = _resume_state(args, endpoint)
+        total = _total(args, state)
+        client = _client(args, api_key, secret_key, listening=receiver is not None)
         s = client.settings
         if s.webhooks and receiver is None and s.redis_url is None:
             raise UsageError(
@@ -192,6 +181,52 @@ def prepare(args: argparse.Namespace) -> PullJob:
     return PullJob(client, ids, out, state, endpoint, receiver, total)
 
 
+def _resume_state(args: argparse.Namespace, endpoint: str) -> ResumeState:
+    """What ``--out`` already holds (``--resume``); refuses a non-empty file otherwise,
+    unless ``--overwrite``."""
+    if args.out == "-":
+        return ResumeState()
+    if args.resume:
+        return scan(args.out, endpoint)
+    if not args.overwrite and os.path.isfile(args.out) and os.path.getsize(args.out):
+        raise UsageError(
+            f"{args.out} is not empty: pass --resume to continue it or --overwrite to replace it"
+        )
+    return ResumeState()
+
+
+def _total(args: argparse.Namespace, state: ResumeState) -> int | None:
+    """The progress line's total (and ETA, bar): one streamed pass over the ids file,
+    before the pull; ``None`` for stdin or a pipe."""
+    if args.login_ids == "-" or not os.path.isfile(args.login_ids):
+        return None
+    found, total = count_ids(args.login_ids, _skipped_by(state, args.skip_failed))
+    if not found:
+        raise UsageError(f"{args.login_ids}: no login ids (every line is blank or a # comment)")
+    return total
+
+
+def _client(
+    args: argparse.Namespace, api_key: str | None, secret_key: str | None, *, listening: bool
+) -> FlinksClient:
+    """The client of ``pull`` (``listening``: with ``--webhook-listen``)."""
+    return FlinksClient(
+        args.customer_id,
+        base_url=args.base_url,
+        api_key=api_key,
+        secret_key=secret_key,
+        poll_interval=args.poll_interval,
+        poll_timeout=args.poll_timeout,
+        rate_limit=args.rate_limit,
+        rate_limit_window=args.rate_limit_window,
+        investments_url=args.investments_url,
+        max_connections=args.concurrency,
+        unreachable_after=args.unreachable_after or None,
+        webhooks=True if listening else args.webhooks,
+        webhook_poll_interval=args.webhook_poll_interval,
+    )
+
+
 def _skipped_by(state: ResumeState, skip_failed: bool) -> Callable[[str], bool] | None:
     """Whether ``--resume`` skips an id (``None``: it skips none)."""
     if not state.ok and not (skip_failed and state.failed):
@@ -201,91 +236,118 @@ def _skipped_by(state: ResumeState, skip_failed: bool) -> Callable[[str], bool] 
     )
 
 
-async def run(args: argparse.Namespace, job: PullJob) -> int:
-    """Pull what ``job`` holds; the exit status (0 all ok, 1 some failed, 2 no ids)."""
-    client, ids, out, state, endpoint = job.client, job.ids, job.out, job.state, job.endpoint
-    skipped = skipped_failed = 0
+@dataclasses.dataclass
+class _Tally:
+    """What a pull read, skipped and wrote: its summary and its exit status."""
 
-    read = duplicates = 0
+    state: ResumeState
+    skip_failed: bool
+    read: int = 0
+    skipped: int = 0
+    skipped_failed: int = 0
+    duplicates: int = 0
+    written_ok: int = 0  # what the file says (the summary and exit status too)
+    written_failed: int = 0
+    ok_again: int = 0  # of those, logins whose last line in the file was a failure
+    failed_again: int = 0
+    failures: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
 
-    async def todo() -> AsyncIterator[str]:
-        nonlocal skipped, skipped_failed, read
-        async for login_id in read_ids(ids, args.login_ids):
-            read += 1
+    async def todo(self, ids: BinaryIO, source: str) -> AsyncIterator[str]:
+        """The ids to pull: those ``--resume`` does not skip."""
+        async for login_id in read_ids(ids, source):
+            self.read += 1
             key = login_id.lower()
-            if key in state.ok:
-                skipped += 1
-            elif key in state.failed and args.skip_failed:
-                skipped_failed += 1
+            if key in self.state.ok:
+                self.skipped += 1
+            elif key in self.state.failed and self.skip_failed:
+                self.skipped_failed += 1
             else:
                 yield login_id
 
-    progress = progress_display(args.progress, job.total)
-    started = time.monotonic()
-    failures: collections.Counter[str] = collections.Counter()
-    stopped: Exception | None = None  # raised bare after the task group, not in a group
-    written_ok = written_failed = 0  # what the file says (the summary and exit status too)
-    ok_again = failed_again = 0  # of those, logins whose last line in the file was a failure
-    try:
-        async with client, _receiving(client, job.receiver), anyio.create_task_group() as tg:
-            tg.start_soon(progress.run)
-            try:
-                async with client.many(
-                    args.endpoint,
-                    todo(),
-                    concurrency=args.concurrency,
-                    on_event=progress.hook,
-                    raw=True,
-                ) as results:
-                    try:
-                        async for r in results:
-                            before = r.login_id.lower() in state.failed
-                            if r.error is None:
-                                assert isinstance(r.value, bytes)
-                                out.write(ok_line(r.login_id, endpoint, r.value))
-                                written_ok += 1
-                                ok_again += before
-                            else:
-                                reason = getattr(r.error, "flinks_code", None)
-                                failures[reason or type(r.error).__name__] += 1
-                                out.write(error_line(r.login_id, endpoint, r.error))
-                                written_failed += 1
-                                failed_again += before
-                            if job.total is not None:  # repeats are not pulled: not to do
-                                progress.total = job.total - getattr(results, "duplicates", 0)
-                    finally:
-                        duplicates = getattr(results, "duplicates", 0)
-                        if job.total is not None:
-                            progress.total = job.total - duplicates
-            except Exception as exc:  # a bad id line, the circuit breakers: usage errors
-                stopped = exc
-            tg.cancel_scope.cancel()
-        if stopped is not None:
-            raise stopped
-    finally:
-        out.close()
-        elapsed = time.monotonic() - started
+    def write(self, out: Output, endpoint: str, r: Result[Any]) -> None:
+        """A login's line, counted."""
+        before = r.login_id.lower() in self.state.failed
+        if r.error is None:
+            assert isinstance(r.value, bytes)
+            out.write(ok_line(r.login_id, endpoint, r.value))
+            self.written_ok += 1
+            self.ok_again += before
+        else:
+            reason = getattr(r.error, "flinks_code", None)
+            self.failures[reason or type(r.error).__name__] += 1
+            out.write(error_line(r.login_id, endpoint, r.error))
+            self.written_failed += 1
+            self.failed_again += before
+
+    def summary(self, out: str, requests: int, elapsed: float) -> list[str]:
+        """The lines printed on stderr at the end, fitted to the terminal."""
+        again = self.ok_again + self.failed_again
         clauses = [
             "flinks-async pull: "
-            + _outcome(written_ok, "ok", ok_again, ok_again + failed_again)
+            + _outcome(self.written_ok, "ok", self.ok_again, again)
             + ", "
-            + _outcome(written_failed, "failed", failed_again, ok_again + failed_again)
+            + _outcome(self.written_failed, "failed", self.failed_again, again)
         ]
-        if skipped:
-            clauses.append(f"{skipped} skipped (already ok in {args.out})")
-        if skipped_failed:
-            clauses.append(f"{skipped_failed} failed before and skipped (--skip-failed)")
-        if duplicates:
-            clauses.append(f"{duplicates} repeated ids skipped")
-        clauses.append(f"{client.requests_sent} requests, {elapsed:.1f}s")
-        print(fit("; ".join(clauses)), file=sys.stderr)
-        for reason, n in failures.most_common():
-            print(fit(f"  failed: {reason}: {n}", indent="    "), file=sys.stderr)
-    if not read:
+        if self.skipped:
+            clauses.append(f"{self.skipped} skipped (already ok in {out})")
+        if self.skipped_failed:
+            clauses.append(f"{self.skipped_failed} failed before and skipped (--skip-failed)")
+        if self.duplicates:
+            clauses.append(f"{self.duplicates} repeated ids skipped")
+        clauses.append(f"{requests} requests, {elapsed:.1f}s")
+        lines = [fit("; ".join(clauses))]
+        for reason, n in self.failures.most_common():
+            lines.append(fit(f"  failed: {reason}: {n}", indent="    "))
+        return lines
+
+
+async def run(args: argparse.Namespace, job: PullJob) -> int:
+    """Pull what ``job`` holds; the exit status (0 all ok, 1 some failed, 2 no ids)."""
+    tally = _Tally(job.state, args.skip_failed)
+    started = time.monotonic()
+    try:
+        await _pull(args, job, tally)
+    finally:
+        job.out.close()
+        elapsed = time.monotonic() - started
+        for line in tally.summary(args.out, job.client.requests_sent, elapsed):
+            print(line, file=sys.stderr)
+    if not tally.read:
         print(f"flinks-async: error: {args.login_ids}: no login ids", file=sys.stderr)
         return EXIT_USAGE
     # the exit status is the file's final state: a failure skipped with --skip-failed stays one
-    return EXIT_FAILED_LOGINS if written_failed or skipped_failed else 0
+    return EXIT_FAILED_LOGINS if tally.written_failed or tally.skipped_failed else 0
+
+
+async def _pull(args: argparse.Namespace, job: PullJob, tally: _Tally) -> None:
+    """The fan-out, each result written as it comes, with the live line (and the webhook
+    receiver): what stopped it (a bad id line, a circuit breaker) is raised bare."""
+    client, progress = job.client, progress_display(args.progress, job.total)
+    stopped: Exception | None = None  # raised bare after the task group, not in a group
+    async with client, _receiving(client, job.receiver), anyio.create_task_group() as tg:
+        tg.start_soon(progress.run)
+        try:
+            async with client.many(
+                args.endpoint,
+                tally.todo(job.ids, args.login_ids),
+                concurrency=args.concurrency,
+                on_event=progress.hook,
+                raw=True,
+            ) as results:
+                try:
+                    async for r in results:
+                        tally.write(job.out, job.endpoint, r)
+                        if job.total is not None:  # repeats are not pulled: not to do
+                            progress.total = job.total - getattr(results, "duplicates", 0)
+                finally:
+                    tally.duplicates = getattr(results, "duplicates", 0)
+                    if job.total is not None:
+                        progress.total = job.total - tally.duplicates
+        except Exception as exc:  # a bad id line, the circuit breakers: usage errors
+            stopped = exc
+        tg.cancel_scope.cancel()
+    if stopped is not None:
+        raise stopped
 
 
 def _outcome(count: int, what: str, before: int, retried: int) -> str:

@@ -14,8 +14,8 @@ import anyio
 from .._cmdline import number
 from .._endpoints import ENDPOINTS
 from .._errors import CoordinationError
-from .._idsource import open_ids, read_ids
 from .._redact import shown_redis_url
+from ._idsource import open_ids, read_ids
 from ._pull import EXIT_FAILED_LOGINS
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
@@ -23,6 +23,13 @@ __all__ = ["COMMANDS", "add_parsers", "run"]
 
 def add_parsers(sub: Any) -> None:
     """The queue commands and their options, on the command line's subparsers."""
+    _add_enqueue(sub)
+    _add_worker(sub)
+    _add_collect(sub)
+    _add_status_and_purge(sub)
+
+
+def _add_enqueue(sub: Any) -> None:
     q = sub.add_parser(
         "enqueue",
         help="put logins on the job queue for distributed workers",
@@ -50,6 +57,9 @@ def add_parsers(sub: Any) -> None:
         default=7 * 24 * 3600,
         help="seconds the job's keys (ids, results) live after their last write (7 days)",
     )
+
+
+def _add_worker(sub: Any) -> None:
     w = sub.add_parser(
         "worker",
         help="run a queue worker (arq)",
@@ -68,6 +78,9 @@ def add_parsers(sub: Any) -> None:
     w.add_argument(
         "--burst", action="store_true", help="stop once the queue is empty (default: wait)"
     )
+
+
+def _add_collect(sub: Any) -> None:
     c = sub.add_parser(
         "collect",
         help="write a distributed pull's results as JSONL",
@@ -84,6 +97,9 @@ def add_parsers(sub: Any) -> None:
     c.add_argument(
         "--delete", action="store_true", help="purge the job once written (as `purge` does)"
     )
+
+
+def _add_status_and_purge(sub: Any) -> None:
     for name, text in (
         (
             "status",

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from typing import TextIO
 
-from .._progress import Progress
+from ._progress import Progress
 
 __all__ = ["add_progress", "fit", "progress_display"]
 

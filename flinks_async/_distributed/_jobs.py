@@ -20,7 +20,7 @@ from .._errors import (
     ConfigurationError,
     CoordinationError,
 )
-from .._jsonl import Output
+from .._files._jsonl import Output
 from .._redact import shown_redis_url
 from .._redis._connection import redis_errors
 

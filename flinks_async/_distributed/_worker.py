@@ -14,11 +14,11 @@ import random
 import secrets
 import signal
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
-from .._client import FlinksClient
+from .._client import FlinksClient, setup_in_doubt
 from .._errors import (
     ClientClosedError,
     CoordinationError,
@@ -29,7 +29,7 @@ from .._errors import (
     TransientAPIError,
     TransportError,
 )
-from .._jsonl import error_line, ok_line
+from .._files._jsonl import error_line, ok_line
 from .._redact import shown_redis_url
 from .._redis._connection import redis_errors
 from ._jobs import QUEUE, WORKERS, arq_module, job_key
@@ -71,96 +71,138 @@ def _transient(exc: BaseException) -> bool:
     ) or not isinstance(exc, FlinksError)
 
 
-async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> bool | None:
-    """The arq job: one slice of one login (see the module docstring). True when it ended
-    ok, False when it ended failed, None when it went back on the queue (or was purged)."""
-    arq = arq_module()
-    redis = ctx["redis"]
-    client: FlinksClient = ctx["flinks"]
-    config: _Config = ctx["config"]
-    stats: dict[str, int] = ctx["stats"]
-    held: collections.Counter[str] = ctx["held"]
-    async with redis.pipeline(transaction=False) as pipe:  # one round trip
-        pipe.hget(job_key(job, "ids"), key)
-        pipe.hget(job_key(job, "meta"), "ttl")
-        pipe.hget(job_key(job, "state"), key)
-        pipe.hexists(job_key(job, "results"), key)
-        login, ttl, raw_state, ended = await pipe.execute()
-    if login is None or ttl is None or ended:
-        return None  # purged or expired, or its line is written: nothing to pull
-    login_id, ttl_ms = login.decode(), int(float(ttl) * 1000)
-    state: dict[str, Any] = msgspec.json.decode(raw_state) if raw_state else {}
-    state.setdefault("started", time.time())
-    state.setdefault("tries", 0)
+@dataclasses.dataclass(slots=True)
+class _Slice:
+    """One run of :func:`pull_login`: one slice of one login, and what ends it."""
 
-    async def keep(**changes: Any) -> bool:
+    ctx: dict[str, Any]
+    job: str
+    key: str
+    name: str  # the endpoint's Flinks name, for the lines
+    login_id: str
+    ttl_ms: int
+    state: dict[str, Any]  # kept in Redis across slices: started, tries, rid
+
+    @classmethod
+    async def load(cls, ctx: dict[str, Any], job: str, endpoint: str, key: str) -> _Slice | None:
+        """The login and its state; None when there is nothing to pull."""
+        async with ctx["redis"].pipeline(transaction=False) as pipe:  # one round trip
+            pipe.hget(job_key(job, "ids"), key)
+            pipe.hget(job_key(job, "meta"), "ttl")
+            pipe.hget(job_key(job, "state"), key)
+            pipe.hexists(job_key(job, "results"), key)
+            login, ttl, raw_state, ended = await pipe.execute()
+        if login is None or ttl is None or ended:
+            return None
+        state: dict[str, Any] = msgspec.json.decode(raw_state) if raw_state else {}
+        state.setdefault("started", time.time())
+        state.setdefault("tries", 0)
+        name = _endpoint_name(endpoint)
+        return cls(ctx, job, key, name, login.decode(), int(float(ttl) * 1000), state)
+
+    async def keep(self, **changes: Any) -> bool:
         """Store the login's state; False when the job is gone (purged)."""
-        state.update(changes)
-        return await _write(redis, job, "state", key, msgspec.json.encode(state), ttl_ms)
+        self.state.update(changes)
+        value = msgspec.json.encode(self.state)
+        return await _write(self.ctx["redis"], self.job, "state", self.key, value, self.ttl_ms)
 
-    name = _endpoint_name(endpoint)
-    stats["in_flight"] += 1
-    held[job] += 1
-    try:
-        left = config.poll_timeout - (time.time() - state["started"])
+    async def pull(self, endpoint: str) -> bytes | None:
+        """The answer, within this slice; None when the job was purged meanwhile."""
+        config: _Config = self.ctx["config"]
+        client: FlinksClient = self.ctx["flinks"]
+        left = config.poll_timeout - (time.time() - self.state["started"])
         if left <= 0:
             raise PollTimeoutError(
                 f"still pending after {config.poll_timeout:.0f}s (FLINKS_POLL_TIMEOUT)",
                 attempts=0,
-                elapsed=time.time() - state["started"],
-                login_id=login_id,
-                request_id=state.get("rid"),
-                endpoint=name,
+                elapsed=time.time() - self.state["started"],
+                login_id=self.login_id,
+                request_id=self.state.get("rid"),
+                endpoint=self.name,
             )
         part = min(config.slice, left)
         async with asyncio.timeout(_job_timeout() - 1):  # within arq's own job timeout
-            if not state.get("rid"):  # the first slice: its start counts for poll_timeout
-                auth = await client.authorize(login_id)
-                if not await keep(rid=auth.request_id):
-                    return None  # purged meanwhile: drop it
-            body = await client.fetch(
-                endpoint, login_id, request_id=state["rid"], raw=True, poll_timeout=part
+            if not self.state.get("rid"):  # the first slice: its start counts for poll_timeout
+                auth = await client.authorize(self.login_id)
+                if not await self.keep(rid=auth.request_id):
+                    return None
+            rid = self.state["rid"]
+            body: bytes = await client.fetch(
+                endpoint, self.login_id, request_id=rid, raw=True, poll_timeout=part
             )
-        line, ok = ok_line(login_id, name, body), True
-    except (PollTimeoutError, TimeoutError) as exc:
-        if time.time() - state["started"] < config.poll_timeout - 0.001:
-            if not await keep():
+        return body
+
+    async def pending(self, exc: BaseException) -> bytes | None:
+        """Still pending: the next slice (arq's Retry), or its line once poll_timeout
+        is spent; None when the job was purged."""
+        if time.time() - self.state["started"] < self.ctx["config"].poll_timeout - 0.001:
+            if not await self.keep():
                 return None  # purged: arq drops its records of the login
-            raise arq.worker.Retry(defer=0) from None  # the next slice, same session
+            raise arq_module().worker.Retry(defer=0) from None  # the next slice, same session
         error = (
             exc
             if isinstance(exc, FlinksError)
             else PollTimeoutError(
-                "still pending", attempts=0, elapsed=0.0, login_id=login_id, endpoint=name
+                "still pending", attempts=0, elapsed=0.0, login_id=self.login_id, endpoint=self.name
             )
         )
-        line, ok = error_line(login_id, name, error), False
-    except SetupError as exc:  # the key or the URL is wrong, not this login: no line
-        stop = ctx.get("stop_for_setup")
+        return error_line(self.login_id, self.name, error)
+
+    def setup_failed(self, exc: SetupError) -> NoReturn:
+        """The key or the URL is wrong, not this login: no line, the job goes back."""
+        stop = self.ctx.get("stop_for_setup")
         if stop is not None:
             stop(exc)  # `flinks-async worker` stops, exit 2; its jobs go back on the queue
         else:  # arq's own worker: wait for someone to fix the set-up
-            log.error("worker %s: %s", ctx.get("id"), exc)
-        raise arq.worker.Retry(defer=0 if stop is not None else 60) from None
-    except Exception as exc:
-        doubt = client._transport.setup_in_doubt(exc)  # the key, or this login? later
-        if (_transient(exc) or doubt) and state["tries"] + 1 < config.tries:
-            tries = state["tries"] + 1
+            log.error("worker %s: %s", self.ctx.get("id"), exc)
+        raise arq_module().worker.Retry(defer=0 if stop is not None else 60) from None
+
+    async def failed(self, exc: Exception) -> bytes | None:
+        """Tried again later (arq's Retry) while it may pass, else its line; None when the
+        job was purged."""
+        config: _Config = self.ctx["config"]
+        doubt = setup_in_doubt(self.ctx["flinks"], exc)  # the key, or this login? later
+        if (_transient(exc) or doubt) and self.state["tries"] + 1 < config.tries:
+            tries = self.state["tries"] + 1
             with contextlib.suppress(Exception):
-                if not await keep(tries=tries):
+                if not await self.keep(tries=tries):
                     return None
             delay = min(300.0, config.backoff * 2 ** (tries - 1)) * random.uniform(0.5, 1)
-            log.info("login %s: %s; again in %.1fs", key[:8], type(exc).__name__, delay)
-            raise arq.worker.Retry(defer=delay) from None
+            log.info("login %s: %s; again in %.1fs", self.key[:8], type(exc).__name__, delay)
+            raise arq_module().worker.Retry(defer=delay) from None
         if not isinstance(exc, FlinksError):
-            exc = FlinksError(f"unexpected {type(exc).__name__}: {exc}", login_id=login_id)
-        line, ok = error_line(login_id, name, exc), False
+            exc = FlinksError(f"unexpected {type(exc).__name__}: {exc}", login_id=self.login_id)
+        return error_line(self.login_id, self.name, exc)
+
+
+async def pull_login(ctx: dict[str, Any], job: str, endpoint: str, key: str) -> bool | None:
+    """The arq job: one slice of one login (see the module docstring). True when it ended
+    ok, False when it ended failed, None when it went back on the queue (or was purged)."""
+    run = await _Slice.load(ctx, job, endpoint, key)
+    if run is None:
+        return None  # purged or expired, or its line is written: nothing to pull
+    stats: dict[str, int] = ctx["stats"]
+    held: collections.Counter[str] = ctx["held"]
+    stats["in_flight"] += 1
+    held[job] += 1
+    line: bytes | None
+    try:
+        body = await run.pull(endpoint)
+        if body is None:
+            return None  # purged meanwhile: drop it
+        line, ok = ok_line(run.login_id, run.name, body), True
+    except (PollTimeoutError, TimeoutError) as exc:
+        line, ok = await run.pending(exc), False
+    except SetupError as exc:
+        run.setup_failed(exc)
+    except Exception as exc:
+        line, ok = await run.failed(exc), False
     finally:
         stats["in_flight"] -= 1
         held[job] -= 1
         if held[job] <= 0:
             del held[job]
-    if not await _write(redis, job, "results", key, line, ttl_ms):
+    if line is None or not await _write(ctx["redis"], job, "results", key, line, run.ttl_ms):
         return None  # purged while it was pulled: its line goes nowhere
     stats["done" if ok else "failed"] += 1
     return ok
@@ -321,64 +363,90 @@ async def run_worker(redis_url: str, *, burst: bool = False) -> None:
         raise setup[0]
 
 
+class _Process:
+    """A ``flinks-async worker`` process across its rounds (an arq worker each, a new one
+    after each loss of Redis): its id, its counts, and how it stops."""
+
+    def __init__(self, setup: list[SetupError]) -> None:
+        self.id = secrets.token_hex(4)
+        self.setup = setup
+        self.stopping = asyncio.Event()
+        self.current: Any = None  # this round's arq worker
+        self.stats = {"done": 0, "failed": 0, "in_flight": 0}
+        self.held: collections.Counter[str] = collections.Counter()
+
+    def stop(self, signum: int) -> None:
+        log.warning("worker %s: %s: stopping", self.id, signal.Signals(signum).name)
+        self.stopping.set()
+        if self.current is not None:
+            self.current.handle_sig(signum)  # cancels its jobs: they go back on the queue
+
+    def stop_for_setup(self, exc: SetupError) -> None:
+        if not self.setup:
+            self.setup.append(exc)
+            self.stopping.set()
+            if self.current is not None:
+                self.current.handle_sig(signal.SIGTERM)  # cancels its jobs: back on the queue
+
+    def round(self, settings: Any, burst: bool) -> Any:
+        """This round's arq worker: :class:`WorkerSettings`, and this process's state."""
+        same = "functions queue_name on_startup on_shutdown max_jobs job_timeout max_tries"
+        same += " keep_result poll_delay allow_abort_jobs"
+        ctx = {"id": self.id, "stop_for_setup": self.stop_for_setup}
+        self.current = arq_module().Worker(
+            **{name: getattr(WorkerSettings, name) for name in same.split()},
+            redis_settings=settings,
+            burst=burst,
+            handle_signals=False,
+            ctx=ctx | {"stats": self.stats, "held": self.held},
+        )
+        return self.current
+
+    async def stopped_within(self, delay: float) -> bool:
+        """Whether it is stopping, waiting up to ``delay`` seconds for it."""
+        if not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+        return self.stopping.is_set()
+
+
+async def _end_round(worker: Any) -> bool:
+    """Cancel a round's jobs (back on the queue), shut it down: had it got going?"""
+    tasks = list(worker.tasks.values())
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:  # retrieved: nothing left to log at exit
+            if task.done() and not task.cancelled():
+                task.exception()
+    started = "flinks" in worker.ctx
+    if started:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(_shutdown(worker.ctx), 10)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(worker.pool.close(close_connection_pool=True), 5)
+    return started
+
+
 async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> None:
-    arq = arq_module()
-    settings = arq.connections.RedisSettings.from_dsn(redis_url)
+    settings = arq_module().connections.RedisSettings.from_dsn(redis_url)
     settings.conn_retries = 0  # this loop retries, with one line per transition
     shown = shown_redis_url(redis_url)
-    stopping = asyncio.Event()
+    process = _Process(setup)
     loop = asyncio.get_running_loop()
-    worker_id = secrets.token_hex(4)
-    current: list[Any] = []
-    stats = {"done": 0, "failed": 0, "in_flight": 0}  # this process's, across reconnections
-    held: collections.Counter[str] = collections.Counter()
-
-    def stop(signum: int) -> None:
-        log.warning("worker %s: %s: stopping", worker_id, signal.Signals(signum).name)
-        stopping.set()
-        if current:
-            current[0].handle_sig(signum)  # cancels its jobs: they go back on the queue
-
-    def stop_for_setup(exc: SetupError) -> None:
-        if not setup:
-            setup.append(exc)
-            stopping.set()
-            if current:
-                current[0].handle_sig(signal.SIGTERM)  # cancels its jobs: back on the queue
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop, sig)
+        loop.add_signal_handler(sig, process.stop, sig)
     delay = 1.0
     ran = False  # this process has taken jobs: losing Redis later is a blip, not an error
     try:
         while True:
-            worker = arq.Worker(
-                functions=WorkerSettings.functions,
-                queue_name=QUEUE,
-                redis_settings=settings,
-                on_startup=_startup,
-                on_shutdown=_shutdown,
-                max_jobs=WorkerSettings.max_jobs,
-                job_timeout=WorkerSettings.job_timeout,
-                max_tries=WorkerSettings.max_tries,
-                keep_result=WorkerSettings.keep_result,
-                poll_delay=WorkerSettings.poll_delay,
-                allow_abort_jobs=WorkerSettings.allow_abort_jobs,
-                burst=burst,
-                handle_signals=False,
-                ctx={
-                    "id": worker_id,
-                    "stop_for_setup": stop_for_setup,
-                    "stats": stats,
-                    "held": held,
-                },
-            )
-            current[:] = [worker]
+            worker = process.round(settings, burst)
             try:
                 await worker.async_run()
                 return  # burst: the queue is empty
             except asyncio.CancelledError:
-                if stopping.is_set():
+                if process.stopping.is_set():
                     return
                 raise
             except (OSError, redis_errors()) as exc:
@@ -393,38 +461,21 @@ async def _run_worker(redis_url: str, burst: bool, setup: list[SetupError]) -> N
                     log.warning(
                         "worker %s: lost the queue's Redis at %s (%s): reconnecting with "
                         "backoff (1 s doubling to 30 s); its logins in progress resume later",
-                        worker_id,
+                        process.id,
                         shown,
                         type(exc).__name__,
                     )
             finally:
-                current.clear()
-                tasks = list(worker.tasks.values())
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    await asyncio.wait(tasks, timeout=10)
-                    for task in tasks:  # retrieved: nothing left to log at exit
-                        if task.done() and not task.cancelled():
-                            task.exception()
-                if "flinks" in worker.ctx:
-                    ran = True
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(_shutdown(worker.ctx), 10)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(worker.pool.close(close_connection_pool=True), 5)
-            if stopping.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), delay)
-            if stopping.is_set():
+                process.current = None
+                ran = await _end_round(worker) or ran
+            if await process.stopped_within(delay):
                 return
             delay = min(delay * 2, 30.0)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if ran:  # its counts over its whole life, reconnections included
-            _log_counts(worker_id, stats, "stopped: ")
+            _log_counts(process.id, process.stats, "stopped: ")
 
 
 def _announce(worker_id: str, coordination: str | None) -> None:

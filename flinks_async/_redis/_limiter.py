@@ -221,81 +221,86 @@ class RedisRateLimiter:
             raise
 
     async def _take_for_queue(self) -> None:
-        """While callers queue: one script takes slots for up to :data:`MAX_BATCH` of them,
-        and at most a quarter of this process's share (``capacity // (4 * peers)``, at
-        least 1), first come first served (a minted token's call goes first), carrying the
-        pending give-backs; those left wait for the time Redis says, then ask again."""
+        """While callers queue: one script takes slots for a batch of them
+        (:meth:`_next_batch`), carrying the pending give-backs; those left wait for the time
+        Redis says, then ask again."""
         queue = self._queue
         try:
             while queue:
                 if self._local is not None:  # fell back: the queued callers go local
-                    while queue:
-                        waiter = queue.popleft()
-                        if not waiter.future.done():
-                            waiter.future.set_result(None)
                     return
-                # a quarter of this process's share at most: processes that find slots free
-                # at the same moment split them, none takes the whole window's worth
-                most = min(MAX_BATCH, max(1, self.capacity // (4 * self.peers)))
-                batch: list[_Waiter] = []
-                for waiter in list(queue):
-                    if waiter.future.done():  # cancelled while queued: never asked for
-                        queue.remove(waiter)
-                    elif len(batch) < most:
-                        batch.append(waiter)
+                batch = self._next_batch()
                 if not batch:
                     return
-                gives, self._returns = self._returns, []
-                drops, self._drops = self._drops, []
-                tokens = [w.token for w in batch]
-                try:
-                    granted, wait = await guarded(
-                        self._take(
-                            keys=[self.key],
-                            args=[
-                                self.capacity,
-                                int(self.hold * 1000),
-                                int(self.window * 1000),
-                                len(gives),
-                                len(drops),
-                                *gives,
-                                *drops,
-                                *tokens,
-                            ],
-                        )
-                    )
-                except BaseException as exc:
-                    # what the take carried is given back again (later than needed, never
-                    # early); cancelled (closing), the script may have run: drop the slots
-                    # asked for rather than hold them for `hold`
-                    self._returns += gives
-                    self._drops += drops
-                    if isinstance(exc, asyncio.CancelledError):
-                        self._drops += tokens
-                        self._flush_soon()
-                        raise
-                    for waiter in queue:  # they would all meet the same failure
-                        if not waiter.future.done():
-                            waiter.future.set_exception(exc)
-                    queue.clear()
-                    return
-                for waiter in batch[: int(granted)]:
-                    queue.remove(waiter)
-                    if waiter.future.done():  # cancelled while Redis answered
-                        self._drops.append(waiter.token)
-                        self._flush_soon()
-                    else:
-                        self._held.add(waiter.token)
-                        waiter.future.set_result(waiter.token)
-                if int(granted) < len(batch):
-                    delay = min(max(int(wait), 1) / 1000, MAX_WAIT)
+                answer = await self._ask(batch)
+                if answer is None:
+                    return  # Redis failed: every caller queued has the error
+                granted, wait = answer
+                self._grant(batch[:granted])
+                if granted < len(batch):
+                    delay = min(max(wait, 1) / 1000, MAX_WAIT)
                     await asyncio.sleep(delay + random.uniform(0, 0.005))
         finally:
             self._taker = None
-            for waiter in queue:  # closing, or a failure: nobody is left waiting forever
+            for waiter in queue:  # closing, fallen back, or a failure: nobody waits forever
                 if not waiter.future.done():
                     waiter.future.set_result(None)
             queue.clear()
+
+    def _next_batch(self) -> list[_Waiter]:
+        """The callers to ask for, first come first served (a minted token's call goes
+        first): up to :data:`MAX_BATCH` of them, and at most a quarter of this process's
+        share (``capacity // (4 * peers)``, at least 1), so that processes finding slots
+        free at the same moment split them, none taking the whole window's worth. Drops
+        the callers cancelled while queued (never asked for)."""
+        most = min(MAX_BATCH, max(1, self.capacity // (4 * self.peers)))
+        batch: list[_Waiter] = []
+        for waiter in list(self._queue):
+            if waiter.future.done():
+                self._queue.remove(waiter)
+            elif len(batch) < most:
+                batch.append(waiter)
+        return batch
+
+    async def _ask(self, batch: list[_Waiter]) -> tuple[int, int] | None:
+        """Run the take script for ``batch``, carrying the pending give-backs and drops:
+        how many it granted (the first ones) and how long the rest should wait (ms). None
+        when Redis failed: every queued caller then has the error."""
+        gives, self._returns = self._returns, []
+        drops, self._drops = self._drops, []
+        tokens = [w.token for w in batch]
+        hold, window = int(self.hold * 1000), int(self.window * 1000)
+        args = [self.capacity, hold, window, len(gives), len(drops), *gives, *drops, *tokens]
+        try:
+            granted, wait = await guarded(self._take(keys=[self.key], args=args))
+        except BaseException as exc:
+            # what the take carried is given back again (later than needed, never early);
+            # cancelled (closing), the script may have run: drop the slots asked for
+            # rather than hold them for `hold`
+            self._returns += gives
+            self._drops += drops
+            if isinstance(exc, asyncio.CancelledError):
+                self._drops += tokens
+                self._flush_soon()
+                raise
+            for waiter in self._queue:  # they would all meet the same failure
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
+            self._queue.clear()
+            return None
+        return int(granted), int(wait)
+
+    def _grant(self, granted: list[_Waiter]) -> None:
+        """Hand their tokens to the callers Redis granted a slot (or drop the slot of one
+        cancelled while Redis answered)."""
+        for waiter in granted:
+            self._queue.remove(waiter)
+            if waiter.future.done():
+                self._drops.append(waiter.token)
+                self._flush_soon()
+            else:
+                self._held.add(waiter.token)
+                waiter.future.set_result(waiter.token)
 
     def release(self, token: Any) -> None:
         """Give a slot back: it frees ``window`` seconds from now (Redis' clock)."""
@@ -392,7 +397,7 @@ class RedisRateLimiter:
         self._charged = set(self._held)
         local.in_flight = len(self._charged)
         horizon = time.monotonic() - self.window
-        local._finished.extend(t for t in self._answered if t > horizon)
+        local.answered.extend(t for t in self._answered if t > horizon)
         self._local = local
         self._trouble = True
         log.warning(
@@ -415,7 +420,7 @@ class RedisRateLimiter:
         pairs: list[object] = []
         for _ in range(local.in_flight):
             pairs += [int(self.hold * 1000), f"seed-{secrets.token_hex(8)}"]
-        for answered in list(local._finished):
+        for answered in list(local.answered):
             left = answered + local.window - now
             if left > 0:
                 pairs += [math.ceil(left * 1000), f"seed-{secrets.token_hex(8)}"]

@@ -601,16 +601,7 @@ class Emulator:
             if not isinstance(body, dict):
                 return op, None, None, _error("INVALID_REQUEST", "Body is not an object")
         if op == "GenerateAuthorizeToken" and request.method == "POST":
-            if self.secret_key and request.headers.get("flinks-auth-key") != self.secret_key:
-                return (
-                    op,
-                    None,
-                    None,
-                    _error(self.wrong_secret_code, "Invalid secret key", self.wrong_secret_status),
-                )
-            token = str(uuid.uuid4())
-            self._tokens[token] = time.monotonic()
-            return op, None, None, _json({"HttpStatusCode": 200, "Token": token})
+            return op, None, None, self._token(request)
         if op == "Authorize" and request.method == "POST":
             login_id = body.get("LoginId")
             if isinstance(login_id, str):
@@ -648,6 +639,14 @@ class Emulator:
                 _error("SESSION_NONEXISTENT", "The RequestId does not exist", rid=request_id),
             )
         return op, login_id, request_id, await self._data(request, family, login_id, request_id)
+
+    def _token(self, request: web.Request) -> web.StreamResponse:
+        """``POST /GenerateAuthorizeToken``: a single-use token, for the right secret key."""
+        if self.secret_key and request.headers.get("flinks-auth-key") != self.secret_key:
+            return _error(self.wrong_secret_code, "Invalid secret key", self.wrong_secret_status)
+        token = str(uuid.uuid4())
+        self._tokens[token] = time.monotonic()
+        return _json({"HttpStatusCode": 200, "Token": token})
 
     def _api_key_ok(self, request: web.Request) -> bool:
         return not self.api_key or request.headers.get("x-api-key") == self.api_key

@@ -215,23 +215,26 @@ def _bank_tx(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
+#: the holder of every account of :func:`accounts_payload`
+_HOLDER = {
+    "Name": "John Doe",
+    "Address": {
+        "CivicAddress": "1275 Avenue des Canadiens",
+        "City": "Montreal",
+        "Province": "QC",
+        "PostalCode": "H3B 5E8",
+        "POBox": None,
+        "Country": "CA",
+    },
+    "Email": "john@example.com",
+    "PhoneNumber": "(514) 555-0101",
+}
+
+
 @functools.lru_cache(maxsize=64)
 def accounts_payload(size: int = 20_000, variant: int = 0, transactions: bool = True) -> bytes:
     """A 200 ``/GetAccountsDetail`` (or, without transactions, ``/GetAccountsSummary``) body."""
     rng = random.Random(f"acc-{variant}")
-    holder = {
-        "Name": "John Doe",
-        "Address": {
-            "CivicAddress": "1275 Avenue des Canadiens",
-            "City": "Montreal",
-            "Province": "QC",
-            "PostalCode": "H3B 5E8",
-            "POBox": None,
-            "Country": "CA",
-        },
-        "Email": "john@example.com",
-        "PhoneNumber": "(514) 555-0101",
-    }
     accounts: list[dict[str, Any]] = []
     for title, category in [
         ("Chequing", "Operations"),
@@ -255,7 +258,7 @@ def accounts_payload(size: int = 20_000, variant: int = 0, transactions: bool = 
                 "Category": category,
                 "Type": "Chequing" if category == "Operations" else "CreditCard",
                 "Currency": "CAD",
-                "Holder": holder,
+                "Holder": _HOLDER,
                 "AccountType": "Personal",
                 "EftEligibleRatio": 1.0,
                 "ETransferEligibleRatio": 1.0,

@@ -78,6 +78,12 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--record", type=number(int, 0), default=0, help="requests to keep for inspection"
     )
+    _add_readiness(e)
+    add_loop(e)
+
+
+def _add_readiness(e: argparse.ArgumentParser) -> None:
+    """Data ready after a time (``--ready-after``), and pushed as webhooks."""
     e.add_argument(
         "--ready-after",
         type=number(float, 0),
@@ -94,7 +100,6 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         default=1800.0,
         help="seconds between deliveries of a webhook not answered 200 (1800, as Flinks)",
     )
-    add_loop(e)
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from ._errors import APIError, FlinksError
+from .._errors import APIError, FlinksError
 
 __all__ = ["NotOurs", "Output", "ResumeState", "cut_torn_tail", "error_line", "ok_line", "scan"]
 

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import anyio
 
-from ._events import Event
+from .._events import Event
 
 __all__ = ["Progress"]
 
