@@ -31,7 +31,7 @@ import msgspec
 from flinks_async import FlinksClient
 from flinks_async._decoding import ModelDecoder
 from flinks_async._models import Authorization, Investments
-from flinks_async._transport import Call, Reply, Transport
+from flinks_async._transport import Reply, Request, Transport
 from flinks_async.testing import demo_login_ids
 from flinks_async.testing._payloads import investments_payload
 
@@ -46,11 +46,11 @@ _PENDING = b'{"FlinksCode":"OPERATION_PENDING"}'
 _POLL = 1e-6  # the shortest sleep asyncio takes through a timer, for both contenders
 
 
-def _canned(body: bytes) -> Callable[[Call], Coroutine[Any, Any, Reply]]:
+def _canned(body: bytes) -> Callable[[Request], Coroutine[Any, Any, Reply]]:
     """A ``Transport.send`` answering from memory: Authorize, PENDING 202s, then a 200."""
     asked: dict[str | None, int] = {}
 
-    async def send(call: Call) -> Reply:
+    async def send(call: Request) -> Reply:
         await asyncio.sleep(0)  # an exchange yields to the loop at least once
         assert call.decode is not None
         if call.endpoint == "Authorize":
@@ -71,12 +71,12 @@ async def _floor(client: FlinksClient, ids: list[str]) -> None:
     auth, inv = ModelDecoder.of(Authorization, raw=False), ModelDecoder.of(Investments, raw=False)
     for login_id in ids:
         body = msgspec.json.encode({"LoginId": login_id, "MostRecentCached": True})
-        a = Call("POST", f"{url}/Authorize", "Authorize", {}, body, login_id, None, auth)
+        a = Request("POST", f"{url}/Authorize", "Authorize", {}, body, login_id, None, auth)
         rid = (await transport.send(a)).value.request_id
         body = msgspec.json.encode(
             {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
         )
-        call = Call("POST", f"{url}/Investments", "Investments", {}, body, login_id, rid, inv)
+        call = Request("POST", f"{url}/Investments", "Investments", {}, body, login_id, rid, inv)
         while True:  # the polling rule, by hand
             if (await transport.send(call)).status == 200:
                 break

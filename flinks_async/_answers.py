@@ -32,7 +32,7 @@ from ._errors import (
 from ._models import ErrorBody, decoder_for
 
 if TYPE_CHECKING:
-    from ._transport import Call
+    from ._transport import Request
 
 __all__ = ["Held", "answer_error", "join", "read_big", "read_body", "too_large"]
 
@@ -49,7 +49,7 @@ class Held:
 
 
 async def read_body(
-    resp: aiohttp.ClientResponse, call: Call, read: Held, limit: int, budget: BodyBudget
+    resp: aiohttp.ClientResponse, call: Request, read: Held, limit: int, budget: BodyBudget
 ) -> bytes:
     """The body, refusing more than ``max_response_bytes`` (counted after decompression),
     each part taken from the budget (``read.size`` says how much is held)."""
@@ -104,7 +104,7 @@ async def join(chunks: list[bytes], size: int) -> bytes:
     return await asyncio.get_running_loop().run_in_executor(None, b"".join, chunks)
 
 
-def too_large(call: Call, limit: int) -> ResponseTooLargeError:
+def too_large(call: Request, limit: int) -> ResponseTooLargeError:
     """:class:`ResponseTooLargeError` for ``call``."""
     return ResponseTooLargeError(
         f"response body over max_response_bytes={limit}",
@@ -114,7 +114,7 @@ def too_large(call: Call, limit: int) -> ResponseTooLargeError:
     )
 
 
-def answer_error(call: Call, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
+def answer_error(call: Request, status: int, headers: Mapping[str, str], body: bytes) -> APIError:
     """The typed error for a non-200/202 answer (keyed on FlinksCode, then status)."""
     code: str | None = None
     request_id = call.request_id

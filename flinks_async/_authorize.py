@@ -24,7 +24,7 @@ from ._decoding import ModelDecoder
 from ._errors import DecodeError, InvalidLoginIdError
 from ._models import Authorization, decoder_for
 from ._redact import is_guid
-from ._transport import Call, Sender
+from ._transport import Request, Sender
 
 __all__ = ["Authorizer", "check_login_id"]
 
@@ -109,7 +109,7 @@ class Authorizer:
     async def _send(self, login_id: str, mfa: dict[str, object] | None) -> Authorization:
         s = self.settings
         body: dict[str, object] = {"LoginId": login_id, "MostRecentCached": True}
-        call = Call(
+        call = Request(
             "POST",
             self._url,
             "Authorize",
@@ -137,7 +137,7 @@ class Authorizer:
         """A fresh single-use authorize token, as the ``flinks-auth-key`` header."""
         s = self.settings
         assert s.secret_key is not None
-        call = Call(
+        call = Request(
             "POST",
             self._token_url,
             "GenerateAuthorizeToken",

@@ -24,7 +24,7 @@ from ._coordination import FlightDeadline, SharedFlights
 from ._decoding import Decoder, decode_answer
 from ._errors import PollTimeoutError
 from ._events import Event, dispatch, scoped_hooks
-from ._polling import Plan, fetch
+from ._polling import Plan, run_plan
 
 __all__ = ["flight_key", "observed", "shared_run"]
 
@@ -92,7 +92,7 @@ async def shared_run(
     try:
         body = await flights.run(
             key,
-            functools.partial(fetch, plan),
+            functools.partial(run_plan, plan),
             login_id=login_id,
             deadline=started + timeout if plan.bounded else None,
             progress=plan,

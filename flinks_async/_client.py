@@ -41,12 +41,11 @@ from ._errors import ConfigurationError
 from ._events import EventHook, scoped_hooks
 from ._models import Authorization
 from ._options import CallOptions, ClientOptions
-from ._polling import Plan
-from ._polling import fetch as run_plan  # the polling rule (FlinksClient.fetch is a call)
+from ._polling import Plan, run_plan
 from ._receiver import WebhookLimits, WebhookReceiver
 from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
-from ._transport import Call, Transport
+from ._transport import Request, Transport
 from ._webhooks import SIGNATURE_HEADERS, MemoryWebhooks, WebhookDelivery
 
 __all__ = ["FlinksClient"]
@@ -238,7 +237,7 @@ class FlinksClient(DataCalls):
         """Delete the login and its data at Flinks (``DELETE /DeleteCard/{loginId}``)."""
         login_id = check_login_id(login_id)
         url = f"{self.settings.banking_url}/DeleteCard/{login_id}"
-        call = Call(
+        call = Request(
             "DELETE", url, "DeleteCard", self._data_headers, None, login_id, settings=self.settings
         )
         await self._transport.send(call)
@@ -263,7 +262,7 @@ class FlinksClient(DataCalls):
         ``"statements"``) or a Flinks name (``"GetAccountsDetail"``...). Prefer the typed
         methods (:meth:`investments`...). Concurrent calls for the same login, endpoint
         and options share one run."""
-        return await self._call(endpoint, login_id, raw, options)
+        return await self._data_coroutine(endpoint, login_id, raw, options)
 
     async def _data_call(
         self, endpoint: AnyEndpoint, login_id: str, /, *, raw: bool | None = None, **o: Any
@@ -272,7 +271,7 @@ class FlinksClient(DataCalls):
         ``async def``: a bad argument raises where the call is awaited, as it always did)."""
         if raw is not None:
             _deprecated_raw(endpoint.method_name)
-        return await self._call(endpoint, login_id, bool(raw), o)
+        return await self._data_coroutine(endpoint, login_id, bool(raw), o)
 
     def _fan_out(
         self, endpoint: AnyEndpoint, login_ids: Ids, /, *, raw: bool | None = None, **o: Any
@@ -282,7 +281,7 @@ class FlinksClient(DataCalls):
             _deprecated_raw(f"{endpoint.method_name}_many")
         return self.many(endpoint, login_ids, raw=bool(raw), **o)
 
-    def _call(
+    def _data_coroutine(
         self, endpoint: str | AnyEndpoint, login_id: str, raw: bool, options: Mapping[str, Any]
     ) -> Coroutine[Any, Any, Any]:
         """The coroutine of one data call (bad arguments raise here, before any request)."""
@@ -292,7 +291,7 @@ class FlinksClient(DataCalls):
             request_id = options.pop("request_id", None)
             poll_timeout = options.pop("poll_timeout", None)
             if poll_timeout is not None:
-                return self.with_options(poll_timeout=poll_timeout)._call(
+                return self.with_options(poll_timeout=poll_timeout)._data_coroutine(
                     row, login_id, raw, {**options, "request_id": request_id}
                 )
             body = wire_options(row, options) if options else {}

@@ -319,7 +319,7 @@ class DataCalls:
 
     __slots__ = ()
 
-    def _call(
+    def _data_coroutine(
         self, endpoint: str | AnyEndpoint, login_id: str, raw: bool, options: Mapping[str, Any]
     ) -> Coroutine[Any, Any, Any]:
         """The coroutine of one data call: the client's (the raw view calls it)."""
@@ -374,7 +374,7 @@ class RawCalls(DataCalls):
         self._client = client
 
     async def _data_call(self, endpoint: AnyEndpoint, login_id: str, /, **options: Any) -> Any:
-        return await self._client._call(endpoint, login_id, True, options)
+        return await self._client._data_coroutine(endpoint, login_id, True, options)
 
     def _fan_out(self, endpoint: AnyEndpoint, login_ids: Ids, /, **options: Any) -> Any:
         return self._client.many(endpoint, login_ids, raw=True, **options)

@@ -61,7 +61,7 @@ scoped_hooks: contextvars.ContextVar[tuple[EventHook, ...]] = contextvars.Contex
 
 
 def dispatch(hooks: tuple[EventHook, ...], event: Event) -> None:
-    """Call every hook, then the fan-out's; a hook's exception is logged, not raised."""
+    """Request every hook, then the fan-out's; a hook's exception is logged, not raised."""
     for hook in (*hooks, *scoped_hooks.get()):
         try:
             hook(event)

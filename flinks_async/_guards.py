@@ -46,7 +46,7 @@ from ._logs import extra, log
 from ._retry import RETRY_AFTER_JITTER
 
 if TYPE_CHECKING:
-    from ._transport import Call
+    from ._transport import Request
 
 __all__ = ["FRESH_TOKEN_AGE", "SETUP_ERRORS", "TOKEN_ENDPOINT", "Guards"]
 
@@ -81,7 +81,7 @@ class Guards:
         #: endpoint -> set once its first call (sent alone) has ended (see first_alone)
         self._first_done: dict[str, anyio.Event] = {}
 
-    def count_connect_failure(self, call: Call, exc: BaseException) -> None:
+    def count_connect_failure(self, call: Request, exc: BaseException) -> None:
         """Trip the unreachable breaker after ``unreachable_after`` connection failures in
         a row with no answer ever received (then raise its error)."""
         limit = self.settings.unreachable_after
@@ -133,7 +133,7 @@ class Guards:
         return status == 404 and code is None
 
     def count_setup_error(
-        self, call: Call, failure: APIError, *, fresh_token: bool = False
+        self, call: Request, failure: APIError, *, fresh_token: bool = False
     ) -> None:
         """Trip the set-up breaker when this answer, one it counts, makes the set-up error
         plain (then raise its error)."""
@@ -188,7 +188,7 @@ class Guards:
             await done.wait()
         return None
 
-    def pause(self, call: Call, retry_after: float | None, s: Settings) -> None:
+    def pause(self, call: Request, retry_after: float | None, s: Settings) -> None:
         """Hold every new request for ``min(Retry-After, max_retry_after)`` seconds
         (``backoff_initial`` without the header)."""
         length = s.backoff_initial if retry_after is None else min(retry_after, s.max_retry_after)

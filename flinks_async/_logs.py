@@ -18,14 +18,14 @@ from ._config import Settings
 from ._errors import FlinksError
 
 if TYPE_CHECKING:
-    from ._transport import Call
+    from ._transport import Request
 
 __all__ = ["extra", "log", "log_exchange"]
 
 log = logging.getLogger("flinks_async")
 
 
-def extra(settings: Settings, call: Call, **fields: object) -> dict[str, object]:
+def extra(settings: Settings, call: Request, **fields: object) -> dict[str, object]:
     """The ``extra`` of a log line about ``call``: its fields, then ``flinks_<name>`` for
     each of ``fields``."""
     return {
@@ -39,7 +39,7 @@ def extra(settings: Settings, call: Call, **fields: object) -> dict[str, object]
 
 def log_exchange(
     settings: Settings,
-    call: Call,
+    call: Request,
     attempt: int,
     started: float,
     status: int,

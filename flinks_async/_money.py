@@ -59,21 +59,21 @@ _ZERO = Decimal(0)
 _chain = itertools.chain.from_iterable
 
 
-class _Plan(typing.NamedTuple):
+class _MoneyMap(typing.NamedTuple):
     """Where a model keeps money: its own Decimal fields, and the models under it."""
 
     money: tuple[tuple[str, Callable[[Any], Any]], ...]  # (wire name, getter)
     children: tuple[tuple[str, Callable[[Any], Any], type[Any], bool], ...]  # + model, many
 
 
-_PLANS: dict[type[Any], _Plan | None] = {}
+_MONEY_MAPS: dict[type[Any], _MoneyMap | None] = {}
 
 
-def _plan(model: type[Any]) -> _Plan | None:
+def _money_map(model: type[Any]) -> _MoneyMap | None:
     """The model's plan, or ``None`` when no money can be under it (computed once)."""
-    if model in _PLANS:
-        return _PLANS[model]
-    _PLANS[model] = None  # a model that refers to itself holds no money through itself
+    if model in _MONEY_MAPS:
+        return _MONEY_MAPS[model]
+    _MONEY_MAPS[model] = None  # a model that refers to itself holds no money through itself
     money: list[tuple[str, Callable[[Any], Any]]] = []
     children: list[tuple[str, Callable[[Any], Any], type[Any], bool]] = []
     for f in msgspec.structs.fields(model):
@@ -87,11 +87,11 @@ def _plan(model: type[Any]) -> _Plan | None:
         elif (
             isinstance(inner, type)
             and issubclass(inner, msgspec.Struct)
-            and _plan(inner) is not None
+            and _money_map(inner) is not None
         ):
             children.append((f.encode_name, operator.attrgetter(f.name), inner, many))
-    plan = _Plan(tuple(money), tuple(children)) if money or children else None
-    _PLANS[model] = plan
+    plan = _MoneyMap(tuple(money), tuple(children)) if money or children else None
+    _MONEY_MAPS[model] = plan
     return plan
 
 
@@ -112,7 +112,7 @@ def check_money(value: Any, model: type[Any]) -> None:
 def money_fine(values: list[Any], model: type[Any]) -> bool:
     """Whether every money field of ``values`` (each a decoded ``model``) is a finite number of
     sane size: :func:`check_money` without the error, for a list of them."""
-    plan = _plan(model)
+    plan = _money_map(model)
     if plan is None or not values:
         return True
     parts: list[Iterable[Any]] = []
@@ -124,7 +124,7 @@ def money_fine(values: list[Any], model: type[Any]) -> bool:
         return False
 
 
-def _gather(objs: list[Any], plan: _Plan, parts: list[Iterable[Any]]) -> None:
+def _gather(objs: list[Any], plan: _MoneyMap, parts: list[Iterable[Any]]) -> None:
     """Append to ``parts`` an iterator over each money field of ``objs``, and recurse."""
     for _, get in plan.money:
         parts.append(map(get, objs))
@@ -132,7 +132,7 @@ def _gather(objs: list[Any], plan: _Plan, parts: list[Iterable[Any]]) -> None:
         found: Iterable[Any] = filter(None, map(get, objs))
         kids = list(_chain(found)) if many else list(found)
         if kids:
-            _gather(kids, _PLANS[child], parts)  # type: ignore[arg-type]
+            _gather(kids, _MONEY_MAPS[child], parts)  # type: ignore[arg-type]
 
 
 def _what(amount: Decimal) -> str | None:
@@ -160,7 +160,7 @@ def _first_bad(value: Any, model: type[Any], at: str = "$") -> DecodeError:
 
 
 def _search(value: Any, model: type[Any], at: str) -> DecodeError | None:
-    plan = _PLANS.get(model)
+    plan = _MONEY_MAPS.get(model)
     if plan is None:
         return None
     for wire, get in plan.money:

@@ -1,6 +1,6 @@
 """The 202 polling rule: ask, and while the answer is 202, wait and ask again.
 
-For one data call (``fetch``):
+For one data call (``run_plan``):
 
 1. Authorize, unless a ``request_id`` was given.
 2. Send the endpoint's request (``POST /Investments``, ``POST /GetAccountsDetail``...).
@@ -43,7 +43,7 @@ from ._endpoints import AnyEndpoint as Endpoint  # a row of the table, whatever 
 from ._errors import PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
 from ._models import Authorization
-from ._transport import Call, Sender
+from ._transport import Request, Sender
 
 if TYPE_CHECKING:
     from ._webhooks import WebhookHub
@@ -54,7 +54,7 @@ __all__ = [
     "Plan",
     "endpoint_named",
     "endpoint_urls",
-    "fetch",
+    "run_plan",
     "wire_options",
 ]
 
@@ -63,7 +63,7 @@ __all__ = [
 class Plan:
     """One data call, as the client planned it, and how far it got.
 
-    Built once by the client for each call and handed down: :func:`fetch` runs it, the
+    Built once by the client for each call and handed down: :func:`run_plan` runs it, the
     single-flight table shares it (a run handed over to another task carries on from the
     same plan instead of starting again: same session, no second first request once it was
     answered, and no deadline of its own: each caller waiting on it keeps its own), and
@@ -144,7 +144,7 @@ class Plan:
         self.bounded = False
 
 
-def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
+def _calls(plan: Plan, rid: str) -> tuple[Request, Request]:
     """The first request of a session and the poll that repeats it (built once, reused)."""
     endpoint, login_id, s = plan.endpoint, plan.login_id, plan.settings
     if endpoint.poll_by_get:
@@ -152,7 +152,7 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
     else:  # /Investments: polled by re-sending the same request
         body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
     encoded = msgspec.json.encode(body)
-    post = Call(
+    post = Request(
         "POST",
         plan.url,
         endpoint.name,
@@ -166,7 +166,7 @@ def _calls(plan: Plan, rid: str) -> tuple[Call, Call]:
     if not endpoint.poll_by_get:
         return post, post
     url = f"{plan.url}Async/{rid}"
-    poll = Call(
+    poll = Request(
         "GET",
         url,
         f"{endpoint.name}Async",
@@ -199,7 +199,7 @@ async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
     return value
 
 
-async def fetch(plan: Plan) -> Any:
+async def run_plan(plan: Plan) -> Any:
     """Run the polling rule for one planned call (see the module docstring); return the
     200 value. Updates ``plan`` as it goes, so that a second run of the same plan carries on.
     """
@@ -235,7 +235,7 @@ async def fetch(plan: Plan) -> Any:
     )
 
 
-async def _session(p: Plan) -> tuple[Call, Call]:
+async def _session(p: Plan) -> tuple[Request, Request]:
     """Authorize for ``p`` (its session is new: post first); its first request and poll."""
     p.request_id = rid = (await p.authorize(p.login_id)).request_id or ""
     return _calls(p, rid)

@@ -48,7 +48,7 @@ from ._logs import extra, log, log_exchange
 from ._retry import parse_retry_after, retry_delay
 from ._version import __version__
 
-__all__ = ["Call", "Reply", "Sender", "Transport"]
+__all__ = ["Reply", "Request", "Sender", "Transport"]
 
 #: Failures to reach the server at all (refused, unknown host, connect timeout).
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -56,7 +56,7 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 
 @dataclasses.dataclass(slots=True)
-class Call:
+class Request:
     """One Flinks HTTP call. ``decode`` turns a 200 body into the result (may raise), in
     one go or, for a body of ``SLICE_FROM`` bytes or more, in slices
     (:func:`~flinks_async._decoding.decode_answer`)."""
@@ -89,7 +89,7 @@ class Reply:
 
 
 class Sender(Protocol):
-    """Send one request, get one answer: what polling (:func:`~flinks_async._polling.fetch`)
+    """Send one request, get one answer: what polling (:func:`~flinks_async._polling.run_plan`)
     and :class:`~flinks_async._authorize.Authorizer` need of the transport, so that they
     can be driven by a fake in tests. :class:`Transport` is the real one."""
 
@@ -100,7 +100,7 @@ class Sender(Protocol):
     #: the client's pause and breakers (Authorize sends the first token request alone)
     guards: Guards
 
-    async def send(self, call: Call) -> Reply:
+    async def send(self, call: Request) -> Reply:
         """``call`` sent (and retried): its 200 (decoded) or 202 :class:`Reply`, or the
         typed error."""
 
@@ -108,7 +108,7 @@ class Sender(Protocol):
         """Hand ``event`` to the hooks."""
 
 
-def _transport_error(call: Call, message: str) -> TransportError:
+def _transport_error(call: Request, message: str) -> TransportError:
     """A :class:`TransportError` of ``call``."""
     return TransportError(
         message, login_id=call.login_id, request_id=call.request_id, endpoint=call.endpoint
@@ -229,7 +229,7 @@ class Transport:
         if self.hooks or _events.scoped_hooks.get():
             _events.dispatch(self.hooks, event)
 
-    async def send(self, call: Call) -> Reply:
+    async def send(self, call: Request) -> Reply:
         """Send ``call``, retrying transient failures; return its 200/202 :class:`Reply`.
         Each attempt: :meth:`_ready` (breakers, pause, token, limiter), :meth:`_exchange`
         (the request and its body), :meth:`_judge` (decode a 200, or the answer's error);
@@ -290,7 +290,7 @@ class Transport:
             failure = None
             raise
 
-    def _begin(self, call: Call, attempt: int, hooks: Any) -> Any:
+    def _begin(self, call: Request, attempt: int, hooks: Any) -> Any:
         """An attempt begins: its ``request`` event, and its span (returned) if tracing."""
         if hooks:
             self.emit(Event("request", call.endpoint, call.login_id, call.request_id, attempt))
@@ -299,7 +299,7 @@ class Transport:
         shown = self.settings.shown_login_id(call.login_id)
         return _otel.attempt_span(self.tracer, call, attempt, shown)
 
-    async def _ready(self, call: Call, minted: float) -> tuple[float, Any]:
+    async def _ready(self, call: Request, minted: float) -> tuple[float, Any]:
         """Before an attempt: raise if the client closed or a breaker tripped, wait out a
         429 pause, take fresh headers (a single-use token), then the rate limiter's slot.
         Returns when that token was minted (``minted`` when there is none) and the slot."""
@@ -328,7 +328,7 @@ class Transport:
     async def _exchange(
         self,
         session: aiohttp.ClientSession,
-        call: Call,
+        call: Request,
         s: Settings,
         read: Held,
         slot: Any,
@@ -386,7 +386,7 @@ class Transport:
 
     async def _judge(
         self,
-        call: Call,
+        call: Request,
         s: Settings,
         status: int,
         body: bytes,
@@ -440,7 +440,7 @@ class Transport:
 
     def _retrying(
         self,
-        call: Call,
+        call: Request,
         s: Settings,
         attempt: int,
         failure: FlinksError,

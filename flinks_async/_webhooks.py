@@ -25,7 +25,7 @@ What flows where::
   acknowledged).
 
 The client (``FlinksClient(webhooks=True)``) waits on its hub between polls instead of
-sleeping: see :func:`flinks_async._polling.fetch`.
+sleeping: see :func:`flinks_async._polling.run_plan`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from flinks_async._authorize import check_login_id
 from flinks_async._decoding import ModelDecoder
 from flinks_async._redact import is_guid
 from flinks_async._retry import RETRY_AFTER_JITTER, backoff_delay, parse_retry_after, retry_delay
-from flinks_async._transport import Call
+from flinks_async._transport import Request
 from flinks_async.testing import accounts_payload, investments_payload
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -76,7 +76,7 @@ def test_decoding_yields_a_model_or_a_decode_error(
 def test_any_error_answer_maps_to_a_typed_api_error(
     body: bytes, status: int, content_type: str
 ) -> None:
-    call = Call("POST", "http://x", "Investments", {}, None, "l", "r")
+    call = Request("POST", "http://x", "Investments", {}, None, "l", "r")
     error = answer_error(call, status, {"Content-Type": content_type}, body)
     assert isinstance(error, APIError)
     assert error.http_status == status

@@ -1,6 +1,6 @@
 """Polling and Authorize driven through a fake :class:`~flinks_async._transport.Sender`.
 
-No sockets: the fake answers each :class:`Call` from a script, as httpx's mock transports
+No sockets: the fake answers each :class:`Request` from a script, as httpx's mock transports
 allow, and records what was sent. These test the polling rule and Authorize on their own;
 the loopback tests (``test_polling``, ``test_client``...) test them with the transport.
 """
@@ -27,8 +27,8 @@ from flinks_async._config import Settings
 from flinks_async._decoding import ModelDecoder
 from flinks_async._events import Event, EventHook
 from flinks_async._guards import Guards
-from flinks_async._polling import ENDPOINTS, Plan, fetch
-from flinks_async._transport import Call, Reply, Sender
+from flinks_async._polling import ENDPOINTS, Plan, run_plan
+from flinks_async._transport import Reply, Request, Sender
 
 from .conftest import API_KEY, CUSTOMER, SECRET
 
@@ -39,7 +39,7 @@ _INVESTMENTS = b'{"Accounts":[{"Id":"a1"}],"Securities":[]}'
 _PENDING = b'{"FlinksCode":"OPERATION_PENDING"}'
 
 #: what the fake answers a call: a (status, body), or an exception to raise
-Script = Callable[[Call], "tuple[int, bytes] | BaseException"]
+Script = Callable[[Request], "tuple[int, bytes] | BaseException"]
 
 
 class FakeSender:
@@ -54,7 +54,7 @@ class FakeSender:
         self.budget = BodyBudget(settings.max_body_bytes_in_flight)
         self.guards = Guards(settings, random.Random(0))
 
-    async def send(self, call: Call) -> Reply:
+    async def send(self, call: Request) -> Reply:
         if call.fresh_headers is not None:
             call.headers = {**call.headers, **await call.fresh_headers()}
         body = msgspec.json.decode(call.body) if call.body is not None else None
@@ -110,7 +110,7 @@ async def test_a_202_then_a_200_is_posted_then_polled_by_get() -> None:
     sender = FakeSender(s, lambda call: next(answers))
     sessions: list[str] = []
     plan = _plan(sender, s, _authorizer(sessions))
-    value = await fetch(plan)
+    value = await run_plan(plan)
     assert [a.id for a in value.accounts] == ["a1"]
     assert sessions == ["rid-1"]
     assert [(m, e) for m, e, _, _ in sender.sent] == [
@@ -134,7 +134,7 @@ async def test_a_session_error_re_authorizes_once_then_posts_again() -> None:
     answers = iter([(202, _PENDING), expired, (202, _PENDING), (200, _DETAIL)])
     sender = FakeSender(s, lambda call: next(answers))
     sessions: list[str] = []
-    value = await fetch(_plan(sender, s, _authorizer(sessions)))
+    value = await run_plan(_plan(sender, s, _authorizer(sessions)))
     assert value.accounts
     assert sessions == ["rid-1", "rid-2"]
     assert [(m, body and body.get("RequestId")) for m, _, body, _ in sender.sent] == [
@@ -152,7 +152,7 @@ async def test_a_second_session_error_is_raised() -> None:
     )
     sessions: list[str] = []
     with pytest.raises(SessionExpiredError):
-        await fetch(_plan(sender, s, _authorizer(sessions)))
+        await run_plan(_plan(sender, s, _authorizer(sessions)))
     assert sessions == ["rid-1", "rid-2"] and len(sender.sent) == 2
 
 
@@ -161,7 +161,7 @@ async def test_poll_timeout_ends_a_call_that_stays_pending() -> None:
     sender = FakeSender(s, lambda call: (202, _PENDING))
     sessions: list[str] = []
     with pytest.raises(PollTimeoutError) as info:
-        await fetch(_plan(sender, s, _authorizer(sessions)))
+        await run_plan(_plan(sender, s, _authorizer(sessions)))
     err = info.value
     assert err.request_id == "rid-1" and err.endpoint == "GetAccountsDetail"
     assert err.login_id == LOGIN and err.attempts >= 1 and err.elapsed >= 0.05
@@ -186,7 +186,7 @@ async def test_authorize_with_a_secret_key_mints_a_token_per_request() -> None:
     s = _settings(secret_key=SECRET)
     tokens = iter(["tok-1", "tok-2"])
 
-    def script(call: Call) -> tuple[int, bytes]:
+    def script(call: Request) -> tuple[int, bytes]:
         if call.endpoint == "GenerateAuthorizeToken":
             return 200, b'{"Token":"%s"}' % next(tokens).encode()
         return 200, _AUTH

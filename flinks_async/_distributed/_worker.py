@@ -226,7 +226,7 @@ async def _write(redis: Any, job: str, part: str, key: str, value: bytes, ttl_ms
 
 
 def _endpoint_name(endpoint: str) -> str:
-    from .._polling import ENDPOINTS
+    from .._endpoints import ENDPOINTS
 
     spec = ENDPOINTS.get(endpoint)
     return spec.name if spec is not None else endpoint
