@@ -453,8 +453,6 @@ LONGEST_FUNCTION = 60
 LONG_FUNCTIONS_ALLOWED = {
     # the emulator's request dispatcher may stay long (the issue says so)
     "flinks_async.testing._emulator:Emulator._respond",
-    # testing/_emulator.py gets its routes from the endpoint table in another part of #36
-    "flinks_async.testing._emulator:Emulator.__init__",
 }
 
 

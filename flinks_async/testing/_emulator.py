@@ -352,6 +352,20 @@ class Emulator:
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
+        self._records(record)
+        self.ready_after = ready_after
+        self.ready_spread = ready_spread
+        self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
+        self.webhook_header, self.webhook_attempts = webhook_header, webhook_attempts
+        self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_faults = {k: v for k, v in (webhook_faults or {}).items() if v > 0}
+        for spec in self.webhook_faults:
+            if spec.partition(":")[0] not in _WEBHOOK_FAULTS:
+                raise ValueError(f"unknown webhook fault {spec!r}")
+        self._runner: web.AppRunner | None = None
+
+    def _records(self, record: int) -> None:
+        """What the emulator records and keeps, empty (see the class's attributes)."""
         self.counts: collections.Counter[str] = collections.Counter()
         #: Authorize requests received per login id (lower-cased): "pulled twice" counted
         #: where Flinks counts it
@@ -372,22 +386,10 @@ class Emulator:
         self._tokens: dict[str, float] = {}  # token -> when it was issued
         #: seconds each used authorize token waited between its issue and its Authorize
         self.token_ages: list[float] = []
-        self.ready_after = ready_after
-        self.ready_spread = ready_spread
-        self.webhook_url = webhook_url
-        self.webhook_secret = webhook_secret
-        self.webhook_header = webhook_header
-        self.webhook_attempts = webhook_attempts
-        self.webhook_retry_delay = webhook_retry_delay
-        self.webhook_faults = {k: v for k, v in (webhook_faults or {}).items() if v > 0}
-        for spec in self.webhook_faults:
-            if spec.partition(":")[0] not in _WEBHOOK_FAULTS:
-                raise ValueError(f"unknown webhook fault {spec!r}")
         #: every webhook attempt made, in order
         self.webhooks_sent: list[WebhookSent] = []
         self._webhook_tasks: set[asyncio.Task[None]] = set()
         self._webhook_session: Any = None
-        self._runner: web.AppRunner | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
