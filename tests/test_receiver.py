@@ -12,6 +12,7 @@ import base64
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -26,6 +27,7 @@ from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import API_KEY, CUSTOMER, SECRET, free_port, wait_until
 from .test_webhooks import HOOK_SECRET, _body, _post, _stored
+from .test_webhooks import _client as _hook_client
 
 pytestmark = pytest.mark.anyio
 
@@ -95,14 +97,15 @@ async def forged_post(port: int, size: int = BIG) -> int:
 
 @contextlib.asynccontextmanager
 async def serving(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], port: int = 0
 ) -> AsyncIterator[int]:
-    """An aiohttp.web app routing ``PATH`` to ``handler``: its port."""
+    """An aiohttp.web app routing ``PATH`` to ``handler`` (on ``port``, else a free one):
+    its port."""
     app = web.Application()
     app.router.add_post(PATH, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = free_port()
+    port = port or free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield port
@@ -124,19 +127,22 @@ async def uvicorn_serving(app: object) -> AsyncIterator[int]:
 
 
 def _client(emu: Emulator, **options: object) -> FlinksClient:
-    defaults: dict[str, object] = dict(
-        base_url=emu.url,
+    """test_webhooks' client, with a safety poll every 50 ms: a refused webhook costs
+    little time."""
+    return _hook_client(emu, **{"webhook_poll_interval": 0.05, **options})
+
+
+def _sending_to(port: int, **options: Any) -> Emulator:
+    """An emulator (as Flinks) sending its webhooks to ``PATH`` on ``port``."""
+    url = f"http://127.0.0.1:{port}{PATH}"
+    return Emulator(
         api_key=API_KEY,
         secret_key=SECRET,
-        webhooks=True,
-        webhook_poll_interval=0.05,
-        poll_interval=0.02,
-        poll_timeout=60.0,
-        backoff_initial=0.002,
-        backoff_max=0.01,
+        customer_id=CUSTOMER,
+        webhook_url=url,
+        webhook_secret=HOOK_SECRET,
+        **options,
     )
-    defaults.update(options)
-    return FlinksClient(CUSTOMER, **defaults)  # type: ignore[arg-type]
 
 
 # --- strangers cannot stall the client -----------------------------------------------
@@ -322,25 +328,14 @@ async def test_a_genuine_delivery_during_a_flood_is_delivered_again_and_the_call
     the waiting call does not wait for the webhook, it gets its data from its safety poll;
     Flinks' next attempt, once the flood is over, is stored."""
     hub_port = free_port()
-    async with Emulator(
-        api_key=API_KEY,
-        secret_key=SECRET,
-        customer_id=CUSTOMER,
-        ready_after=0.2,
-        webhook_url=f"http://127.0.0.1:{hub_port}{PATH}",
-        webhook_secret=HOOK_SECRET,
-        webhook_retry_delay=0.2,
-        webhook_attempts=1000,  # Flinks' 10 tries over 5 h, in small: past the flood
+    # Flinks' 10 tries over 5 h, in small (many, 0.2 s apart): past the flood
+    async with _sending_to(
+        hub_port, ready_after=0.2, webhook_retry_delay=0.2, webhook_attempts=1000
     ) as emu:
         async with _client(emu, webhook_stream=True) as client:
             limits = WebhookLimits(max_receiving=2, grace=120.0)
             receiver = client.webhook_receiver(HOOK_SECRET, limits=limits)
-            app = web.Application()
-            app.router.add_post(PATH, receiver.aiohttp_handler)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", hub_port).start()
-            try:
+            async with serving(receiver.aiohttp_handler, hub_port):
                 flood = [await Trickle.open(hub_port) for _ in range(2)]
                 await wait_until(lambda: receiver.receiving == 2)
                 login = demo_login_ids(1, seed=33)[0]
@@ -352,8 +347,6 @@ async def test_a_genuine_delivery_during_a_flood_is_delivered_again_and_the_call
                 for t in flood:
                     await t.close()
                 await wait_until(lambda: any(w.status == 200 for w in emu.webhooks_sent), 60)
-            finally:
-                await runner.cleanup()
     statuses = [w.status for w in emu.webhooks_sent]
     assert statuses[-1] == 200 and set(statuses[:-1]) == {503}
     assert receiver.counts["stored"] == 1
@@ -395,15 +388,7 @@ async def test_the_emulator_counts_a_redirect_as_a_failed_delivery() -> None:
     hub = MemoryWebhooks()
     app.mount(PATH, WebhookReceiver(hub, HOOK_SECRET))
     async with uvicorn_serving(app) as port:
-        async with Emulator(
-            api_key=API_KEY,
-            secret_key=SECRET,
-            customer_id=CUSTOMER,
-            ready_after=0.05,
-            webhook_url=f"http://127.0.0.1:{port}{PATH}",
-            webhook_secret=HOOK_SECRET,
-            webhook_attempts=1,
-        ) as emu:
+        async with _sending_to(port, ready_after=0.05, webhook_attempts=1) as emu:
             async with _client(emu) as client:
                 await client.investments(demo_login_ids(1, seed=34)[0])
             await wait_until(lambda: bool(emu.webhooks_sent), timeout=60)
