@@ -18,6 +18,8 @@ import pytest
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import CUSTOMER, free_port, needs_redis, start_redis
+from .test_distributed import _spawn_worker as _worker
+from .test_distributed import _stop
 
 pytestmark = [pytest.mark.anyio, needs_redis]
 CLI = [sys.executable, "-m", "flinks_async"]
@@ -54,21 +56,6 @@ async def _enqueue(
     cmd = [*CLI, "enqueue", "--redis", redis_url, "--job", job, "--login-ids", str(ids_file)]
     done = await anyio.run_process(cmd, env=env, check=False)
     assert done.returncode == 0, done.stderr.decode()
-
-
-def _worker(redis_url: str, env: dict[str, str], log: pathlib.Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as f:  # the child has its own copy of the descriptor
-        return subprocess.Popen(
-            [*CLI, "worker", "--redis", redis_url], env=env, stdout=subprocess.DEVNULL, stderr=f
-        )
-
-
-def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        w.wait(timeout=30)
 
 
 async def _status(redis_url: str) -> tuple[int, ...]:
