@@ -98,7 +98,7 @@ class Route:
     @property
     def params(self) -> tuple[str, ...]:
         """The path parameters, in order (``("loginId",)``)."""
-        return tuple(f for _, f, _, _ in string.Formatter().parse(self.path) if f)
+        return _params(self.path)
 
     @property
     def head(self) -> str:
@@ -115,6 +115,12 @@ class Route:
         parts = string.Formatter().parse(self.path)
         regex = "".join(re.escape(t) + (f"(?P<{f}>[^/]+)" if f else "") for t, f, _, _ in parts)
         return re.compile(regex + "$")
+
+
+@functools.cache
+def _params(path: str) -> tuple[str, ...]:
+    """The path parameters of a template, parsed once per template (asked on every call)."""
+    return tuple(f for _, f, _, _ in string.Formatter().parse(path) if f)
 
 
 def fill(url: str, *, login_id: str = "", request_id: str = "") -> str:
