@@ -10,6 +10,7 @@ Quick start::
 See https://github.com/flinks-async/flinks-async (docs/) for the guide.
 """
 
+from ._blocking import BlockingResults, SyncFlinksClient
 from ._bulk import Result
 from ._client import FlinksClient
 from ._config import DEFAULT_BASE_URL
@@ -115,6 +116,8 @@ __all__ = [
     "EventHook",
     "EventKind",
     "FlinksClient",
+    "SyncFlinksClient",
+    "BlockingResults",
     "FlinksError",
     "Holder",
     "Institution",

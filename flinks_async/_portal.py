@@ -1,0 +1,158 @@
+"""One event loop in a background thread, for the blocking client.
+
+A :class:`LoopThread` owns a thing that lives in its loop (the blocking client's
+``FlinksClient``) and runs coroutines there for any thread, through anyio's blocking
+portal (:func:`anyio.from_thread.start_blocking_portal`: a daemon thread running an
+asyncio loop whose main task serves the portal; ``start_task_soon`` hands it a function
+through ``call_soon_threadsafe`` and answers a :class:`concurrent.futures.Future`):
+
+* **Started on first use**, by whichever thread comes first (under a lock); every thread
+  then shares the one loop, its connection pool and single-flight table.
+* **Interrupted at once**: when the waiting thread is interrupted (``KeyboardInterrupt``
+  from Ctrl-C, or any exception raised in it), :meth:`LoopThread.run` cancels the
+  coroutine's task (the portal's future cancelled: its cancel scope is cancelled in the
+  loop) and waits until the task has ended, so nothing it would have sent goes out after
+  the exception reaches the caller.
+* **Closed once** (:meth:`LoopThread.close`): the owned thing's ``aclose``, then the
+  portal stopped and its thread joined. Every live one is closed at interpreter exit
+  (``atexit``), before the interpreter tears its modules down.
+* **Fork-safe**: in a child process after ``os.fork()`` (Celery's prefork pool,
+  multiprocessing's ``fork``), the parent's loop thread does not exist. Each
+  :class:`LoopThread` made before the fork forgets it without touching it (its sockets
+  and its selector belong to the parent: closing them from the child would break the
+  parent's connections), builds a fresh owned thing, and starts a new loop on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
+
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from ._errors import ClientClosedError
+
+__all__ = ["LoopThread"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: how long an interrupted call waits for its task to end (its cleanup: a socket closed)
+CANCEL_WAIT = 5.0
+
+#: every LoopThread not closed yet (closed at exit; reset in a child after fork): held
+#: strongly, so that a client dropped without close() still closes at exit
+_LIVE: set[LoopThread[Any]] = set()
+#: what a child inherited from its parent's loops: kept, never used or closed (see above)
+_INHERITED: list[object] = []
+
+
+class LoopThread(Generic[R]):
+    """A background event loop owning ``make()``'s result (see the module docstring);
+    ``aclose(owned)`` is awaited in the loop when it closes."""
+
+    def __init__(
+        self, name: str, make: Callable[[], R], aclose: Callable[[R], Awaitable[None]]
+    ) -> None:
+        self._name = name
+        self._make = make
+        self._aclose = aclose
+        self._lock = threading.Lock()
+        self._cm: AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._closed = False
+        #: the thing living in the loop (rebuilt in a child after fork)
+        self.owned: R = make()
+        #: 0, then 1, 2... after each fork: views rebuild what they derived from ``owned``
+        self.generation = 0
+        _LIVE.add(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def running(self) -> bool:
+        """True while the loop's thread is started (and not closed)."""
+        return self._portal is not None
+
+    def portal(self) -> BlockingPortal:
+        """The portal, started on first use; :class:`ClientClosedError` once closed."""
+        portal = self._portal
+        if portal is not None:
+            return portal
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError(
+                    "this SyncFlinksClient is closed; open a new one (or keep one open for "
+                    "the life of the process: it closes itself at exit)"
+                )
+            if self._portal is None:
+                cm = start_blocking_portal("asyncio", name=self._name)
+                self._portal = cm.__enter__()
+                self._cm = cm
+            return self._portal
+
+    def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Await ``work()`` in the loop; its result, or its exception. Interrupted here
+        (Ctrl-C), it cancels the task and waits for it to end, then re-raises."""
+        ended = threading.Event()
+        future = self.portal().start_task_soon(_until_ended, work, ended)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():  # interrupted while waiting: stop the work now
+                future.cancel()
+                ended.wait(CANCEL_WAIT)
+            raise
+
+    def close(self) -> None:
+        """Close the owned thing in the loop, stop the loop and join its thread.
+        Idempotent; a call waiting in another thread ends with ``aclose``'s error."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            cm, portal = self._cm, self._portal
+            self._cm = self._portal = None
+        _LIVE.discard(self)
+        if cm is None or portal is None:  # never started: nothing opened in any loop
+            return
+        try:
+            portal.call(self._aclose, self.owned)
+        finally:
+            cm.__exit__(None, None, None)
+
+    def _forget_parent(self) -> None:
+        """In a child after fork: leave the parent's loop and owned thing be, start anew."""
+        self._lock = threading.Lock()  # it may have been held by a thread not copied
+        if self._portal is not None:
+            _INHERITED.append((self._cm, self._portal, self.owned))
+            self._cm = self._portal = None
+            self.owned = self._make()
+            self.generation += 1
+
+
+async def _until_ended(work: Callable[[], Awaitable[T]], ended: threading.Event) -> T:
+    try:
+        return await work()
+    finally:
+        ended.set()
+
+
+def _close_all() -> None:
+    for loop in list(_LIVE):
+        loop.close()
+
+
+def _after_fork_in_child() -> None:
+    for loop in list(_LIVE):
+        loop._forget_parent()
+
+
+atexit.register(_close_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)
