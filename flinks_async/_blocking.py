@@ -209,7 +209,11 @@ class SyncFlinksClient(BlockingCalls):
     authorize = blocking(FlinksClient.authorize)
     answer_mfa = blocking(FlinksClient.answer_mfa)
     delete_card = blocking(FlinksClient.delete_card)
-    fetch = blocking(FlinksClient.fetch)
+
+    def fetch(self, endpoint: str, login_id: str, *, raw: bool = False, **options: Any) -> Any:
+        """:meth:`FlinksClient.fetch`, blocking (written out: ``blocking()`` cannot type a
+        method taking ``**options`` beside a named ``self``)."""
+        return self._await("fetch", endpoint, login_id, raw=raw, **options)
 
     def _await(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         """Await the async client's method ``name`` in the loop (the twins land here)."""
