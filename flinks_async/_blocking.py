@@ -36,6 +36,7 @@ __all__ = ["BlockingResults", "SyncFlinksClient", "blocking"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class blocking(Generic[P, R]):  # noqa: N801 - used like a decorator
@@ -61,16 +62,16 @@ class blocking(Generic[P, R]):  # noqa: N801 - used like a decorator
         return functools.partial(obj._await, self.name)
 
 
-class BlockingResults(Iterator[Result[T]]):
+class BlockingResults(Iterator[Result[T_co]]):
     """The results of a blocking fan-out, in completion order (see
     :meth:`SyncFlinksClient.many`); ``duplicates``: login ids skipped as repeats."""
 
-    def __init__(self, loop: LoopThread[Any], results: AsyncIterable[Result[T]]) -> None:
+    def __init__(self, loop: LoopThread[Any], results: AsyncIterable[Result[T_co]]) -> None:
         self._loop = loop
         self._results = results
         self._next = aiter(results).__anext__
 
-    def __next__(self) -> Result[T]:
+    def __next__(self) -> Result[T_co]:
         try:
             return self._loop.run(self._next)
         except StopAsyncIteration:

@@ -32,7 +32,7 @@ import functools
 import re
 import string
 import typing
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import (
     TYPE_CHECKING,
@@ -54,6 +54,7 @@ from ._models import AccountsDetail, AccountsSummary, Investments, Statements
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._blocking import BlockingResults
     from ._bulk import Result
 
 __all__ = [
@@ -176,7 +177,7 @@ class BlockingMany(Protocol[Q, M_co]):
 
     def __call__(
         self, login_ids: Iterable[str], *args: Q.args, **kwargs: Q.kwargs
-    ) -> AbstractContextManager[Iterator[Result[M_co]]]: ...
+    ) -> AbstractContextManager[BlockingResults[M_co]]: ...
 
 
 def _keys(typed_dict: object) -> tuple[str, ...]:

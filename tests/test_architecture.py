@@ -104,6 +104,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     # in order, lowest first: a core module imports only the core modules before it
     "core": (
+        "_portal",  # one event loop in a background thread (the blocking client's)
         "_coordination",  # the protocols: Limiter, SharedFlights, WebhookHub
         "_singleflight",
         "_guards",  # what stops every request: the 429 pause, the breakers
@@ -120,7 +121,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_bulk",  # fan-out
     ),
     "redis": ("_redis",),
-    "client": ("_client",),
+    "client": ("_client", "_blocking"),
     # drawn in this order on the page too (lowest first), though only core's is enforced
     "apps": ("_cmdline", "_files", "testing", "_distributed", "queue", "_cli", "__main__", ""),
 }
