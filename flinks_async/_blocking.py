@@ -30,6 +30,9 @@ from ._endpoints import AnyEndpoint, BlockingCalls, BlockingRawCalls
 from ._events import EventHook
 from ._options import CallOptions, ClientOptions
 from ._portal import LoopThread
+from ._receiver import WebhookLimits, WebhookReceiver
+from ._webhooks import SIGNATURE_HEADERS
+from ._wsgi import WSGIWebhookReceiver
 
 __all__ = ["BlockingResults", "SyncFlinksClient", "blocking"]
 
@@ -39,7 +42,7 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 
-class blocking(Generic[P, R]):  # noqa: N801 - used like a decorator
+class blocking(Generic[P, R]):
     """The blocking twin of a coroutine method of :class:`FlinksClient`, typed by its
     signature: ``authorize = blocking(FlinksClient.authorize)`` in the class body makes
     ``sync_client.authorize(login_id)`` an ``Authorization``."""
@@ -198,6 +201,29 @@ class SyncFlinksClient(BlockingCalls):
     def in_flight_requests(self) -> int:
         """HTTP requests currently holding a connection."""
         return self._client().in_flight_requests
+
+    def webhook_receiver(
+        self,
+        secrets: str | Iterable[str],
+        *,
+        header_names: Iterable[str] = SIGNATURE_HEADERS,
+        max_body_bytes: int | None = None,
+        limits: WebhookLimits | None = None,
+    ) -> WSGIWebhookReceiver:
+        """Where Flinks POSTs webhooks, for a sync web app: a WSGI app, and
+        ``.receive(headers, body)`` for a Django view (see
+        :class:`~flinks_async._wsgi.WSGIWebhookReceiver` and docs/sync.md), storing into
+        this client's hub (:meth:`FlinksClient.webhook_receiver`: the same arguments and
+        gates). :class:`ConfigurationError` when webhooks are off."""
+        loop = self._loop
+        secrets = secrets if isinstance(secrets, str) else tuple(secrets)
+
+        def make() -> WebhookReceiver:  # again in a child after fork: its new hub
+            return loop.owned.webhook_receiver(
+                secrets, header_names=header_names, max_body_bytes=max_body_bytes, limits=limits
+            )
+
+        return WSGIWebhookReceiver(loop, make)
 
     @property
     def raw(self) -> BlockingRaw:

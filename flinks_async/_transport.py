@@ -55,6 +55,10 @@ _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _NO_HEADERS: Mapping[str, str] = {}
 
 
+#: the no-op closes of pools let go with their dead loop (kept until done: RUF006)
+_CLOSING: set[asyncio.Future[None]] = set()
+
+
 @dataclasses.dataclass(slots=True)
 class Request:
     """One Flinks HTTP call. ``decode`` turns a 200 body into the result (may raise), in
@@ -219,7 +223,9 @@ class Transport:
         connector = session.connector
         session.detach()
         if connector is not None:  # on a closed loop, close() only marks it closed
-            asyncio.ensure_future(connector.close())
+            closing = asyncio.ensure_future(connector.close())  # (and returns a no-op)
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
 
     async def aclose(self) -> None:
         """Close the session and every pooled connection. Idempotent."""

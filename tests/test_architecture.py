@@ -114,6 +114,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_schema",  # drift: check and repair (wraps a decoder)
         "_webhooks",  # deliveries, the in-memory hub
         "_receiver",  # the webhook URL
+        "_wsgi",  # the webhook URL for sync apps (WSGI, a Django view)
         "_transport",  # one HTTP request, with retries
         "_authorize",  # sessions
         "_polling",  # the 202 rule

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import signal
 import subprocess
 import sys
@@ -113,8 +112,8 @@ def test_many_threads_share_one_client_and_its_polls(sync_client: SyncFlinksClie
     def work(i: int) -> str:
         login = shared if i % 4 == 0 else ids[i % len(ids)]
         if i % 3:
-            inv = sync_client.investments(login)
-            return login if inv.accounts is not None or i % 2 else login
+            assert isinstance(sync_client.investments(login), Investments)
+            return login
         with sync_client.accounts_summary_many([login, ids[(i + 1) % len(ids)]]) as results:
             return min(r.login_id for r in results)
 

@@ -55,9 +55,11 @@ def test_fan_outs_yield_typed_results(sync_client: SyncFlinksClient) -> None:
         assert_type(detail, BlockingResults[AccountsDetail])
         assert all(isinstance(d.value, AccountsDetail) for d in detail)
     with sync_client.accounts_summary_many(ids, concurrency=2) as summary:
-        assert all(isinstance(assert_type(m, Result[AccountsSummary]).value, AccountsSummary) for m in summary)  # fmt: skip
+        for m in summary:
+            assert isinstance(assert_type(m, Result[AccountsSummary]).value, AccountsSummary)
     with sync_client.statements_many(ids) as statements:
-        assert all(isinstance(assert_type(t, Result[Statements]).value, Statements) for t in statements)  # fmt: skip
+        for t in statements:
+            assert isinstance(assert_type(t, Result[Statements]).value, Statements)
     with sync_client.raw.accounts_detail_many(ids) as raw:
         assert all(isinstance(assert_type(b, Result[bytes]).value, bytes) for b in raw)
     with sync_client.many("investments", ids) as untyped:
