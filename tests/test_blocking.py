@@ -229,22 +229,33 @@ client = SyncFlinksClient(
 """
 
 
-def test_ctrl_c_cancels_the_call_and_its_polling_at_once(
-    emu_thread: Emulator, tmp_path: Path
+CALL = "client.investments(LOGINS[0])"
+FAN_OUT = """
+with client.investments_many(LOGINS, concurrency=4) as results:
+    for result in results:
+        pass
+"""
+
+
+@pytest.mark.parametrize("work", [CALL, FAN_OUT], ids=["call", "fan-out"])
+def test_ctrl_c_cancels_the_work_and_its_polling_at_once(
+    emu_thread: Emulator, tmp_path: Path, work: str
 ) -> None:
-    login = demo_login_ids(1, seed=346)[0]
-    emu_thread.set_login(login, pending=10**6)
+    ids = demo_login_ids(6, seed=346)
+    for login in ids:
+        emu_thread.set_login(login, pending=10**6)
     code = (
         CLIENT
         + f"""
 import threading
+LOGINS = {ids!r}
 def started():
-    while client.requests_sent < 6:
+    while client.requests_sent < 12:
         time.sleep(0.005)
     print("polling", flush=True)
 threading.Thread(target=started, daemon=True).start()
 try:
-    client.investments({login!r})
+{textwrap.indent(work.strip(), "    ")}
 except KeyboardInterrupt:
     at_interrupt = client.requests_sent
     time.sleep(0.3)  # 60 poll intervals
@@ -257,6 +268,30 @@ except KeyboardInterrupt:
     assert at_interrupt == at_end and in_flight == 0
     assert quiet(emu_thread) == at_end  # the emulator saw exactly those, none later
     assert err == ""  # closed at exit: no "Unclosed" warning
+
+
+def test_close_from_another_thread_ends_the_calls_waiting(
+    emu_thread: Emulator, sync_client: SyncFlinksClient
+) -> None:
+    login = demo_login_ids(1, seed=350)[0]
+    emu_thread.set_login(login, pending=10**6)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            sync_client.investments(login)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: sync_client.requests_sent >= 6)
+    sync_client.close()
+    for t in threads:
+        t.join(10)
+    assert len(errors) == 3 and all(isinstance(e, ClientClosedError) for e in errors), errors
+    assert loop_threads() == []
 
 
 def test_a_client_made_before_fork_reopens_in_the_child(
