@@ -73,6 +73,7 @@ class LoopThread(Generic[R]):
         self._portal: BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the portal's (set last)
         self._closed = False
+        self._waiting: set[concurrent.futures.Future[Any]] = set()  # calls being awaited
         #: the thing living in the loop (rebuilt in a child after fork)
         self.owned: R = make()
         #: 0, then 1, 2... after each fork: views rebuild what they derived from ``owned``
@@ -108,20 +109,24 @@ class LoopThread(Generic[R]):
         (Ctrl-C), it cancels the task and waits for it to end, then re-raises."""
         loop = self._loop or self._start()
         ended = threading.Event()
-        future = asyncio.run_coroutine_threadsafe(_until_ended(work, ended), loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(_until_ended(work, ended), loop)
+        except RuntimeError:  # the loop closed since (close() from another thread)
+            raise _closed_during_the_call() from None
+        self._waiting.add(future)
         try:
             return future.result()
         except concurrent.futures.CancelledError:
             if self._closed:  # the loop stopped under it (close() from another thread)
-                raise ClientClosedError(
-                    "this SyncFlinksClient was closed during the call"
-                ) from None
+                raise _closed_during_the_call() from None
             raise
         except BaseException:
             if not future.done():  # interrupted while waiting: stop the work now
                 future.cancel()
                 ended.wait(CANCEL_WAIT)
             raise
+        finally:
+            self._waiting.discard(future)
 
     def close(self) -> None:
         """Close the owned thing in the loop, stop the loop and join its thread.
@@ -139,15 +144,22 @@ class LoopThread(Generic[R]):
             portal.call(self._aclose, self.owned)
         finally:
             cm.__exit__(None, None, None)
+            for future in list(self._waiting):  # handed over as the loop stopped: never run
+                future.cancel()
 
     def _forget_parent(self) -> None:
         """In a child after fork: leave the parent's loop and owned thing be, start anew."""
         self._lock = threading.Lock()  # it may have been held by a thread not copied
+        self._waiting = set()  # the parent's threads' calls
         if self._portal is not None:
             _INHERITED.append((self._cm, self._portal, self._loop, self.owned))
             self._cm = self._portal = self._loop = None
             self.owned = self._make()
             self.generation += 1
+
+
+def _closed_during_the_call() -> ClientClosedError:
+    return ClientClosedError("this SyncFlinksClient was closed during the call")
 
 
 async def _until_ended(work: Callable[[], Awaitable[T]], ended: threading.Event) -> T:
