@@ -24,6 +24,7 @@ import anyio
 
 from . import (
     attack,
+    blocking,
     bulk_disk,
     capacity,
     coordination,
@@ -57,6 +58,7 @@ ALL = (
     "distributed",
     "webhooks",
     "attack",
+    "blocking",
 )
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
@@ -74,6 +76,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Distributed pull, one worker killed": "distributed_killed",
     "Webhooks against polling": "webhooks",
     "The webhook receiver under attack": "attack",
+    "The blocking client against the async one": "blocking",
 }
 
 
@@ -282,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if "attack" in only:
         runs = anyio.run(attack.run, 1 if q else 3, 50 if q else 200)
         show("The webhook receiver under attack", attack.markdown(runs))
+    if "blocking" in only:
+        bl = anyio.run(blocking.run, 100 if q else 300, 200 if q else 1000, 3 if q else 5)
+        show("The blocking client against the async one", blocking.markdown(bl))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

@@ -10,6 +10,7 @@ Quick start::
 See https://github.com/flinks-async/flinks-async (docs/) for the guide.
 """
 
+from ._blocking import BlockingResults, SyncFlinksClient
 from ._bulk import Result
 from ._client import FlinksClient
 from ._config import DEFAULT_BASE_URL
@@ -103,6 +104,7 @@ __all__ = [
     "Address",
     "Authorization",
     "Balance",
+    "BlockingResults",
     "CallArgs",
     "CallOptions",
     "ClientClosedError",
@@ -148,6 +150,7 @@ __all__ = [
     "StatementsCall",
     "StatementsMany",
     "StatementsOptions",
+    "SyncFlinksClient",
     "Transaction",
     "TransientAPIError",
     "TransportError",

@@ -33,7 +33,7 @@ import re
 import string
 import typing
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -54,12 +54,15 @@ from ._models import AccountsDetail, AccountsSummary, Investments, Statements
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._blocking import BlockingResults
     from ._bulk import Result
 
 __all__ = [
     "ENDPOINTS",
     "RESEND",
     "AnyEndpoint",
+    "BlockingCalls",
+    "BlockingRawCalls",
     "DataCalls",
     "Endpoint",
     "FanOut",
@@ -169,6 +172,20 @@ class Many(Protocol[Q, M_co]):
     ) -> AbstractAsyncContextManager[AsyncIterable[Result[Any]]]: ...
 
 
+class BlockingSingle(Protocol[P, M_co]):
+    """A data call of the blocking client: ``client.investments(login_id, **options)``."""
+
+    def __call__(self, login_id: str, *args: P.args, **kwargs: P.kwargs) -> M_co: ...
+
+
+class BlockingMany(Protocol[Q, M_co]):
+    """A fan-out of the blocking client: ``with client.investments_many(ids) as results:``."""
+
+    def __call__(
+        self, login_ids: Iterable[str], *args: Q.args, **kwargs: Q.kwargs
+    ) -> AbstractContextManager[BlockingResults[M_co]]: ...
+
+
 def _keys(typed_dict: object) -> tuple[str, ...]:
     return tuple(getattr(typed_dict, "__annotations__", {}))
 
@@ -247,7 +264,11 @@ class Endpoint(Generic[M, P, Q]):
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
     @overload
+    def __get__(self, obj: BlockingRawCalls, owner: type[Any]) -> BlockingSingle[P, bytes]: ...
+    @overload
     def __get__(self, obj: RawCalls, owner: type[Any]) -> Single[P, bytes]: ...
+    @overload
+    def __get__(self, obj: BlockingCalls, owner: type[Any]) -> BlockingSingle[P, M]: ...
     @overload
     def __get__(self, obj: object, owner: type[Any]) -> Single[P, M]: ...
     def __get__(self, obj: object, owner: type[Any]) -> Any:
@@ -269,7 +290,11 @@ class FanOut(Generic[M, P, Q]):
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
     @overload
+    def __get__(self, obj: BlockingRawCalls, owner: type[Any]) -> BlockingMany[Q, bytes]: ...
+    @overload
     def __get__(self, obj: RawCalls, owner: type[Any]) -> Many[Q, bytes]: ...
+    @overload
+    def __get__(self, obj: BlockingCalls, owner: type[Any]) -> BlockingMany[Q, M]: ...
     @overload
     def __get__(self, obj: object, owner: type[Any]) -> Many[Q, M]: ...
     def __get__(self, obj: object, owner: type[Any]) -> Any:
@@ -387,6 +412,20 @@ class RawCalls(DataCalls):
 
     def __repr__(self) -> str:
         return f"<raw view of {self._client!r}>"
+
+
+class BlockingCalls(DataCalls):
+    """The blocking client's data methods (``SyncFlinksClient`` inherits it): the same
+    rows, typed as blocking calls and fan-outs (:class:`BlockingSingle`,
+    :class:`BlockingMany`); the client defines ``_data_call`` and ``_fan_out``."""
+
+    __slots__ = ()
+
+
+class BlockingRawCalls(BlockingCalls):
+    """``sync_client.raw``: the blocking data methods answering the 200 body's bytes."""
+
+    __slots__ = ()
 
 
 #: a row of the table, whatever its model and keywords

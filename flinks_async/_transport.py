@@ -55,6 +55,10 @@ _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _NO_HEADERS: Mapping[str, str] = {}
 
 
+#: the no-op closes of pools let go with their dead loop (kept until done: RUF006)
+_CLOSING: set[asyncio.Future[None]] = set()
+
+
 @dataclasses.dataclass(slots=True)
 class Request:
     """One Flinks HTTP call. ``decode`` turns a 200 body into the result (may raise), in
@@ -179,9 +183,12 @@ class Transport:
             raise ClientClosedError("this FlinksClient is closed; open a new one")
         if self._session is not None:
             if self._loop is not asyncio.get_running_loop():
+                self._let_go_of_a_dead_loop()
                 raise ClientClosedError(
-                    "this FlinksClient was opened in another event loop; create one client "
-                    "per event loop (for example inside your app's lifespan)"
+                    "this FlinksClient was opened in another event loop (each asyncio.run() "
+                    "starts a new one); create one client per event loop (for example inside "
+                    "your app's lifespan), or, from sync code (Django, Celery, scripts), use "
+                    "SyncFlinksClient: it keeps one loop for all its calls"
                 )
             return self._session
         s = self.settings
@@ -203,6 +210,22 @@ class Transport:
             raise_for_status=False,
         )
         return self._session
+
+    def _let_go_of_a_dead_loop(self) -> None:
+        """The session's loop is closed (its ``asyncio.run()`` returned): nothing can close
+        its connections any more, so mark it and its pool closed, without the "Unclosed
+        client session" / "Unclosed connector" warnings their collection would print."""
+        session, loop = self._session, self._loop
+        if session is None or loop is None or not loop.is_closed():
+            return  # a loop still running (another thread's): leave it be
+        self._session = None
+        self._closed = True
+        connector = session.connector
+        session.detach()
+        if connector is not None:  # on a closed loop, close() only marks it closed
+            closing = asyncio.ensure_future(connector.close())  # (and returns a no-op)
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
 
     async def aclose(self) -> None:
         """Close the session and every pooled connection. Idempotent."""

@@ -8,11 +8,13 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anyio
 import pytest
+from anyio.from_thread import start_blocking_portal
 
-from flinks_async import FlinksClient
+from flinks_async import FlinksClient, SyncFlinksClient
 from flinks_async.testing import Emulator, demo_login_ids
 
 CUSTOMER = "43387ca6-0391-4c82-857d-70d95f087ecb"
@@ -41,9 +43,9 @@ async def emu() -> AsyncIterator[Emulator]:
         yield e
 
 
-def fast_client(emu: Emulator, **options: object) -> FlinksClient:
-    """A client for ``emu`` with credentials and millisecond intervals."""
-    defaults: dict[str, object] = dict(
+def fast_options(emu: Emulator, **options: object) -> dict[str, Any]:
+    """The options of a client for ``emu``: credentials and millisecond intervals."""
+    defaults: dict[str, Any] = dict(
         base_url=emu.url,
         api_key=API_KEY,
         secret_key=SECRET,
@@ -53,7 +55,32 @@ def fast_client(emu: Emulator, **options: object) -> FlinksClient:
         poll_timeout=20.0,
     )
     defaults.update(options)
-    return FlinksClient(CUSTOMER, **defaults)  # type: ignore[arg-type]
+    return defaults
+
+
+def fast_client(emu: Emulator, **options: object) -> FlinksClient:
+    """A client for ``emu`` with credentials and millisecond intervals."""
+    return FlinksClient(CUSTOMER, **fast_options(emu, **options))
+
+
+def fast_sync_client(emu: Emulator, **options: object) -> SyncFlinksClient:
+    """:func:`fast_client`'s blocking twin."""
+    return SyncFlinksClient(CUSTOMER, **fast_options(emu, **options))
+
+
+@pytest.fixture
+def emu_thread() -> Iterator[Emulator]:
+    """An emulator serving from its own thread's loop, for blocking tests (which own
+    the main thread)."""
+    emu = Emulator(api_key=API_KEY, secret_key=SECRET, customer_id=CUSTOMER)
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(emu) as e:
+        yield e
+
+
+@pytest.fixture
+def sync_client(emu_thread: Emulator) -> Iterator[SyncFlinksClient]:
+    with fast_sync_client(emu_thread) as c:
+        yield c
 
 
 @pytest.fixture

@@ -104,6 +104,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     # in order, lowest first: a core module imports only the core modules before it
     "core": (
+        "_portal",  # one event loop in a background thread (the blocking client's)
         "_coordination",  # the protocols: Limiter, SharedFlights, WebhookHub
         "_singleflight",
         "_guards",  # what stops every request: the 429 pause, the breakers
@@ -113,6 +114,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_schema",  # drift: check and repair (wraps a decoder)
         "_webhooks",  # deliveries, the in-memory hub
         "_receiver",  # the webhook URL
+        "_wsgi",  # the webhook URL for sync apps (WSGI, a Django view)
         "_transport",  # one HTTP request, with retries
         "_authorize",  # sessions
         "_polling",  # the 202 rule
@@ -120,7 +122,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_bulk",  # fan-out
     ),
     "redis": ("_redis",),
-    "client": ("_client",),
+    "client": ("_client", "_blocking"),
     # drawn in this order on the page too (lowest first), though only core's is enforced
     "apps": ("_cmdline", "_files", "testing", "_distributed", "queue", "_cli", "__main__", ""),
 }

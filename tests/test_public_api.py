@@ -72,6 +72,8 @@ EXPECTED |= {
 # webhooks (flinks_async._webhooks)
 EXPECTED |= {"MemoryWebhooks", "WebhookDelivery", "WebhookHub", "WebhookReceiver", "sign_webhook"}
 EXPECTED |= {"WebhookLimits"}
+# the blocking client (flinks_async._blocking)
+EXPECTED |= {"SyncFlinksClient", "BlockingResults"}
 
 
 def _isort_key(name: str) -> tuple[int, str]:
