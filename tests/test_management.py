@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import pathlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, assert_type
 
 import msgspec
 import pytest
@@ -20,9 +20,12 @@ from flinks_async import (
     Event,
     FinancialInstitution,
     FlinksClient,
+    InstitutionsPage,
     LoginError,
     MFAError,
+    NightlyRefreshStatus,
     SchemaDriftError,
+    StoredQuestions,
 )
 from flinks_async._management import OPERATIONS
 from flinks_async.testing import Emulator, demo_login_ids
@@ -369,3 +372,22 @@ def test_the_operations_table_names_each_endpoint_once() -> None:
     for name in OPERATIONS:
         if OPERATIONS[name].model is not str:
             msgspec.json.decode((DATA / f"{name}.json").read_bytes(), type=OPERATIONS[name].model)
+
+
+async def test_what_type_checkers_see(emu: Emulator) -> None:
+    """Each account-management call's result type (``assert_type``, checked by mypy)."""
+    login = demo_login_ids(1, seed=355)[0]
+    emu.accounts.set_login(login, questions=["Q?"])
+    async with fast_client(emu, nightly_refresh_key=NIGHTLY_KEY) as client:
+        assert_type(await client.set_scheduled_refresh(login, True), str)
+        assert_type(await client.nightly_refresh_status(), NightlyRefreshStatus)
+        assert_type(await client.mfa_questions(login), StoredQuestions)
+        assert_type(await client.answer_mfa_questions(login, {"Q?": "A"}), str)
+        page = await client.institutions_page(0, 50)
+        assert_type(page, InstitutionsPage)
+        number = next(n for i in page.data or [] for n in i.routing_numbers or [])
+        async for inst in client.institutions(page_size=1000):
+            assert_type(inst, FinancialInstitution)
+            break
+        assert_type(await client.institution_by_routing_number(number), FinancialInstitution)
+        assert_type(await client.delete_card(login), CardDeleted)

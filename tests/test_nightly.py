@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import anyio
 import msgspec
 import pytest
 
+from flinks_async import FlinksClient
 from flinks_async.testing import Emulator, demo_login_ids
 from flinks_async.testing._accounts import INELIGIBLE_STATES
 
@@ -190,3 +192,28 @@ async def test_enqueue_skip_ineligible_queues_only_the_eligible(
     lines = _lines(out)
     assert {k.lower() for k, v in lines.items() if v.get("ineligible")} == ineligible
     assert all(v["ok"] for v in lines.values() if not v.get("ineligible"))
+
+
+async def test_a_standalone_emulator_lists_its_enrolled_ineligible_logins(
+    tmp_path: pathlib.Path,
+) -> None:
+    """``serve-emulator --ineligible-rate 1 --enroll FILE``: the status lists them all."""
+    ids = demo_login_ids(5, seed=3506)
+    (tmp_path / "enrolled.txt").write_text("\n".join(ids) + "\n")
+    env = {**os.environ, "FLINKS_EMULATOR_NIGHTLY_REFRESH_KEY": KEY}
+    args = ["--port", "0", "--ineligible-rate", "1", "--enroll", str(tmp_path / "enrolled.txt")]
+    proc = await anyio.open_process([*CLI, "serve-emulator", *args], env=env)
+    try:
+        assert proc.stderr is not None
+        line = b""
+        with anyio.fail_after(15):
+            while b"serving on" not in line or not line.endswith(b"\n"):
+                line += await proc.stderr.receive()
+        url = line.split(b"serving on ")[1].split()[0].decode()
+        async with FlinksClient(CUSTOMER, base_url=url, nightly_refresh_key=KEY) as client:
+            listed = (await client.nightly_refresh_status()).by_login_id()
+        assert set(listed) == {i.lower() for i in ids}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            await proc.wait()
