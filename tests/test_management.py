@@ -29,7 +29,7 @@ from flinks_async import (
 )
 from flinks_async._management import OPERATIONS
 from flinks_async.testing import Emulator, demo_login_ids
-from flinks_async.testing._accounts import INELIGIBLE_STATES
+from flinks_async.testing._accounts import ANSWERS, INELIGIBLE_STATES
 
 from .conftest import CUSTOMER, fast_client
 
@@ -369,6 +369,7 @@ def test_the_operations_table_names_each_endpoint_once() -> None:
     ]
     assert [n for n, op in OPERATIONS.items() if op.bearer] == ["GetNightlyRefreshStatus"]
     assert "AuthorizeMultiple" not in OPERATIONS  # out on purpose (docs/nightly.md)
+    assert set(ANSWERS) == set(OPERATIONS) - {"DeleteCard"}  # the emulator answers each row
     for name in OPERATIONS:
         if OPERATIONS[name].model is not str:
             msgspec.json.decode((DATA / f"{name}.json").read_bytes(), type=OPERATIONS[name].model)

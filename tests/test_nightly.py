@@ -182,6 +182,9 @@ async def test_enqueue_skip_ineligible_queues_only_the_eligible(
         )
         retry = await anyio.run_process([*CLI, "enqueue", *queue, "--retry-failed"], env=env)
         assert "re-queued 0 failed logins" in retry.stderr.decode()
+        both = [*CLI, "enqueue", *queue, "--retry-failed", "--skip-ineligible"]
+        refused = await anyio.run_process(both, env=env, check=False)
+        assert refused.returncode == 2 and b"goes with --login-ids" in refused.stderr
         out = tmp_path / "collected.jsonl"
         collect = [*CLI, "collect", *queue, "--out", str(out)]
         collected = await anyio.run_process(collect, env=env, check=False)

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from .._client import FlinksClient
-from .._cmdline import number, read_secret
+from .._cmdline import UsageError, number, read_secret
 from .._endpoints import ENDPOINTS
 from .._errors import CoordinationError
 from .._redact import shown_redis_url
@@ -151,6 +151,8 @@ async def _queue_async(args: argparse.Namespace, dist: Any) -> int:
         await dist.run_worker(args.redis, burst=args.burst)
         return 0
     if args.command == "enqueue":
+        if args.retry_failed and args.skip_ineligible:
+            raise UsageError("--skip-ineligible goes with --login-ids (not --retry-failed)")
         if args.retry_failed:
             n = await dist.retry_failed(args.redis, job=args.job)
             print(f"re-queued {n} failed logins of job {args.job}", file=sys.stderr)

@@ -21,8 +21,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
+
+from .._management import OPERATIONS
 
 #: (LastRefreshState, LastRefreshErrorCode) of ineligible logins, the first most often:
 #: automatic refresh stops at an MFA prompt (OTP, push) nobody answers overnight
@@ -237,6 +240,31 @@ def _institution(seed: int, n: int) -> dict[str, Any]:
     return inst
 
 
+#: the emulator's answer of each row of the client's table (``DeleteCard``: the emulator's
+#: own, it changes what Authorize answers): ``(accounts, path parameters, body, query,
+#: Authorization header) -> (status, JSON value)``
+Answer = Callable[
+    [Accounts, dict[str, str], Mapping[str, Any], Mapping[str, str], str], tuple[int, Any]
+]
+ANSWERS: dict[str, Answer] = {
+    "SetScheduledRefresh": lambda a, path, body, query, auth: a.set_scheduled(body),
+    "GetNightlyRefreshStatus": lambda a, path, body, query, auth: a.nightly_status(auth),
+    "GetMFAQuestions": lambda a, path, body, query, auth: a.questions(path["loginId"]),
+    "AnswerMFAQuestions": lambda a, path, body, query, auth: a.answer(body),
+    "Institutions": lambda a, path, body, query, auth: a.institutions(
+        query.get("skip"), query.get("take")
+    ),
+    "InstitutionByRoutingNumber": lambda a, path, body, query, auth: a.by_routing_number(
+        path["routingNumber"]
+    ),
+}
+#: each row's path template as a regex, a group per path parameter
+_PATTERNS = {
+    name: re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(row.path)) + "$")
+    for name, row in OPERATIONS.items()
+}
+
+
 def route(
     accounts: Accounts,
     method: str,
@@ -246,21 +274,16 @@ def route(
     query: Mapping[str, str],
     authorization: str,
 ) -> tuple[str | None, int, Any] | None:
-    """The answer of an account-management request: ``(login id, status, JSON value)``,
-    or ``None`` when ``op`` is not one of them."""
-    login = body.get("LoginId") if isinstance(body.get("LoginId"), str) else None
-    if op == "SetScheduledRefresh" and method == "PATCH":
-        return (login, *accounts.set_scheduled(body))
-    if op == "GetNightlyRefreshStatus" and method == "GET":
-        return (None, *accounts.nightly_status(authorization))
-    if op == "GetMFAQuestions" and method == "GET" and arg:
-        return (arg, *accounts.questions(arg))
-    if op == "AnswerMFAQuestions" and method == "PATCH":
-        return (login, *accounts.answer(body))
-    if op == "Institutions" and method == "GET":
-        if arg is None:
-            return (None, *accounts.institutions(query.get("skip"), query.get("take")))
-        kind, _, number = arg.partition("/")
-        if kind == "RoutingNumber" and number:
-            return (None, *accounts.by_routing_number(number))
+    """The answer of an account-management request, found by the client's table
+    (:data:`~flinks_async._management.OPERATIONS`): ``(login id, status, JSON value)``, or
+    ``None`` when it is none of them."""
+    tail = op if arg is None else f"{op}/{arg}"
+    for name, row in OPERATIONS.items():
+        found = _PATTERNS[name].match(tail)
+        if found is None or row.method != method or name not in ANSWERS:
+            continue
+        path = found.groupdict()
+        login = path.get("loginId") or body.get("LoginId")
+        status, value = ANSWERS[name](accounts, path, body, query, authorization)
+        return (login if isinstance(login, str) else None), status, value
     return None
