@@ -18,7 +18,7 @@ loop is raised in the calling thread). Any number of threads share one client.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, Unpack, overload
@@ -28,6 +28,8 @@ from ._client import FlinksClient
 from ._config import Settings
 from ._endpoints import AnyEndpoint, BlockingCalls, BlockingRawCalls
 from ._events import EventHook
+from ._management import MAX_PAGE
+from ._management_models import FinancialInstitution
 from ._options import CallOptions, ClientOptions
 from ._portal import LoopThread
 from ._receiver import WebhookLimits, WebhookReceiver
@@ -236,6 +238,28 @@ class SyncFlinksClient(BlockingCalls):
     authorize = blocking(FlinksClient.authorize)
     answer_mfa = blocking(FlinksClient.answer_mfa)
     delete_card = blocking(FlinksClient.delete_card)
+    # account management (docs/nightly.md)
+    set_scheduled_refresh = blocking(FlinksClient.set_scheduled_refresh)
+    nightly_refresh_status = blocking(FlinksClient.nightly_refresh_status)
+    mfa_questions = blocking(FlinksClient.mfa_questions)
+    answer_mfa_questions = blocking(FlinksClient.answer_mfa_questions)
+    institutions_page = blocking(FlinksClient.institutions_page)
+    institution_by_routing_number = blocking(FlinksClient.institution_by_routing_number)
+
+    def institutions(self, page_size: int = MAX_PAGE) -> Generator[FinancialInstitution]:
+        """:meth:`FlinksClient.institutions`, blocking: every institution of the directory,
+        the next page fetched (in the loop) when the last one is used up."""
+        items = self._client().institutions(page_size)
+        try:
+            while True:
+                try:
+                    yield self._loop.run(items.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None and not self._loop.closed:
+                self._loop.run(aclose)
 
     def fetch(self, endpoint: str, login_id: str, *, raw: bool = False, **options: Any) -> Any:
         """:meth:`FlinksClient.fetch`, blocking (written out: ``blocking()`` cannot type a

@@ -39,13 +39,14 @@ from ._endpoints import (
 )
 from ._errors import ConfigurationError
 from ._events import EventHook, scoped_hooks
+from ._management import AccountManagement
 from ._models import Authorization
 from ._options import CallOptions, ClientOptions
 from ._polling import Plan, run_plan
 from ._receiver import WebhookLimits, WebhookReceiver
 from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
-from ._transport import Request, Transport
+from ._transport import Transport
 from ._webhooks import SIGNATURE_HEADERS, MemoryWebhooks, WebhookDelivery
 
 __all__ = ["FlinksClient"]
@@ -64,7 +65,7 @@ def setup_in_doubt(client: FlinksClient, exc: BaseException) -> bool:
     return client._transport.setup_in_doubt(exc)
 
 
-class FlinksClient(DataCalls):
+class FlinksClient(AccountManagement, DataCalls):
     """An asyncio client for one Flinks customer.
 
     Use it as ``async with FlinksClient(...) as client:`` (or call :meth:`aclose`), and keep
@@ -80,7 +81,10 @@ class FlinksClient(DataCalls):
     The data methods (``investments``, ``accounts_detail``, ``accounts_summary``,
     ``statements`` and their ``..._many`` fan-outs) are the rows of the endpoint table
     (:class:`~flinks_async._endpoints.DataCalls`); :attr:`raw` has the same methods
-    answering the 200 body's bytes.
+    answering the 200 body's bytes. The account-management methods
+    (``set_scheduled_refresh``, ``nightly_refresh_status``, ``mfa_questions``,
+    ``answer_mfa_questions``, ``institutions``, ``institution_by_routing_number``,
+    ``delete_card``...) come from :class:`~flinks_async._management.AccountManagement`.
     """
 
     def __init__(self, customer_id: str | None = None, **options: Unpack[ClientOptions]) -> None:
@@ -232,15 +236,6 @@ class FlinksClient(DataCalls):
         :class:`MFARequiredError` again for a follow-up question and :class:`MFAError` for
         a wrong, unknown or missing answer (see the MFA section of the web-apps guide)."""
         return await self._authorizer.answer_mfa(login_id, request_id, responses)
-
-    async def delete_card(self, login_id: str) -> None:
-        """Delete the login and its data at Flinks (``DELETE /DeleteCard/{loginId}``)."""
-        login_id = check_login_id(login_id)
-        url = f"{self.settings.banking_url}/DeleteCard/{login_id}"
-        call = Request(
-            "DELETE", url, "DeleteCard", self._data_headers, None, login_id, settings=self.settings
-        )
-        await self._transport.send(call)
 
     # --- a data call -------------------------------------------------------------------
 

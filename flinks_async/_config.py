@@ -21,6 +21,7 @@ ENV_VARS = {
     "customer_id": "FLINKS_CUSTOMER_ID",
     "api_key": "FLINKS_API_KEY",
     "secret_key": "FLINKS_SECRET_KEY",
+    "nightly_refresh_key": "FLINKS_NIGHTLY_REFRESH_KEY",
     "base_url": "FLINKS_BASE_URL",
     "redis_url": "FLINKS_REDIS_URL",
     "redis_fallback": "FLINKS_REDIS_FALLBACK",
@@ -39,6 +40,7 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = dataclasses.field(default=None, repr=False)
     secret_key: str | None = dataclasses.field(default=None, repr=False)
+    nightly_refresh_key: str | None = dataclasses.field(default=None, repr=False)
     investments_url: str | None = None
     poll_interval: float = 10.0
     poll_jitter: float = 0.1
@@ -183,6 +185,8 @@ class Settings:
             f"customer_id={self.customer_id!r}, base_url={self.base_url!r}, "
             f"api_key={mask(self.api_key)}, secret_key={mask(self.secret_key)}"
         )
+        if self.nightly_refresh_key:
+            text += f", nightly_refresh_key={mask(self.nightly_refresh_key)}"
         if self.redis_url:
             text += f", redis_url={shown_redis_url(self.redis_url)!r}"
         return text

@@ -64,6 +64,9 @@ class ClientOptions(CallOptions, total=False):
         api_key: sent as ``x-api-key`` to the data endpoints (else ``FLINKS_API_KEY``).
         secret_key: when set (else ``FLINKS_SECRET_KEY``), every Authorize first mints a
             single-use token at ``/GenerateAuthorizeToken`` and sends it as ``flinks-auth-key``.
+        nightly_refresh_key: the private key of ``GetNightlyRefreshStatus``, sent as
+            ``Authorization: Bearer`` to that endpoint only (else
+            ``FLINKS_NIGHTLY_REFRESH_KEY``; ask Flinks for it). Never shown.
         investments_url: full URL of ``/Investments``; default
             ``{base_url}/v3/{customer_id}/BankingServices/Investments`` (the integration
             guide). For the wealth host: ``https://{instance}-wealth-api.private.fin.ag/v3/{customer_id}/Investments``.
@@ -163,6 +166,7 @@ class ClientOptions(CallOptions, total=False):
     base_url: str | None
     api_key: str | None
     secret_key: str | None
+    nightly_refresh_key: str | None
     investments_url: str | None
     max_connections: int
     rate_limit: float | None

@@ -8,6 +8,7 @@ Importing this module does not import arq: the functions do, when called.
 
 from ._distributed._jobs import (
     QUEUE,
+    Enqueued,
     JobStatus,
     Purged,
     UnknownJobError,
@@ -21,6 +22,7 @@ from ._distributed._worker import WorkerSettings, pull_login, run_worker
 
 __all__ = [
     "QUEUE",
+    "Enqueued",
     "JobStatus",
     "Purged",
     "UnknownJobError",

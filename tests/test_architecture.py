@@ -98,6 +98,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_money",
         "_fields",
         "_models",
+        "_management_models",
         "_config",
         "_otel",
         "_logs",
@@ -120,6 +121,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_polling",  # the 202 rule
         "_call",  # one data call: key, events, shared run
         "_bulk",  # fan-out
+        "_management",  # account management: plain calls, their table
     ),
     "redis": ("_redis",),
     "client": ("_client", "_blocking"),

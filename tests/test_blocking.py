@@ -344,3 +344,26 @@ def test_one_async_client_in_two_asyncio_runs_points_at_the_blocking_one(
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
     assert "Unclosed" not in caplog.text
+
+
+def test_account_management_calls_block_too(emu_thread: Emulator) -> None:
+    login, other = demo_login_ids(2, seed=355)
+    emu_thread.accounts.set_login(login, scheduled=False, questions=["Q one?", "Q two?"])
+    emu_thread.accounts.set_login(other, ineligible=("AnsweringSecurityChallenge", None))
+    with fast_sync_client(emu_thread, nightly_refresh_key="nightly-key-1") as client:
+        assert "activated" in client.set_scheduled_refresh(login, True)
+        assert client.authorize(login).login.is_scheduled_refresh is True  # type: ignore[union-attr]
+        status = client.nightly_refresh_status().by_login_id()
+        assert other.lower() in status and login.lower() not in status
+        asked = client.mfa_questions(login).questions or []
+        assert [q.question for q in asked] == ["Q one?", "Q two?"]
+        assert client.answer_mfa_questions(login, {"Q one?": "an answer"}) == "Answers updated"
+        every = list(client.institutions())
+        assert len(every) == 3000 and emu_thread.counts["Institutions"] == 3  # page after page
+        first = client.institutions(page_size=10)
+        assert next(first) == every[0]
+        first.close()  # left early: its async iterator closed in the loop
+        assert emu_thread.counts["Institutions"] == 4
+        us = next(i for i in every if i.routing_numbers)
+        assert client.institution_by_routing_number(us.routing_numbers[0]) == us  # type: ignore[index]
+        assert client.delete_card(login).status_code == 200

@@ -6,6 +6,7 @@ the same code runs for real against the emulator.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, assert_type
 
 import pytest
@@ -15,10 +16,15 @@ from flinks_async import (
     AccountsSummary,
     Authorization,
     BlockingResults,
+    CardDeleted,
     ConfigurationError,
+    FinancialInstitution,
+    InstitutionsPage,
     Investments,
+    NightlyRefreshStatus,
     Result,
     Statements,
+    StoredQuestions,
     SyncFlinksClient,
 )
 from flinks_async.testing import demo_login_ids
@@ -44,7 +50,15 @@ def test_every_call_is_typed_on_the_client_and_its_raw_view(
     assert_type(sync_client.fetch("investments", login, request_id=auth.request_id), Any)
     view = assert_type(sync_client.with_options(poll_timeout=5), SyncFlinksClient)
     assert isinstance(assert_type(view.accounts_summary(login), AccountsSummary), AccountsSummary)
-    assert_type(sync_client.delete_card(login), None)
+    assert isinstance(assert_type(sync_client.delete_card(login), CardDeleted), CardDeleted)
+    assert_type(sync_client.set_scheduled_refresh(login, True), str)
+    assert_type(sync_client.mfa_questions(login), StoredQuestions)
+    answer: Callable[[str, Mapping[str, str]], str] = sync_client.answer_mfa_questions
+    assert_type(sync_client.institutions_page(0, 10), InstitutionsPage)
+    assert_type(sync_client.institutions(page_size=10), Generator[FinancialInstitution])
+    by_number: Callable[[str], FinancialInstitution] = sync_client.institution_by_routing_number
+    status: Callable[[], NightlyRefreshStatus] = sync_client.nightly_refresh_status
+    assert callable(by_number) and callable(status) and callable(answer)
 
 
 def test_fan_outs_yield_typed_results(sync_client: SyncFlinksClient) -> None:

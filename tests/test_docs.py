@@ -60,6 +60,7 @@ def test_readme_test_command_is_what_ci_runs() -> None:
         "bulk_pull",
         "handling_errors",
         "metrics",
+        "nightly",
         "scenarios",
         "typed_options",
         "webhooks_stream",
@@ -78,6 +79,10 @@ def test_docs_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> Non
         counts = ast.literal_eval(out.strip())
         assert counts["started"] == counts["done"] == 3 and counts["failed:LoginError"] == 1
         assert counts["request"] == counts["response"] >= 3 + counts["pending"]
+    elif name == "nightly":  # some logins to re-link, each said, and only the others pulled
+        *relinks, last = out.strip().splitlines()
+        assert relinks and all(line.startswith("re-link ") for line in relinks)
+        assert last == f"{50 - len(relinks)} pulled, {len(relinks)} to re-link; 3000 institutions"
     elif name == "scenarios":
         assert out.startswith("7 Investments requests; {'http_503': 1, 'RETRY_LATER': 1} faults")
     elif name == "webhooks_stream":

@@ -8,6 +8,16 @@ import flinks_async
 import flinks_async.testing
 
 EXPECTED = {
+    "AnswersSaved",
+    "CardDeleted",
+    "FinancialInstitution",
+    "IneligibleLogin",
+    "InstitutionLocalization",
+    "InstitutionUrl",
+    "InstitutionsPage",
+    "NightlyRefreshStatus",
+    "StoredQuestion",
+    "StoredQuestions",
     "DEFAULT_BASE_URL",
     "APIError",
     "AccessDeniedError",

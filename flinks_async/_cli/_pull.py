@@ -18,13 +18,22 @@ import anyio
 from .._client import FlinksClient
 from .._cmdline import COUNT, EXIT_USAGE, SECONDS, UsageError, add_loop, number, read_secret
 from .._endpoints import ENDPOINTS
-from .._files._jsonl import Output, ResumeState, cut_torn_tail, error_line, ok_line, scan
-from . import _webhooks
+from .._files._jsonl import (
+    Output,
+    ResumeState,
+    cut_torn_tail,
+    error_line,
+    ineligible_line,
+    ok_line,
+    scan,
+)
+from . import _nightly, _webhooks
 from ._idsource import count_ids, open_ids, read_ids
 from ._terminal import add_progress, fit, progress_display
 
 if TYPE_CHECKING:
     from .._bulk import Result
+    from .._management_models import IneligibleLogin
 
 __all__ = ["EXIT_FAILED_LOGINS", "PullJob", "add_parser", "prepare", "run"]
 
@@ -48,6 +57,7 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--api-key-file", help="file holding the API key (else FLINKS_API_KEY)")
     u.add_argument("--secret-key-file", help="file holding the secret key (else FLINKS_SECRET_KEY)")
     _add_files(u)
+    _nightly.add_arguments(u)
     _add_pace(u)
     _add_webhooks(u)
     add_progress(u)
@@ -155,6 +165,8 @@ def prepare(args: argparse.Namespace) -> PullJob:
         raise UsageError("--skip-failed goes with --resume")
     api_key = read_secret(args.api_key_file, "FLINKS_API_KEY")
     secret_key = read_secret(args.secret_key_file, "FLINKS_SECRET_KEY")
+    nightly_key = read_secret(args.nightly_key_file, _nightly.KEY_ENV)
+    _nightly.check(args, nightly_key)
     receiver = None
     if args.webhook_listen:
         address = _webhooks.listen_address(args.webhook_listen)
@@ -163,7 +175,7 @@ def prepare(args: argparse.Namespace) -> PullJob:
     try:
         state = _resume_state(args, endpoint)
         total = _total(args, state)
-        client = _client(args, api_key, secret_key, listening=receiver is not None)
+        client = _client(args, api_key, secret_key, nightly_key, listening=receiver is not None)
         s = client.settings
         if s.webhooks and receiver is None and s.redis_url is None:
             raise UsageError(
@@ -207,7 +219,12 @@ def _total(args: argparse.Namespace, state: ResumeState) -> int | None:
 
 
 def _client(
-    args: argparse.Namespace, api_key: str | None, secret_key: str | None, *, listening: bool
+    args: argparse.Namespace,
+    api_key: str | None,
+    secret_key: str | None,
+    nightly_key: str | None,
+    *,
+    listening: bool,
 ) -> FlinksClient:
     """The client of ``pull`` (``listening``: with ``--webhook-listen``)."""
     return FlinksClient(
@@ -215,6 +232,7 @@ def _client(
         base_url=args.base_url,
         api_key=api_key,
         secret_key=secret_key,
+        nightly_refresh_key=nightly_key,
         poll_interval=args.poll_interval,
         poll_timeout=args.poll_timeout,
         rate_limit=args.rate_limit,
@@ -251,6 +269,11 @@ class _Tally:
     ok_again: int = 0  # of those, logins whose last line in the file was a failure
     failed_again: int = 0
     failures: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    #: ``--skip-ineligible``: the logins not to pull, and where their lines go
+    ineligible: dict[str, IneligibleLogin] = dataclasses.field(default_factory=dict)
+    written_ineligible: set[str] = dataclasses.field(default_factory=set)
+    out: Output | None = None
+    endpoint: str = ""
 
     async def todo(self, ids: BinaryIO, source: str) -> AsyncIterator[str]:
         """The ids to pull: those ``--resume`` does not skip."""
@@ -261,6 +284,10 @@ class _Tally:
                 self.skipped += 1
             elif key in self.state.failed and self.skip_failed:
                 self.skipped_failed += 1
+            elif key in self.ineligible:  # a line saying it needs re-linking, once
+                if key not in self.written_ineligible and self.out is not None:
+                    self.out.write(ineligible_line(login_id, self.endpoint, self.ineligible[key]))
+                    self.written_ineligible.add(key)
             else:
                 yield login_id
 
@@ -279,6 +306,10 @@ class _Tally:
             self.written_failed += 1
             self.failed_again += before
 
+    def not_pulled(self, results: object) -> int:
+        """Ids of the file the fan-out will not pull: repeats and ineligible logins."""
+        return int(getattr(results, "duplicates", 0)) + len(self.written_ineligible)
+
     def summary(self, out: str, requests: int, elapsed: float) -> list[str]:
         """The lines printed on stderr at the end, fitted to the terminal."""
         again = self.ok_again + self.failed_again
@@ -287,6 +318,11 @@ class _Tally:
             + _outcome(self.written_ok, "ok", self.ok_again, again)
             + ", "
             + _outcome(self.written_failed, "failed", self.failed_again, again)
+            + (
+                f", {len(self.written_ineligible)} ineligible (need re-linking, not pulled)"
+                if self.out is not None  # --skip-ineligible
+                else ""
+            )
         ]
         if self.skipped:
             clauses.append(f"{self.skipped} skipped (already ok in {out})")
@@ -327,6 +363,9 @@ async def _pull(args: argparse.Namespace, job: PullJob, tally: _Tally) -> None:
     async with client, _receiving(client, job.receiver), anyio.create_task_group() as tg:
         tg.start_soon(progress.run)
         try:
+            if args.skip_ineligible:  # the nightly routine: asked once, before any pull
+                tally.ineligible = await _nightly.ineligible_logins(client)
+                tally.out, tally.endpoint = job.out, job.endpoint
             async with client.many(
                 args.endpoint,
                 tally.todo(job.ids, args.login_ids),
@@ -338,11 +377,11 @@ async def _pull(args: argparse.Namespace, job: PullJob, tally: _Tally) -> None:
                     async for r in results:
                         tally.write(job.out, job.endpoint, r)
                         if job.total is not None:  # repeats are not pulled: not to do
-                            progress.total = job.total - getattr(results, "duplicates", 0)
+                            progress.total = job.total - tally.not_pulled(results)
                 finally:
                     tally.duplicates = getattr(results, "duplicates", 0)
                     if job.total is not None:
-                        progress.total = job.total - tally.duplicates
+                        progress.total = job.total - tally.not_pulled(results)
         except Exception as exc:  # a bad id line, the circuit breakers: usage errors
             stopped = exc
         tg.cancel_scope.cancel()

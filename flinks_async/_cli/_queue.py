@@ -11,10 +11,12 @@ from typing import Any
 
 import anyio
 
-from .._cmdline import number
+from .._client import FlinksClient
+from .._cmdline import UsageError, number, read_secret
 from .._endpoints import ENDPOINTS
 from .._errors import CoordinationError
 from .._redact import shown_redis_url
+from . import _nightly
 from ._idsource import open_ids, read_ids
 from ._pull import EXIT_FAILED_LOGINS
 
@@ -57,6 +59,7 @@ def _add_enqueue(sub: Any) -> None:
         default=7 * 24 * 3600,
         help="seconds the job's keys (ids, results) live after their last write (7 days)",
     )
+    _nightly.add_arguments(q)  # the Flinks client: FLINKS_CUSTOMER_ID, FLINKS_BASE_URL...
 
 
 def _add_worker(sub: Any) -> None:
@@ -148,21 +151,19 @@ async def _queue_async(args: argparse.Namespace, dist: Any) -> int:
         await dist.run_worker(args.redis, burst=args.burst)
         return 0
     if args.command == "enqueue":
+        if args.retry_failed and args.skip_ineligible:
+            raise UsageError("--skip-ineligible goes with --login-ids (not --retry-failed)")
         if args.retry_failed:
             n = await dist.retry_failed(args.redis, job=args.job)
             print(f"re-queued {n} failed logins of job {args.job}", file=sys.stderr)
             return 0
-        ids = read_ids(open_ids(args.login_ids), args.login_ids)
-        new, known = await dist.enqueue(
-            args.redis, ids, job=args.job, endpoint=args.endpoint, ttl=args.ttl
-        )
-        print(f"enqueued {new} logins for job {args.job} ({known} already known)", file=sys.stderr)
-        return 0
+        return await _enqueue(args, dist)
     if args.command == "status":
         st = await dist.status(args.redis, job=args.job)
         print(
             f"job {args.job}: {st.logins} logins, {st.done} done, {st.failed} failed, "
-            f"{st.pending} pending, {st.in_flight} in flight; {st.workers} workers alive"
+            + (f"{st.ineligible} ineligible (need re-linking), " if st.ineligible else "")
+            + f"{st.pending} pending, {st.in_flight} in flight; {st.workers} workers alive"
         )
         return 0
     if args.command == "purge":
@@ -178,6 +179,27 @@ async def _queue_async(args: argparse.Namespace, dist: Any) -> int:
     if args.delete:
         print(_purged(args.job, await dist.purge(args.redis, job=args.job)), file=sys.stderr)
     return 0 if pending == 0 and failed == 0 else EXIT_FAILED_LOGINS
+
+
+async def _enqueue(args: argparse.Namespace, dist: Any) -> int:
+    """``enqueue --login-ids``; with ``--skip-ineligible``, Flinks' nightly refresh status
+    asked once first (the client from ``FLINKS_*`` variables)."""
+    ineligible = None
+    if args.skip_ineligible:
+        key = read_secret(args.nightly_key_file, _nightly.KEY_ENV)
+        _nightly.check(args, key)
+        async with FlinksClient(nightly_refresh_key=key) as client:
+            ineligible = await _nightly.ineligible_logins(client)
+    ids = read_ids(open_ids(args.login_ids), args.login_ids)
+    done = await dist.enqueue(
+        args.redis, ids, job=args.job, endpoint=args.endpoint, ttl=args.ttl, ineligible=ineligible
+    )
+    new, known = done
+    said = f"enqueued {new - done.ineligible} logins for job {args.job} ({known} already known"
+    if ineligible is not None:
+        said += f", {done.ineligible} ineligible: not queued, their lines say re-link"
+    print(said + ")", file=sys.stderr)
+    return 0
 
 
 def _purged(job: str, purged: Any) -> str:

@@ -10,17 +10,19 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
 import msgspec
 
+from .._endpoints import endpoint_named
 from .._errors import (
     ConfigurationError,
     CoordinationError,
 )
-from .._files._jsonl import Output
+from .._files._jsonl import INELIGIBLE, Output, ineligible_line
+from .._management_models import IneligibleLogin
 from .._redact import shown_redis_url
 from .._redis._connection import redis_errors
 
@@ -29,6 +31,7 @@ __all__ = [
     "PREFIX",
     "QUEUE",
     "WORKERS",
+    "Enqueued",
     "JobStatus",
     "Purged",
     "UnknownJobError",
@@ -107,6 +110,18 @@ async def _ids(login_ids: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[s
                 yield login_id.strip()
 
 
+class Enqueued(tuple[int, int]):
+    """What :func:`enqueue` did: ``(new, known)``, and ``.ineligible``: how many of the
+    new logins were not queued, their line saying they need re-linking."""
+
+    ineligible: int
+
+    def __new__(cls, new: int, known: int, ineligible: int = 0) -> Enqueued:
+        done = super().__new__(cls, (new, known))
+        done.ineligible = ineligible
+        return done
+
+
 async def enqueue(
     redis_url: str,
     login_ids: Iterable[str] | AsyncIterable[str],
@@ -114,14 +129,18 @@ async def enqueue(
     job: str,
     endpoint: str = "investments",
     ttl: float = DEFAULT_TTL,
-) -> tuple[int, int]:
+    ineligible: Mapping[str, IneligibleLogin] | None = None,
+) -> Enqueued:
     """Record and queue every login of ``job`` not recorded yet; return (new, already
-    known). A known login is not queued again (see :func:`retry_failed`)."""
+    known). A known login is not queued again (see :func:`retry_failed`). The logins of
+    ``ineligible`` (by lower-cased id: ``NightlyRefreshStatus.by_login_id()``) are not
+    queued: their line says they need re-linking (:class:`Enqueued`, :func:`status`)."""
     check_job(job)
+    skip, name = ineligible or {}, endpoint_named(endpoint).flinks_name
     if ttl <= 0:
         raise ConfigurationError("the job's ttl must be > 0 seconds")
     pool = await open_pool(redis_url)
-    new = known = 0
+    new = known = relink = 0
     ttl_ms = int(ttl * 1000)
     try:
         meta = job_key(job, "meta")
@@ -134,7 +153,7 @@ async def enqueue(
         chunk: list[str] = []
 
         async def flush() -> None:
-            nonlocal new, known
+            nonlocal new, known, relink
             keys = [login_key(i) for i in chunk]
             async with pool.pipeline(transaction=False) as pipe:
                 for login_id, key in zip(chunk, keys, strict=True):
@@ -145,10 +164,12 @@ async def enqueue(
             fresh = {key for key, was_added in zip(keys, added, strict=True) if was_added}
             known += len(chunk) - len(fresh)
             new += len(fresh)
-            for key in keys:
+            for login_id, key in zip(chunk, keys, strict=True):
                 if key in fresh:
                     fresh.discard(key)  # a duplicate within the chunk is queued once
-                    await pool.enqueue_job("pull_login", job, endpoint, key, _job_id=f"{job}:{key}")
+                    info = skip.get(login_id.lower())
+                    line = ineligible_line(login_id, name, info) if info else None
+                    relink += await _place(pool, job, endpoint, key, ttl_ms, line)
             chunk.clear()
 
         async for login_id in _ids(login_ids):
@@ -159,7 +180,25 @@ async def enqueue(
             await flush()
     finally:
         await pool.aclose()
-    return new, known
+    return Enqueued(new, known, relink)
+
+
+async def _place(
+    pool: Any,
+    job: str,
+    endpoint: str,
+    key: str,
+    ttl_ms: int,
+    line: bytes | None,
+) -> bool:
+    """Queue a new login of ``job``; or store ``line`` for it instead, one saying it
+    needs re-linking (True)."""
+    if line is None:
+        await pool.enqueue_job("pull_login", job, endpoint, key, _job_id=f"{job}:{key}")
+        return False
+    await pool.hset(job_key(job, "results"), key, line)
+    await pool.pexpire(job_key(job, "results"), ttl_ms)
+    return True
 
 
 async def retry_failed(redis_url: str, *, job: str) -> int:
@@ -171,7 +210,7 @@ async def retry_failed(redis_url: str, *, job: str) -> int:
         endpoint = await _job_endpoint(pool, job)
         failed: list[str] = []
         async for key, line in pool.hscan_iter(job_key(job, "results")):
-            if b'"ok":false' in line[:400]:
+            if b'"ok":false' in line[:400] and INELIGIBLE not in line[:400]:
                 failed.append(key.decode())
         for key in failed:
             await pool.hdel(job_key(job, "results"), key)
@@ -202,6 +241,8 @@ class JobStatus:
     pending: int  #: not ended yet
     in_flight: int  #: held right now by the live workers (at most their capacity)
     workers: int  #: alive on this Redis (any job): beat within 5 beats (5 s by default)
+    #: not pulled: no longer eligible for nightly refresh, need re-linking (not in failed)
+    ineligible: int = 0
 
 
 async def status(redis_url: str, *, job: str) -> JobStatus:
@@ -215,9 +256,11 @@ async def status(redis_url: str, *, job: str) -> JobStatus:
     try:
         await _job_endpoint(pool, job)
         logins = await pool.hlen(job_key(job, "ids"))
-        done = failed = 0
+        done = failed = ineligible = 0
         async for _, line in pool.hscan_iter(job_key(job, "results")):
-            if b'"ok":false' in line[:400]:
+            if INELIGIBLE in line[:400]:
+                ineligible += 1
+            elif b'"ok":false' in line[:400]:
                 failed += 1
             else:
                 done += 1
@@ -234,14 +277,15 @@ async def status(redis_url: str, *, job: str) -> JobStatus:
             beat = msgspec.json.decode(raw)
             held = int(beat.get("jobs", {}).get(job, 0))
             in_flight += max(0, min(held, int(beat.get("concurrency", held))))
-    pending = max(logins - done - failed, 0)
-    return JobStatus(logins, done, failed, pending, min(in_flight, pending), workers)
+    pending = max(logins - done - failed - ineligible, 0)
+    return JobStatus(logins, done, failed, pending, min(in_flight, pending), workers, ineligible)
 
 
 async def collect(
     redis_url: str, *, job: str, out: str, overwrite: bool = False, delete: bool = False
 ) -> tuple[int, int, int]:
-    """Write every stored line of ``job`` to ``out``; return (lines, failed, pending).
+    """Write every stored line of ``job`` to ``out``; return (lines, failed, pending)
+    (``failed`` leaves out the lines of ineligible logins: they need re-linking).
 
     Streams the job's hash (``HSCAN``): memory stays flat however big the job. Refuses a
     non-empty ``out`` unless ``overwrite``; ``delete`` purges the job once written."""
@@ -257,7 +301,7 @@ async def collect(
             async for _, line in pool.hscan_iter(job_key(job, "results"), count=200):
                 output.write(line)
                 lines += 1
-                failed += b'"ok":false' in line[:400]
+                failed += b'"ok":false' in line[:400] and INELIGIBLE not in line[:400]
         finally:
             output.close()
         if delete:

@@ -5,6 +5,10 @@ One line per login, one ``write`` per line (so a crash can only tear the last li
 
     {"login_id":"…","endpoint":"Investments","ok":true,"data":{…as Flinks sent it…}}
     {"login_id":"…","endpoint":"Investments","ok":false,"error":{"type":…,"message":…}}
+    {"login_id":"…","endpoint":"Investments","ok":false,"ineligible":true,"error":{…}}
+
+The third kind (``--skip-ineligible``) is a login Flinks' nightly refresh status lists as
+no longer eligible: nothing was pulled for it, the person must re-link it.
 
 Resume rules (:func:`scan`):
 
@@ -28,8 +32,23 @@ from typing import Any, BinaryIO
 import msgspec
 
 from .._errors import APIError, FlinksError
+from .._management_models import IneligibleLogin
 
-__all__ = ["NotOurs", "Output", "ResumeState", "cut_torn_tail", "error_line", "ok_line", "scan"]
+__all__ = [
+    "INELIGIBLE",
+    "NotOurs",
+    "Output",
+    "ResumeState",
+    "cut_torn_tail",
+    "error_line",
+    "ineligible_line",
+    "ok_line",
+    "scan",
+]
+
+#: what an ineligible login's line holds (near its start), for counting lines
+INELIGIBLE = b'"ineligible":true'
+
 
 _HEAD = b'{"login_id":'
 
@@ -126,6 +145,21 @@ def error_line(login_id: str, endpoint: str, error: FlinksError) -> bytes:
         msgspec.json.encode({"login_id": login_id, "endpoint": endpoint, "ok": False, "error": err})
         + b"\n"
     )
+
+
+def ineligible_line(login_id: str, endpoint: str, info: IneligibleLogin) -> bytes:
+    """The line of a login not pulled because it is no longer eligible for nightly refresh:
+    the person must re-link it through Flinks Connect."""
+    err = {
+        "type": "IneligibleLogin",
+        "message": "not eligible for nightly refresh: the person must re-link this login "
+        "through Flinks Connect; nothing was pulled",
+        "last_refresh_state": info.last_refresh_state,
+        "last_refresh_error_code": info.last_refresh_error_code,
+        "last_refresh_date": info.last_refresh_date,
+    }
+    line = {"login_id": login_id, "endpoint": endpoint, "ok": False, "ineligible": True}
+    return msgspec.json.encode({**line, "error": err}) + b"\n"
 
 
 def ok_line(login_id: str, endpoint: str, body: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """A real aiohttp.web server that behaves like Flinks, faults included.
 
 Endpoints (under ``/v3/{customerId}/BankingServices/`` unless said):
-``POST GenerateAuthorizeToken``, ``POST Authorize``, ``DELETE DeleteCard/{loginId}``, and
+``POST GenerateAuthorizeToken``, ``POST Authorize``, ``DELETE DeleteCard/{loginId}``, the
+account-management endpoints (:mod:`flinks_async.testing._accounts`), and
 every data endpoint of the client's table (:data:`flinks_async._endpoints.ENDPOINTS`): its
 route and its poll route (``POST GetAccountsDetail`` / ``GET
 GetAccountsDetailAsync/{requestId}``, ``POST Investments``...), each answered with its
@@ -67,12 +68,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import msgspec
 from aiohttp import web
 
 from .._endpoints import ENDPOINTS, Endpoint, Route
+from . import _accounts
 from ._payloads import accounts_payload, investments_payload, statements_payload
 
 __all__ = [
@@ -301,6 +303,13 @@ class Emulator:
         webhook_attempts: deliveries of one webhook at most (default 10, as Flinks).
         webhook_retry_delay: seconds between them (default 1800, as Flinks).
         webhook_faults: ``{spec: probability}``, see the module docstring.
+        scheduled_refresh_rate: the share of logins whose nightly refresh is on (1.0),
+            drawn per login from ``seed`` (see :mod:`flinks_async.testing._accounts`).
+        ineligible_rate: the share of those that ``GetNightlyRefreshStatus`` lists as no
+            longer eligible (0), with realistic states and error codes.
+        institutions: how many institutions ``GET Institutions`` pages through (3000).
+        nightly_refresh_key: when set, ``GetNightlyRefreshStatus`` demands it as
+            ``Authorization: Bearer``.
     """
 
     def __init__(
@@ -330,6 +339,7 @@ class Emulator:
         webhook_retry_delay: float = 1800.0,
         webhook_faults: Mapping[str, float] | None = None,
         mfa_rate: float = 0.0,
+        **accounts: Unpack[_accounts.AccountOptions],
     ) -> None:
         if not 0 <= mfa_rate <= 1:
             raise ValueError(f"mfa_rate is a probability (0 to 1), got {mfa_rate}")
@@ -347,10 +357,8 @@ class Emulator:
         self.secret_key = secret_key
         self.wrong_secret_code = wrong_secret_code
         self.wrong_secret_status = wrong_secret_status
-        self.customer_id = customer_id
-        self.latency = latency
-        self.host = host
-        self.port = port
+        self.customer_id, self.latency = customer_id, latency
+        self.host, self.port = host, port
         self.ssl_context = ssl_context
         self._records(record)
         self.ready_after = ready_after
@@ -363,6 +371,7 @@ class Emulator:
             if spec.partition(":")[0] not in _WEBHOOK_FAULTS:
                 raise ValueError(f"unknown webhook fault {spec!r}")
         self._runner: web.AppRunner | None = None
+        self.accounts = _accounts.Accounts(seed=seed, **accounts)  #: account management
 
     def _records(self, record: int) -> None:
         """What the emulator records and keeps, empty (see the class's attributes)."""
@@ -418,6 +427,8 @@ class Emulator:
         for op in deep:  # a data route of several segments: the rest is checked in _route
             path = "/v3/{customer}/BankingServices/{op:" + re.escape(op) + "}/{arg:.+}"
             app.router.add_route("*", path, self._handle)
+        path = "/v3/{customer}/BankingServices/{op:Institutions}/{arg:.+}"
+        app.router.add_route("*", path, self._handle)  # .../RoutingNumber/{n}
         app.router.add_route("*", "/v3/{customer}/BankingServices/{op}", self._handle)
         app.router.add_route("*", "/v3/{customer}/BankingServices/{op}/{arg}", self._handle)
         app.router.add_route("POST", "/v3/{customer}/Investments", self._handle)
@@ -595,7 +606,7 @@ class Emulator:
         if self.customer_id and request.match_info["customer"] != self.customer_id:
             return op, None, None, _error("UNAUTHORIZED", "Unknown customer")
         body: dict[str, Any] = {}
-        if request.method == "POST" and request.can_read_body:
+        if request.method in ("POST", "PATCH") and request.can_read_body:
             try:
                 body = msgspec.json.decode(await request.read())
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
@@ -609,11 +620,9 @@ class Emulator:
             if isinstance(login_id, str):
                 self.authorizations[login_id.lower()] += 1
             return op, login_id, None, await self._authorize(request, login_id, body)
-        if op == "DeleteCard" and request.method == "DELETE" and arg:
-            if not self._api_key_ok(request):
-                return op, arg, None, _error("UNAUTHORIZED", "Invalid API key")
-            self.deleted.add(arg.lower())
-            return op, arg, None, _json({"HttpStatusCode": 200, "Message": "Deleted"})
+        managed = self._manage(request, op, arg, body)
+        if managed is not None:  # DeleteCard and the other account-management calls
+            return managed
         routes = _ROUTES.get(op)
         if not routes:
             return op, None, None, _error("METHOD_NOT_AVAILABLE", f"No endpoint {op}", 404)
@@ -641,6 +650,27 @@ class Emulator:
                 _error("SESSION_NONEXISTENT", "The RequestId does not exist", rid=request_id),
             )
         return op, login_id, request_id, await self._data(request, family, login_id, request_id)
+
+    def _manage(
+        self, request: web.Request, op: str, arg: str | None, body: Mapping[str, Any]
+    ) -> tuple[str, str | None, str | None, web.StreamResponse] | None:
+        """``DELETE DeleteCard/{loginId}`` and the account-management calls
+        (:mod:`~flinks_async.testing._accounts`); ``None`` for another request."""
+        if op == "DeleteCard" and request.method == "DELETE" and arg:
+            if not self._api_key_ok(request):
+                return op, arg, None, _error("UNAUTHORIZED", "Invalid API key")
+            if arg.lower() in self.deleted:  # [U]: as Authorize answers a deleted login
+                return op, arg, None, _error("INVALID_LOGIN", "The login was deleted")
+            self.deleted.add(arg.lower())
+            removed = f"All of the information about LoginId {arg} has been removed"
+            return op, arg, None, _json({"StatusCode": 200, "Message": removed})
+        auth = request.headers.get("Authorization", "")
+        managed = _accounts.route(self.accounts, request.method, op, arg, body, request.query, auth)
+        if managed is None:
+            return None
+        if not self._api_key_ok(request) and op != "GetNightlyRefreshStatus":
+            return op, None, None, _error("UNAUTHORIZED", "Invalid API key")
+        return op, managed[0], None, _json(managed[2], managed[1])
 
     def _token(self, request: web.Request) -> web.StreamResponse:
         """``POST /GenerateAuthorizeToken``: a single-use token, for the right secret key."""
@@ -680,7 +710,7 @@ class Emulator:
                     self._sessions[msgspec.json.decode(body)["RequestId"]] = login_id
                 return _verbatim(given)
             self._sessions[rid] = login_id
-            return _json(_authorization(login_id, rid))
+            return _json(self.accounts.authorized(_authorization(login_id, rid)))
 
         return await self._respond(request, fault, answer, rid)
 

@@ -79,7 +79,25 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         "--record", type=number(int, 0), default=0, help="requests to keep for inspection"
     )
     _add_readiness(e)
+    _add_accounts(e)
     add_loop(e)
+
+
+def _add_accounts(e: argparse.ArgumentParser) -> None:
+    """Account management: the nightly refresh status' ineligible logins."""
+    e.add_argument(
+        "--ineligible-rate",
+        type=number(float, 0),
+        default=0.0,
+        metavar="P",
+        help="GetNightlyRefreshStatus lists each known login as ineligible with probability P "
+        "(drawn from --seed); its Bearer key: FLINKS_EMULATOR_NIGHTLY_REFRESH_KEY, else any",
+    )
+    e.add_argument(
+        "--enroll",
+        metavar="FILE",
+        help="login ids (one a line) known from the start, as a customer's logins are to Flinks",
+    )
 
 
 def _add_readiness(e: argparse.ArgumentParser) -> None:
@@ -126,7 +144,12 @@ async def serve(args: argparse.Namespace) -> int:
         webhook_secret=read_secret(None, "FLINKS_EMULATOR_WEBHOOK_SECRET"),
         webhook_retry_delay=args.webhook_retry_delay,
         mfa_rate=args.mfa_rate,
+        ineligible_rate=args.ineligible_rate,
+        nightly_refresh_key=read_secret(None, "FLINKS_EMULATOR_NIGHTLY_REFRESH_KEY"),
     )
+    if args.enroll:
+        text = await anyio.Path(args.enroll).read_text(encoding="utf-8")
+        emu.accounts.enroll(line.strip() for line in text.splitlines() if line.strip())
     for login_id in args.mfa:
         if len(login_id.strip()) != 36:
             raise ValueError(f"--mfa takes a loginId (a GUID), got {login_id!r}")
