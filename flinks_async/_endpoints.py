@@ -7,15 +7,19 @@ Each row (an :class:`Endpoint`, a class attribute of :class:`DataCalls`) says:
   (``"accounts-detail"``) for ``pull --endpoint``, the queue, ``fetch()`` and ``many()``
   (which accept either);
 * ``route``: the first request, an HTTP method and a path template under
-  ``.../BankingServices/`` (a :class:`Route`; ``{loginId}`` and ``{requestId}`` may appear
-  in it), and ``poll``: how a ``202`` is polled, the ``GET {name}Async/{requestId}`` route,
-  or :data:`RESEND` (``None``) when the same request is sent again;
+  ``.../BankingServices/`` or, with ``root="customer"``, under ``/v3/{customerId}/``
+  (a :class:`Route`; ``{loginId}`` and ``{requestId}`` may appear in it), and ``poll``:
+  how a ``202`` is polled, the ``GET {name}Async/{requestId}`` route, or :data:`RESEND`
+  (``None``) when the same request is sent again;
+* ``after``: a row whose call must have finished in the same session first (Enrich's
+  rows: ``GetAccountsDetail``), else ``None``;
 * ``model``: what its 200 decodes into;
 * ``call`` and ``many``: the ``TypedDict``\\ s of the keywords its single call and its
   fan-out take (:mod:`flinks_async._options`), and ``wire``: the wire name of each of
   its own request options (their allowed values come from the ``Literal`` types of the
   ``TypedDict``);
-* ``response_type``: the webhook ``ResponseType`` that carries its answer.
+* ``response_type``: the webhook ``ResponseType`` that carries its answer (``None``: its
+  answer is not pushed, it is always polled).
 
 :class:`DataCalls` is the table *and* the client's data methods: ``FlinksClient`` inherits
 it, so ``client.accounts_detail(...)`` and ``client.accounts_detail_many(...)`` are the
@@ -83,12 +87,15 @@ PATH_PARAMS = frozenset({"loginId", "requestId"})
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
-    """An HTTP method and a path template under ``.../BankingServices/``, e.g.
+    """An HTTP method and a path template under ``.../BankingServices/`` (``root``
+    ``"banking"``) or under ``/v3/{customerId}/`` (``root="customer"``), e.g.
     ``Route("GET", "GetAccountsDetailAsync/{requestId}")`` or
-    ``Route("GET", "Attributes/{loginId}/Summary")``."""
+    ``Route("GET", "categorization/login/{loginId}/requestid/{requestId}", "customer")``.
+    A ``GET`` sends no body."""
 
     method: str
     path: str
+    root: Literal["banking", "customer"] = "banking"
 
     def __post_init__(self) -> None:
         unknown = set(self.params) - PATH_PARAMS
@@ -109,9 +116,13 @@ class Route:
         """``base/path`` with its parameters filled in."""
         return fill(f"{base}/{self.path}", login_id=login_id, request_id=request_id)
 
+    def base(self, settings: Settings) -> str:
+        """The URL its path is under: ``settings.banking_url`` or ``settings.customer_url``."""
+        return settings.banking_url if self.root == "banking" else settings.customer_url
+
     def pattern(self) -> re.Pattern[str]:
-        """A regex matching this route's paths (relative to ``BankingServices/``), with
-        a group per path parameter."""
+        """A regex matching this route's paths (relative to ``BankingServices/``, or to
+        ``/v3/{customerId}/`` for the customer root), with a group per path parameter."""
         parts = string.Formatter().parse(self.path)
         regex = "".join(re.escape(t) + (f"(?P<{f}>[^/]+)" if f else "") for t, f, _, _ in parts)
         return re.compile(regex + "$")
@@ -193,9 +204,11 @@ class Endpoint(Generic[M, P, Q]):
     call: Callable[P, object]  #: the single call's keywords (a ``TypedDict``)
     many: Callable[Q, object]  #: the fan-out's keywords (a ``TypedDict``)
     wire: Mapping[str, str]  #: each request option's wire name (``None``\\ s are not sent)
-    response_type: str  #: the webhook ``ResponseType`` carrying its answer
+    response_type: str | None  #: the webhook ``ResponseType`` carrying its answer, if pushed
     #: a ``Settings`` field that, when set, is the full URL of ``route`` (``investments_url``)
     url_setting: str | None = None
+    #: the row whose call must have finished in the same session first (Enrich: the detail)
+    after: Endpoint[Any, ..., ...] | None = None
     #: the allowed values of options typed by a ``Literal`` (derived from ``call``)
     choices: Mapping[str, tuple[str, ...]] = dataclasses.field(init=False)
 
@@ -411,7 +424,7 @@ def endpoint_urls(settings: Settings) -> dict[str, str]:
     left as templates: :func:`fill` them per call)."""
     return {
         key: (getattr(settings, row.url_setting) if row.url_setting else None)
-        or row.route.url(settings.banking_url)
+        or row.route.url(row.route.base(settings))
         for key, row in ENDPOINTS.items()
     }
 

@@ -38,7 +38,7 @@ import msgspec
 
 from ._config import Settings
 from ._decoding import Decoder, decode_answer
-from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, wire_options
+from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, fill, wire_options
 from ._endpoints import AnyEndpoint as Endpoint  # a row of the table, whatever its types
 from ._errors import PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
@@ -144,32 +144,45 @@ class Plan:
         self.bounded = False
 
 
-def _calls(plan: Plan, rid: str) -> tuple[Request, Request]:
-    """The first request of a session and the poll that repeats it (built once, reused)."""
-    endpoint, login_id, s = plan.endpoint, plan.login_id, plan.settings
+def _body(plan: Plan, rid: str) -> bytes | None:
+    """The first request's body: none for a ``GET``; the options as they are when the
+    route carries the RequestId in its path; else the options with ``RequestId`` (for
+    ``/Investments``, re-sent as its poll: ``LoginId``, ``RequestId``, ``MostRecentCached``)."""
+    endpoint, route = plan.endpoint, plan.endpoint.route
+    if route.method == "GET":
+        return None
+    if "requestId" in route.params:
+        return msgspec.json.encode(plan.body)
     if endpoint.poll_by_get:
-        body = {**plan.body, "RequestId": rid}
-    else:  # /Investments: polled by re-sending the same request
-        body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
-    encoded = msgspec.json.encode(body)
-    post = Request(
-        "POST",
-        plan.url,
+        return msgspec.json.encode({**plan.body, "RequestId": rid})
+    return msgspec.json.encode(
+        {"LoginId": plan.login_id, "RequestId": rid, "MostRecentCached": True}
+    )
+
+
+def _calls(plan: Plan, rid: str) -> tuple[Request, Request]:
+    """The first request of a session and the poll that repeats it (built once, reused),
+    from the row's ``route`` and ``poll`` (:class:`~flinks_async._endpoints.Route`), with
+    ``{loginId}`` and ``{requestId}`` filled in."""
+    endpoint, login_id, s = plan.endpoint, plan.login_id, plan.settings
+    route, polled = endpoint.route, endpoint.poll
+    first = Request(
+        route.method,
+        fill(plan.url, login_id=login_id, request_id=rid),
         endpoint.name,
         plan.headers,
-        encoded,
+        _body(plan, rid),
         login_id,
         rid,
         plan.decode,
         settings=s,
     )
-    if not endpoint.poll_by_get:
-        return post, post
-    url = f"{plan.url}Async/{rid}"
+    if polled is None:  # RESEND: polled by sending the same request again
+        return first, first
     poll = Request(
-        "GET",
-        url,
-        f"{endpoint.name}Async",
+        polled.method,
+        polled.url(polled.base(s), login_id=login_id, request_id=rid),
+        polled.head,
         plan.headers,
         None,
         login_id,
@@ -177,7 +190,7 @@ def _calls(plan: Plan, rid: str) -> tuple[Request, Request]:
         plan.decode,
         settings=s,
     )
-    return post, poll
+    return first, poll
 
 
 async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
