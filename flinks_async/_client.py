@@ -334,6 +334,7 @@ class FlinksClient(DataCalls):
             transport=self._transport,
             authorize=self._authorizer.authorize,
             webhooks=self._coordination.webhooks,
+            prepared=request_id is not None,  # a caller's session: its detail is asked
         )
         key = flight_key(plan, raw, encoded, self._call_options)
         if shared is None:

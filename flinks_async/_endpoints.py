@@ -52,6 +52,7 @@ from typing import (
 
 from . import _options as opt
 from ._config import Settings
+from ._enrich_models import Attributes, Categorization
 from ._errors import ConfigurationError
 from ._models import AccountsDetail, AccountsSummary, Investments, Statements
 
@@ -72,6 +73,7 @@ __all__ = [
     "banking",
     "endpoint_named",
     "endpoint_urls",
+    "enrich",
     "wire_options",
 ]
 
@@ -308,6 +310,18 @@ def banking(
     )
 
 
+def enrich(flinks_name: str, model: type[M], after: AnyEndpoint, path: str = "") -> AnyEndpoint:
+    """A row by Enrich's rule: ``GET`` (no body) under the customer root, by default
+    ``insight/login/{loginId}/attributes/{requestId}/{flinks_name}``; asked once ``after``
+    (the detail) has finished in the session; its 202s polled by sending it again (no
+    ``...Async`` route is documented); never pushed. ``GetIncomeAttributes`` is
+    ``income-attributes``."""
+    path = path or f"insight/login/{{loginId}}/attributes/{{requestId}}/{flinks_name}"
+    cli_name = re.sub(r"(?<!^)(?=[A-Z])", "-", flinks_name.removeprefix("Get")).lower()
+    route, call, many = Route("GET", path, "customer"), opt.CallArgs, opt.ManyOptions
+    return Endpoint(flinks_name, cli_name, route, RESEND, model, call, many, {}, None, after=after)
+
+
 _DETAIL_WIRE = {
     "days_of_transactions": "DaysOfTransactions",
     "with_transactions": "WithTransactions",
@@ -374,6 +388,37 @@ class DataCalls:
         {"number_of_statements": "NumberOfStatements", "accounts_filter": "AccountsFilter"},
     )  # fmt: skip
     statements_many = FanOut(statements)
+
+    # --- Enrich (#33): each needs a finished detail in the same session (``after``)
+    #: the Income package (employer income, its regularity)
+    income_attributes = enrich("GetIncomeAttributes", Attributes, accounts_detail)
+    income_attributes_many = FanOut(income_attributes)
+    #: the Lending package (loans, micro-lenders)
+    lending_attributes = enrich("GetLendingAttributes", Attributes, accounts_detail)
+    lending_attributes_many = FanOut(lending_attributes)
+    #: the Credit Risk package (NSF, overdrafts, cash flow)
+    credit_risk_attributes = enrich("GetCreditRiskAttributes", Attributes, accounts_detail)
+    credit_risk_attributes_many = FanOut(credit_risk_attributes)
+    #: the User Analysis package (spending, activity)
+    user_analysis_attributes = enrich("GetUserAnalysisAttributes", Attributes, accounts_detail)
+    user_analysis_attributes_many = FanOut(user_analysis_attributes)
+    #: every consumer attribute (Tier 2+)
+    all_attributes = enrich("GetAllAttributes", Attributes, accounts_detail)
+    all_attributes_many = FanOut(all_attributes)
+    #: the Business Analysis package (``_biz`` attributes)
+    business_analysis_attributes = enrich(
+        "GetBusinessAnalysisAttributes", Attributes, accounts_detail
+    )
+    business_analysis_attributes_many = FanOut(business_analysis_attributes)
+    #: every business attribute (Tier 2+, Canada only)
+    all_business_attributes = enrich("GetAllBusinessAttributes", Attributes, accounts_detail)
+    all_business_attributes_many = FanOut(all_business_attributes)
+    #: ``GET .../categorization/login/{loginId}/requestid/{requestId}``: categorized transactions
+    categorization = enrich(
+        "GetCategorization", Categorization, accounts_detail,
+        "categorization/login/{loginId}/requestid/{requestId}",
+    )  # fmt: skip
+    categorization_many = FanOut(categorization)
 
 
 class RawCalls(DataCalls):

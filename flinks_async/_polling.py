@@ -16,6 +16,14 @@ For one data call (``run_plan``):
    by one poll (the safety net: a webhook lost or never sent costs time, never the data).
 4. On ``SESSION_NONEXISTENT``/``SESSION_EXPIRED`` authorize once more and go back to 2;
    a second session error is raised.
+
+A row with ``after`` (Enrich's attributes and categorization: ``after`` is
+``GetAccountsDetail``) is a chain: in a session it opened, step 2 first runs ``after``'s
+call by the same rule (its 202s polled, or with webhooks on its webhook awaited) until its
+200, then sends the row's own request with the same RequestId. A session error anywhere in
+the chain starts it again from Authorize, once (Flinks' 8-minute window after a cached
+detail). A call given a ``request_id`` trusts that session's detail to be done or running
+(the attributes answer 202 until it is) and starts the chain only after a session error.
 5. The whole call (Authorize included) is bounded by ``poll_timeout`` (default 1800 s,
    Flinks' 30 minutes): past it, :class:`PollTimeoutError`. Each HTTP request inside is
    retried on its own budget (``max_retries``).
@@ -37,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._config import Settings
-from ._decoding import Decoder, decode_answer
+from ._decoding import Decoder, ModelDecoder, decode_answer
 from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, fill, wire_options
 from ._endpoints import AnyEndpoint as Endpoint  # a row of the table, whatever its types
 from ._errors import PollTimeoutError, SessionExpiredError
@@ -100,6 +108,8 @@ class Plan:
     #: the plan whose run this call waits on (a single-flight follower), else None
     followed: Plan | None = None
     polls_seen: int = 0  #: the followed run's polls when this call began to wait
+    #: ``endpoint.after`` (the detail an Enrich row needs) has finished in this session
+    prepared: bool = False
 
     @property
     def deadline(self) -> float:
@@ -249,14 +259,66 @@ async def run_plan(plan: Plan) -> Any:
 
 
 async def _session(p: Plan) -> tuple[Request, Request]:
-    """Authorize for ``p`` (its session is new: post first); its first request and poll."""
+    """Authorize for ``p`` (its session is new: post first), run what the row needs first
+    in it (``endpoint.after``); its first request and poll."""
     p.request_id = rid = (await p.authorize(p.login_id)).request_id or ""
+    p.prepared = False
+    await _prepare(p, rid)
     return _calls(p, rid)
+
+
+async def _no_new_session(login_id: str) -> Authorization:
+    """The ``authorize`` of a chain's first step: a session error there ends the step
+    (the chain starts again from Authorize, see :func:`_poll`)."""
+    raise SessionExpiredError(
+        "the session ended while its GetAccountsDetail ran", login_id=login_id
+    )
+
+
+async def _prepare(p: Plan, rid: str) -> None:
+    """Run ``p.endpoint.after`` in session ``rid`` until its 200 (its answer is dropped:
+    ask for it with ``request_id=`` if you want it too), unless done already."""
+    before = p.endpoint.after
+    if before is None or p.prepared:
+        return
+    step = Plan(
+        endpoint=before,
+        login_id=p.login_id,
+        request_id=rid,
+        body={},
+        settings=p.settings,
+        decode=ModelDecoder.of(before.model, raw=True),
+        url=before.route.url(before.route.base(p.settings), login_id=p.login_id),
+        headers=p.headers,
+        transport=p.transport,
+        authorize=_no_new_session,
+        started=p.started,
+        webhooks=p.webhooks,
+    )
+    try:
+        await _poll(step)
+    finally:
+        p.polls += step.polls
+    p.prepared = True
 
 
 async def _poll(p: Plan) -> Any:
     """Steps 1 to 4 of the polling rule (the module docstring), without the deadline."""
     reauthorized = False
+    while True:
+        try:
+            return await _attempt(p)
+        except SessionExpiredError:
+            if reauthorized or p.authorize is _no_new_session:
+                raise
+            reauthorized = True
+            p.posted = False
+            p.request_id = None
+
+
+async def _attempt(p: Plan) -> Any:
+    """One session's go: Authorize (unless it has one), the row's first request, then
+    its polls until the 200."""
     if p.request_id is None:
         post, poll = await _session(p)
     else:
@@ -264,16 +326,7 @@ async def _poll(p: Plan) -> Any:
     call = poll if p.posted else post
     transport = p.transport
     while True:
-        try:
-            reply = await transport.send(call)
-        except SessionExpiredError:
-            if reauthorized:
-                raise
-            reauthorized = True
-            p.posted = False
-            post, poll = await _session(p)
-            call = post
-            continue
+        reply = await transport.send(call)
         p.posted = True
         if reply.status == 200:
             return reply.value
@@ -291,7 +344,7 @@ async def _wait(p: Plan, rid: str) -> bytes | None:
     came meanwhile, else ``None``."""
     s = p.settings
     transport = p.transport
-    hub = p.webhooks
+    hub = p.webhooks if p.endpoint.response_type else None  # never pushed: polled
     interval = s.poll_interval
     if hub is not None and time.monotonic() - (p.started or 0.0) < s.webhook_grace:
         interval = s.webhook_poll_interval

@@ -98,6 +98,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_money",
         "_fields",
         "_models",
+        "_enrich_models",
         "_config",
         "_otel",
         "_logs",
