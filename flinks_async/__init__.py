@@ -14,6 +14,17 @@ from ._bulk import Result
 from ._client import FlinksClient
 from ._config import DEFAULT_BASE_URL
 from ._coordination import WebhookHub
+from ._enrich_errors import AttributeRequestError, PackageNotSubscribedError
+from ._enrich_models import (
+    NONE_DETECTED,
+    AttributeDetail,
+    Attributes,
+    AttributeValue,
+    Card,
+    Categorization,
+    CategorizedTransaction,
+    DetailTransaction,
+)
 from ._errors import (
     AccessDeniedError,
     APIError,
@@ -88,6 +99,7 @@ from ._webhooks import sign as sign_webhook
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "NONE_DETECTED",
     "APIError",
     "AccessDeniedError",
     "Account",
@@ -101,16 +113,24 @@ __all__ = [
     "AccountsSummaryMany",
     "AccountsSummaryOptions",
     "Address",
+    "AttributeDetail",
+    "AttributeRequestError",
+    "AttributeValue",
+    "Attributes",
     "Authorization",
     "Balance",
     "CallArgs",
     "CallOptions",
+    "Card",
+    "Categorization",
+    "CategorizedTransaction",
     "ClientClosedError",
     "ClientOptions",
     "ConfigurationError",
     "CoordinationError",
     "DaysOfTransactions",
     "DecodeError",
+    "DetailTransaction",
     "Event",
     "EventHook",
     "EventKind",
@@ -132,6 +152,7 @@ __all__ = [
     "MemoryWebhooks",
     "NoTransactionsError",
     "NotAvailableError",
+    "PackageNotSubscribedError",
     "PollTimeoutError",
     "Position",
     "RateLimitError",

@@ -99,6 +99,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_fields",
         "_models",
         "_enrich_models",
+        "_enrich_errors",
         "_config",
         "_otel",
         "_logs",

@@ -8,6 +8,16 @@ import flinks_async
 import flinks_async.testing
 
 EXPECTED = {
+    "AttributeRequestError",
+    "PackageNotSubscribedError",
+    "NONE_DETECTED",
+    "AttributeDetail",
+    "Attributes",
+    "AttributeValue",
+    "Card",
+    "Categorization",
+    "CategorizedTransaction",
+    "DetailTransaction",
     "DEFAULT_BASE_URL",
     "APIError",
     "AccessDeniedError",

@@ -20,6 +20,7 @@ import msgspec
 
 __all__ = ["ATTRIBUTE_PAYLOADS", "attributes_payload", "card_names", "categorization_payload"]
 
+_ENCODE = msgspec.json.Encoder(decimal_format="number").encode  # numbers, as Flinks sends
 _WINDOWS = ("30_days", "90_days", "365_days")
 _MONTHS = ("current_month", "previous_month", *(f"{n}_months_ago" for n in range(2, 12)))
 _TRENDS = ("CONSISTENT", "DECREASING", "INCREASING")
@@ -66,7 +67,10 @@ _CONSUMER = (
     "GetCreditRiskAttributes",
     "GetUserAnalysisAttributes",
 )
-_MORE = ("rent", "utilities", "telecom", "insurance", "transfers_in", "transfers_out", "atm")
+_MORE = (
+    *("rent", "utilities", "telecom", "insurance", "transfers_in", "transfers_out", "atm"),
+    *("subscriptions", "groceries", "fuel", "child_support"),
+)
 _MORE_BIZ = ("payroll_biz", "taxes_biz", "card_sales_biz", "supplier_payments_biz", "loans_biz")
 _PACKAGES["GetAllAttributes"] = (
     *(t for p in _CONSUMER for t in _PACKAGES[p]),
@@ -148,7 +152,7 @@ def attributes_payload(package: str, variant: int = 0, detail: tuple[str, ...] =
     answer: dict[str, Any] = {"HttpStatusCode": 200, "Card": card}
     if variant % 2 == 0:  # "Login may be absent"
         answer["Login"] = {"Id": card["Id"], "Username": "Greatday", "Type": "Personal"}
-    return msgspec.json.encode(answer)
+    return _ENCODE(answer)
 
 
 _CATEGORIES = (
@@ -181,8 +185,8 @@ def categorization_payload(size: int = 2_000, variant: int = 0) -> bytes:
         amount = Decimal(rng.randint(100, 300_000)) / 100
         tx[side or "credit"] = amount  # the first (Payroll) as Flinks' example: "credit"
         txs.append(tx)
-        body = msgspec.json.encode({"HttpStatusCode": 200, "Transactions": txs})
-    return msgspec.json.encode({"HttpStatusCode": 200, "LoginId": None, "Transactions": txs})
+        body = _ENCODE({"HttpStatusCode": 200, "Transactions": txs})
+    return _ENCODE({"HttpStatusCode": 200, "LoginId": None, "Transactions": txs})
 
 
 def _package(name: str) -> Callable[[int, int], bytes]:

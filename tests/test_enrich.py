@@ -1,0 +1,200 @@
+"""Enrich (#33) through HTTP against the emulator: the chain Authorize -> GetAccountsDetail
+-> attributes as one awaited call, its session rules, single-flight, the package breaker,
+the typed errors."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import anyio
+import pytest
+
+from flinks_async import (
+    NONE_DETECTED,
+    Attributes,
+    Categorization,
+    FlinksClient,
+    PackageNotSubscribedError,
+    SessionExpiredError,
+    TransientAPIError,
+)
+from flinks_async.testing import Emulator, EnrichGate, demo_login_ids
+
+from .conftest import API_KEY, CUSTOMER, SECRET, fast_client
+
+pytestmark = pytest.mark.anyio
+
+
+def _emulator(**options: object) -> Emulator:
+    return Emulator(api_key=API_KEY, secret_key=SECRET, customer_id=CUSTOMER, **options)  # type: ignore[arg-type]
+
+
+def _sent(emu: Emulator, login: str) -> list[tuple[str, str, int]]:
+    return [
+        (r.method, r.endpoint, r.status)
+        for r in emu.requests
+        if r.login_id is not None and r.login_id.lower() == login.lower()
+    ]
+
+
+async def _drain(pull: Any) -> None:
+    async with pull as results:
+        async for _ in results:
+            pass
+
+
+async def test_income_attributes_is_one_awaited_chain(client: FlinksClient, emu: Emulator) -> None:
+    login = demo_login_ids(1, seed=3301)[0]
+    answer = await client.income_attributes(login)
+    assert isinstance(answer, Attributes) and answer.card is not None
+    card = answer.card
+    assert any(n.startswith("average_monthly_") and n.endswith("_90_days") for n in card.attributes)
+    assert any(n.endswith("_previous_month") for n in card.attributes)
+    assert all(v is None or isinstance(v, str) or v.is_finite() for v in card.attributes.values())
+    assert [(m, e, s) for m, e, s in _sent(emu, login)] == [
+        ("POST", "Authorize", 200),
+        ("POST", "GetAccountsDetail", 202),
+        ("GET", "GetAccountsDetailAsync", 202),
+        ("GET", "GetAccountsDetailAsync", 200),
+        ("GET", "GetIncomeAttributes", 202),  # polled by sending the same GET again
+        ("GET", "GetIncomeAttributes", 202),
+        ("GET", "GetIncomeAttributes", 200),
+    ]
+    data = [r for r in emu.requests if r.endpoint.startswith("Get") and r.login_id == login]
+    assert len({r.request_id for r in data}) == 1  # one session from Authorize to the card
+    enrich = [r for r in data if r.endpoint == "GetIncomeAttributes"]
+    assert all(
+        r.path.startswith(f"/v3/{CUSTOMER}/insight/login/{login}/attributes/") for r in enrich
+    )
+    assert all(r.headers.get("Content-Length", "0") == "0" for r in enrich)  # GET: no body
+    assert all(r.headers.get("x-api-key") == API_KEY for r in enrich)
+    assert client.schema_drift == {}
+
+
+async def test_every_package_and_categorization(client: FlinksClient) -> None:
+    login = demo_login_ids(1, seed=3302)[0]
+    everything = await client.all_attributes(login)
+    assert everything.card is not None and len(everything.card.attributes) >= 300
+    assert NONE_DETECTED in everything.card.attributes.values()
+    assert any(
+        v is not None and not isinstance(v, str) and v < 0
+        for v in everything.card.attributes.values()
+    )
+    biz = await client.all_business_attributes(login)
+    assert biz.card is not None and all("_biz" in n for n in biz.card.attributes)
+    assert any(n.endswith("_trend_simple") for n in biz.card.attributes)
+    cats = await client.categorization(login)
+    assert isinstance(cats, Categorization) and cats.transactions
+    assert cats.transactions[0].category == "Income" and cats.transactions[0].credit is not None
+    assert all(t.sub_category for t in cats.transactions)
+    assert client.schema_drift == {}
+
+
+async def test_the_same_seed_gives_the_same_cards(client: FlinksClient) -> None:
+    login = demo_login_ids(1, seed=3303)[0]
+    first = await client.raw.credit_risk_attributes(login)
+    again = await client.raw.credit_risk_attributes(login)
+    assert first.split(b'"Card"')[1] == again.split(b'"Card"')[1]
+
+
+async def test_detail_and_attributes_from_one_session(client: FlinksClient, emu: Emulator) -> None:
+    """The documented way: the detail's ``request_id`` reused, no second Authorize, no
+    second detail."""
+    login = demo_login_ids(1, seed=3304)[0]
+    detail = await client.accounts_detail(login)
+    assert detail.request_id is not None
+    income = await client.income_attributes(login, request_id=detail.request_id)
+    lending = await client.lending_attributes(login, request_id=detail.request_id)
+    assert income.card is not None and lending.card is not None
+    assert emu.authorizations[login.lower()] == 1
+    assert [e for _, e, _ in _sent(emu, login)].count("GetAccountsDetail") == 1
+
+
+async def test_a_session_error_restarts_the_chain_once(emu: Emulator) -> None:
+    login = demo_login_ids(1, seed=3305)[0]
+    # the detail's three requests pass, the first attributes request finds the session gone
+    emu.set_login(login, faults=["slow:0@data"] * 3 + ["SESSION_EXPIRED"])
+    async with fast_client(emu) as client:
+        answer = await client.user_analysis_attributes(login)
+    assert answer.card is not None
+    assert emu.authorizations[login.lower()] == 2
+    sessions = [r.request_id for r in emu.requests if r.endpoint == "GetAccountsDetail"]
+    assert len(set(sessions)) == 2  # the chain ran again from Authorize, detail included
+
+
+async def test_past_the_session_window_the_second_expiry_is_raised() -> None:
+    async with _emulator(enrich=EnrichGate(None, session_window=0.0)) as emu:
+        login = demo_login_ids(1, seed=3306)[0]
+        async with fast_client(emu) as client:
+            with pytest.raises(SessionExpiredError) as caught:
+                await client.income_attributes(login)
+        assert caught.value.flinks_code == "SESSION_EXPIRED"
+        assert emu.authorizations[login.lower()] == 2  # restarted once, not more
+
+
+async def test_single_flight_per_login_and_package(client: FlinksClient, emu: Emulator) -> None:
+    login = demo_login_ids(1, seed=3307)[0]
+    results: list[Attributes] = []
+
+    async def one(package: str) -> None:
+        results.append(await client.fetch(package, login))
+
+    async with anyio.create_task_group() as tg:
+        for package in ("income-attributes", "income-attributes", "credit-risk-attributes"):
+            tg.start_soon(one, package)
+    assert len(results) == 3 and all(r.card is not None for r in results)
+    assert emu.authorizations[login.lower()] == 2  # one chain per package, not per caller
+    income = [s for _, e, s in _sent(emu, login) if e == "GetIncomeAttributes"]
+    assert income.count(200) == 1
+
+
+async def test_a_package_outside_the_subscription_stops_that_endpoint() -> None:
+    gate = EnrichGate({"GetIncomeAttributes", "GetCategorization"}, session_window=480.0)
+    async with _emulator(enrich=gate) as emu:
+        logins = demo_login_ids(20, seed=3308)
+        async with fast_client(emu) as client:
+            pull = client.credit_risk_attributes_many(logins, concurrency=4)
+            with pytest.raises(PackageNotSubscribedError) as caught:
+                await _drain(pull)
+            assert caught.value.http_status == 403
+            assert caught.value.flinks_code == "METHOD_NOT_AVAILABLE"
+            asked = emu.counts["GetCreditRiskAttributes"]
+            assert 1 <= asked <= 4  # the ones already in flight, no retry, no storm
+            with pytest.raises(PackageNotSubscribedError, match="nothing sent"):
+                await client.credit_risk_attributes(logins[0])
+            assert emu.counts["GetCreditRiskAttributes"] == asked
+            assert (await client.income_attributes(logins[0])).card is not None  # others go on
+
+
+async def test_retry_later_is_retried_with_backoff(emu: Emulator) -> None:
+    login = demo_login_ids(1, seed=3309)[0]
+    failed = b'{"HttpStatusCode":400,"FlinksCode":"RETRY_LATER","Message":"Computation failed"}'
+    emu.set_login(login, pending=0, payloads={"GetLendingAttributes": (400, failed)})
+    async with fast_client(emu, max_retries=2) as client:
+        with pytest.raises(TransientAPIError) as caught:
+            await client.lending_attributes(login)
+    assert caught.value.flinks_code == "RETRY_LATER"
+    assert emu.counts["GetLendingAttributes"] == 3  # the first and two retries
+
+
+async def test_another_enrich_call_of_the_login_answers_202_until_it_is_done(
+    emu: Emulator,
+) -> None:
+    login = demo_login_ids(1, seed=3310)[0]
+    async with fast_client(emu) as client:
+        detail = await client.accounts_detail(login)
+        rid = detail.request_id
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(client.income_attributes, login, request_id=rid))
+            tg.start_soon(functools.partial(client.lending_attributes, login, request_id=rid))
+    pending = [r for r in emu.requests if r.endpoint.endswith("Attributes") and r.status == 202]
+    assert len(pending) > 4  # each computes twice (202), and one waited on the other
+
+
+async def test_pull_endpoint_income_attributes(emu: Emulator, tmp_path: object) -> None:
+    login = demo_login_ids(1, seed=3311)[0]
+    async with fast_client(emu) as client:
+        async with client.many("income-attributes", [login]) as results:
+            got = [r async for r in results]
+    assert got[0].ok and isinstance(got[0].value, Attributes)
