@@ -11,8 +11,8 @@ Each row (an :class:`Endpoint`, a class attribute of :class:`DataCalls`) says:
   (a :class:`Route`; ``{loginId}`` and ``{requestId}`` may appear in it), and ``poll``:
   how a ``202`` is polled, the ``GET {name}Async/{requestId}`` route, or :data:`RESEND`
   (``None``) when the same request is sent again;
-* ``after``: a row whose call must have finished in the same session first (Enrich's
-  rows: ``GetAccountsDetail``), else ``None``;
+* ``after``: the rows whose calls must have finished in the same session first (Enrich's
+  rows: ``GetAccountsDetail``), else ``()``;
 * ``model``: what its 200 decodes into;
 * ``call`` and ``many``: the ``TypedDict``\\ s of the keywords its single call and its
   fan-out take (:mod:`flinks_async._options`), and ``wire``: the wire name of each of
@@ -209,8 +209,9 @@ class Endpoint(Generic[M, P, Q]):
     response_type: str | None  #: the webhook ``ResponseType`` carrying its answer, if pushed
     #: a ``Settings`` field that, when set, is the full URL of ``route`` (``investments_url``)
     url_setting: str | None = None
-    #: the row whose call must have finished in the same session first (Enrich: the detail)
-    after: Endpoint[Any, ..., ...] | None = None
+    #: the rows whose calls must have finished in the same session first, in order
+    #: (Enrich: the detail); a tuple, not a row: a row is a descriptor
+    after: tuple[Endpoint[Any, ..., ...], ...] = ()
     #: the allowed values of options typed by a ``Literal`` (derived from ``call``)
     choices: Mapping[str, tuple[str, ...]] = dataclasses.field(init=False)
 
@@ -319,7 +320,9 @@ def enrich(flinks_name: str, model: type[M], after: AnyEndpoint, path: str = "")
     path = path or f"insight/login/{{loginId}}/attributes/{{requestId}}/{flinks_name}"
     cli_name = re.sub(r"(?<!^)(?=[A-Z])", "-", flinks_name.removeprefix("Get")).lower()
     route, call, many = Route("GET", path, "customer"), opt.CallArgs, opt.ManyOptions
-    return Endpoint(flinks_name, cli_name, route, RESEND, model, call, many, {}, None, after=after)
+    return Endpoint(
+        flinks_name, cli_name, route, RESEND, model, call, many, {}, None, after=(after,)
+    )
 
 
 _DETAIL_WIRE = {

@@ -19,7 +19,7 @@ For one data call (``run_plan``):
 
 A row with ``after`` (Enrich's attributes and categorization: ``after`` is
 ``GetAccountsDetail``) is a chain: in a session it opened, step 2 first runs ``after``'s
-call by the same rule (its 202s polled, or with webhooks on its webhook awaited) until its
+calls by the same rule (its 202s polled, or with webhooks on its webhook awaited) until its
 200, then sends the row's own request with the same RequestId. A session error anywhere in
 the chain starts it again from Authorize, once (Flinks' 8-minute window after a cached
 detail). A call given a ``request_id`` trusts that session's detail to be done or running
@@ -276,29 +276,29 @@ async def _no_new_session(login_id: str) -> Authorization:
 
 
 async def _prepare(p: Plan, rid: str) -> None:
-    """Run ``p.endpoint.after`` in session ``rid`` until its 200 (its answer is dropped:
-    ask for it with ``request_id=`` if you want it too), unless done already."""
-    before = p.endpoint.after
-    if before is None or p.prepared:
+    """Run each of ``p.endpoint.after`` in session ``rid`` until its 200 (the answer is
+    dropped: ask for it with ``request_id=`` if you want it too), unless done already."""
+    if p.prepared:
         return
-    step = Plan(
-        endpoint=before,
-        login_id=p.login_id,
-        request_id=rid,
-        body={},
-        settings=p.settings,
-        decode=ModelDecoder.of(before.model, raw=True),
-        url=before.route.url(before.route.base(p.settings), login_id=p.login_id),
-        headers=p.headers,
-        transport=p.transport,
-        authorize=_no_new_session,
-        started=p.started,
-        webhooks=p.webhooks,
-    )
-    try:
-        await _poll(step)
-    finally:
-        p.polls += step.polls
+    for before in p.endpoint.after:
+        step = Plan(
+            endpoint=before,
+            login_id=p.login_id,
+            request_id=rid,
+            body={},
+            settings=p.settings,
+            decode=ModelDecoder.of(before.model, raw=True),
+            url=before.route.url(before.route.base(p.settings), login_id=p.login_id),
+            headers=p.headers,
+            transport=p.transport,
+            authorize=_no_new_session,
+            started=p.started,
+            webhooks=p.webhooks,
+        )
+        try:
+            await _poll(step)
+        finally:
+            p.polls += step.polls
     p.prepared = True
 
 

@@ -668,7 +668,7 @@ class Emulator:
         gate = self.enrich.before(family, login_id, path_login, rid)
         if gate == "pending":
             return family, login_id, rid, _pending(rid)
-        if gate is not None:
+        if isinstance(gate, tuple):
             code, message = gate
             if code == "SESSION_EXPIRED":
                 self._sessions.pop(rid, None)
@@ -832,7 +832,7 @@ class Emulator:
         body = given if isinstance(given, bytes) else None
         if body is None:
             body = _ready_body(state.scenario, family, login_id, rid)
-        kind = _ROWS[family].response_type.encode()
+        kind = (_ROWS[family].response_type or family).encode()
         head = b'{"ResponseType":"%s","LoginId":"%s",' % (kind, login_id.encode())
         if b'"RequestId"' not in body:  # a verbatim payload of the test's: say which session
             head += b'"RequestId":"%s",' % rid.encode()
