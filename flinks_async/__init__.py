@@ -17,13 +17,17 @@ from ._coordination import WebhookHub
 from ._enrich_errors import AttributeRequestError, PackageNotSubscribedError
 from ._enrich_models import (
     NONE_DETECTED,
+    AttributeCategory,
     AttributeDetail,
+    AttributeInfo,
     Attributes,
     AttributeValue,
     Card,
     Categorization,
     CategorizedTransaction,
+    CategoryGroup,
     DetailTransaction,
+    SubCategory,
 )
 from ._errors import (
     AccessDeniedError,
@@ -113,7 +117,9 @@ __all__ = [
     "AccountsSummaryMany",
     "AccountsSummaryOptions",
     "Address",
+    "AttributeCategory",
     "AttributeDetail",
+    "AttributeInfo",
     "AttributeRequestError",
     "AttributeValue",
     "Attributes",
@@ -124,6 +130,7 @@ __all__ = [
     "Card",
     "Categorization",
     "CategorizedTransaction",
+    "CategoryGroup",
     "ClientClosedError",
     "ClientOptions",
     "ConfigurationError",
@@ -169,6 +176,7 @@ __all__ = [
     "StatementsCall",
     "StatementsMany",
     "StatementsOptions",
+    "SubCategory",
     "Transaction",
     "TransientAPIError",
     "TransportError",

@@ -23,6 +23,7 @@ from yarl import URL
 from . import _slices
 from ._budget import BodyBudget
 from ._endpoints import ENDPOINTS
+from ._enrich_calls import CUSTOM_ATTRIBUTES
 from ._enrich_errors import enrich_error
 from ._errors import (
     APIError,
@@ -40,7 +41,9 @@ __all__ = ["Held", "answer_error", "join", "read_big", "read_body", "too_large"]
 
 _ERROR_DECODER = decoder_for(ErrorBody)
 #: the endpoints whose errors :func:`enrich_error` types (Enrich's, under the customer root)
-_ENRICH = frozenset(row.flinks_name for row in ENDPOINTS.values() if row.route.root == "customer")
+_ENRICH = frozenset(
+    row.flinks_name for row in ENDPOINTS.values() if row.route.root == "customer"
+) | {CUSTOM_ATTRIBUTES.flinks_name}
 
 
 class Held:

@@ -311,15 +311,17 @@ def banking(
     )
 
 
-def enrich(flinks_name: str, model: type[M], after: AnyEndpoint, path: str = "") -> AnyEndpoint:
-    """A row by Enrich's rule: ``GET`` (no body) under the customer root, by default
+def enrich(
+    flinks_name: str, model: type[M], after: AnyEndpoint, path: str = "", method: str = "GET"
+) -> AnyEndpoint:
+    """A row by Enrich's rule: ``GET`` (no body; or ``method``) under the customer root, by default
     ``insight/login/{loginId}/attributes/{requestId}/{flinks_name}``; asked once ``after``
     (the detail) has finished in the session; its 202s polled by sending it again (no
     ``...Async`` route is documented); never pushed. ``GetIncomeAttributes`` is
     ``income-attributes``."""
     path = path or f"insight/login/{{loginId}}/attributes/{{requestId}}/{flinks_name}"
     cli_name = re.sub(r"(?<!^)(?=[A-Z])", "-", flinks_name.removeprefix("Get")).lower()
-    route, call, many = Route("GET", path, "customer"), opt.CallArgs, opt.ManyOptions
+    route, call, many = Route(method, path, "customer"), opt.CallArgs, opt.ManyOptions
     return Endpoint(
         flinks_name, cli_name, route, RESEND, model, call, many, {}, None, after=(after,)
     )

@@ -42,7 +42,9 @@ from ._money import MAX_EXPONENT, check_money
 
 __all__ = [
     "NONE_DETECTED",
+    "AttributeCategory",
     "AttributeDetail",
+    "AttributeInfo",
     "AttributeValue",
     "Attributes",
     "Card",
@@ -280,3 +282,32 @@ class Categorization(_Answer):
     __data_fields__ = ("transactions",)
 
     transactions: list[CategorizedTransaction] | None = None
+
+
+class SubCategory(_Model):
+    """A sub-category of the category list (``SubCategoryName``)."""
+
+    sub_category_name: str | None = None
+    description: str | None = None
+
+
+class CategoryGroup(_Model):
+    """A primary category of ``GET /BankingServices/Categories/{CA|US}``."""
+
+    primary_category_name: str | None = None
+    description: str | None = None
+    sub_categories: list[SubCategory] | None = None
+
+
+class AttributeInfo(_Model):
+    """An attribute of the library: its name and what it means."""
+
+    name: str | None = None
+    description: str | None = None
+
+
+class AttributeCategory(_Model):
+    """A category of ``GET /attributes/library`` (or ``/library/business``)."""
+
+    category: str | None = None
+    attributes: list[AttributeInfo] | None = None

@@ -100,6 +100,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_models",
         "_enrich_models",
         "_enrich_errors",
+        "_enrich_calls",
         "_config",
         "_otel",
         "_logs",

@@ -12,9 +12,12 @@ import pytest
 
 from flinks_async import (
     NONE_DETECTED,
+    AttributeRequestError,
     Attributes,
     Categorization,
+    ConfigurationError,
     FlinksClient,
+    InvalidRequestError,
     PackageNotSubscribedError,
     SessionExpiredError,
     TransientAPIError,
@@ -198,3 +201,70 @@ async def test_pull_endpoint_income_attributes(emu: Emulator, tmp_path: object) 
         async with client.many("income-attributes", [login]) as results:
             got = [r async for r in results]
     assert got[0].ok and isinstance(got[0].value, Attributes)
+
+
+async def test_custom_attributes_returns_the_names_asked(
+    client: FlinksClient, emu: Emulator
+) -> None:
+    login = demo_login_ids(1, seed=3312)[0]
+    names = ["count_nsf_30_days", "sum_employer_income_90_days", "revenue_biz_trend_simple"]
+    answer = await client.custom_attributes(
+        login,
+        names,
+        filters=["Operations"],
+        attributes_detail=["sum_employer_income_90_days"],
+        limit_days=90,
+    )
+    assert answer.card is not None and list(answer.card.attributes) == names
+    [detail] = answer.details
+    assert detail.attribute == "sum_employer_income_90_days" and detail.transactions
+    posted = [r for r in emu.requests if r.endpoint == "Attributes"]
+    assert {r.method for r in posted} == {"POST"} and posted[-1].status == 200
+
+
+@pytest.mark.parametrize(
+    ("options", "case", "refused"),
+    [
+        ({"attributes": ["no_such_attribute"]}, "unknown_attribute", "no_such_attribute"),
+        ({"attributes": []}, "empty_list", None),
+        ({"filters": ["Savings"]}, "filter", "Savings"),
+        ({"account_filter": ["not-an-account"]}, "account_id", "not-an-account"),
+        ({"account_filter": []}, "account_filter", None),
+        ({"attributes_detail": ["count_nsf_90_days"]}, "attributes_detail", "count_nsf_90_days"),
+        ({"limit_days": 400}, "limit_days", "400"),
+    ],
+)
+async def test_invalid_request_is_typed_per_case(
+    client: FlinksClient, emu: Emulator, options: dict[str, Any], case: str, refused: str | None
+) -> None:
+    login = demo_login_ids(1, seed=3313)[0]
+    options = {"attributes": ["count_nsf_30_days"], **options}
+    with pytest.raises(AttributeRequestError) as caught:
+        await client.custom_attributes(login, **options)
+    error = caught.value
+    assert (error.case, error.refused, error.flinks_code) == (case, refused, "INVALID_REQUEST")
+    assert isinstance(error, InvalidRequestError) and error.endpoint == "Attributes"
+    assert emu.counts["Attributes"] == 1  # not retried
+
+
+async def test_an_account_of_the_login_is_accepted(client: FlinksClient) -> None:
+    login = demo_login_ids(1, seed=3314)[0]
+    detail = await client.accounts_detail(login)
+    ids = [a.id for a in detail.accounts or [] if a.id]
+    answer = await client.custom_attributes(
+        login, ["count_nsf_30_days"], account_filter=ids[:1], request_id=detail.request_id
+    )
+    assert answer.card is not None
+
+
+async def test_categories_and_the_attribute_library(client: FlinksClient) -> None:
+    groups = await client.categories("CA")
+    assert groups and groups[0].primary_category_name and groups[0].sub_categories
+    consumer = await client.attribute_library()
+    business = await client.attribute_library(business=True)
+    consumer_names = {a.name for c in consumer for a in c.attributes or []}
+    business_names = {a.name for c in business for a in c.attributes or []}
+    assert "count_nsf_30_days" in consumer_names
+    assert business_names and all(n and "_biz" in n for n in business_names)
+    with pytest.raises(ConfigurationError, match="CA or US"):
+        await client.categories("FR")

@@ -8,6 +8,10 @@ import flinks_async
 import flinks_async.testing
 
 EXPECTED = {
+    "AttributeCategory",
+    "AttributeInfo",
+    "CategoryGroup",
+    "SubCategory",
     "AttributeRequestError",
     "PackageNotSubscribedError",
     "NONE_DETECTED",

@@ -73,7 +73,15 @@ import msgspec
 from aiohttp import web
 
 from .._endpoints import ENDPOINTS, Endpoint, Route
-from ._enrich import ENRICH_ROWS, EnrichGate, add_routes, refusal
+from ._enrich import (
+    ENRICH_OPS,
+    ENRICH_ROWS,
+    EnrichGate,
+    add_routes,
+    custom_answer,
+    refusal,
+    static_answer,
+)
 from ._enrich_payloads import ATTRIBUTE_PAYLOADS
 from ._payloads import accounts_payload, investments_payload, statements_payload
 
@@ -607,7 +615,7 @@ class Emulator:
                 return op, None, None, _error("INVALID_REQUEST", "Body is not JSON")
             if not isinstance(body, dict):
                 return op, None, None, _error("INVALID_REQUEST", "Body is not an object")
-        if op in ENRICH_ROWS:
+        if op in ENRICH_OPS:
             return await self._enrich_data(request, op, body)
         if op == "GenerateAuthorizeToken" and request.method == "POST":
             return op, None, None, self._token(request)
@@ -661,6 +669,9 @@ class Emulator:
         path_login = request.match_info.get("loginId")
         if not self._api_key_ok(request):
             return family, None, rid, _error("UNAUTHORIZED", "Invalid API key")
+        static = static_answer(family, request)
+        if static is not None or family not in ENRICH_ROWS:
+            return family, None, None, static or _error("INVALID_REQUEST", "Unknown", 404)
         login_id = self._sessions.get(rid or "")
         if login_id is None or rid is None:
             message = "The RequestId does not exist"
@@ -683,6 +694,8 @@ class Emulator:
             return family, login_id, rid, _error("INVALID_REQUEST", refused, rid=rid)
         answer = await self._data(request, family, login_id, rid)
         self.enrich.served(family, login_id, rid, answer.status)
+        if request.method == "POST" and answer.status == 200:
+            answer = custom_answer(body, login_id)
         return family, login_id, rid, answer
 
     def _token(self, request: web.Request) -> web.StreamResponse:

@@ -29,26 +29,72 @@ from typing import Any
 from aiohttp import web
 
 from .._endpoints import ENDPOINTS, Endpoint
-from ._enrich_payloads import card_names
+from .._enrich_calls import CUSTOM_ATTRIBUTES, LIBRARY_PATHS
+from ._enrich_payloads import card_names, categories_payload, custom_payload, library_payload
 
-__all__ = ["ENRICH_ROWS", "EnrichGate", "add_routes", "refusal"]
+__all__ = [
+    "ENRICH_OPS",
+    "ENRICH_ROWS",
+    "EnrichGate",
+    "add_routes",
+    "custom_answer",
+    "refusal",
+    "static_answer",
+]
 
 #: the Enrich rows (under the customer root), by Flinks name
 ENRICH_ROWS: dict[str, Endpoint[Any, ..., ...]] = {
-    row.flinks_name: row for row in ENDPOINTS.values() if row.route.root == "customer"
+    row.flinks_name: row
+    for row in (*ENDPOINTS.values(), CUSTOM_ATTRIBUTES)
+    if row.route.root == "customer"
 }
 #: every attribute name the emulator knows (a custom POST may ask any of them)
 KNOWN_NAMES = frozenset(
-    name for family in ENRICH_ROWS if family.endswith("Attributes") for name in card_names(family)
+    name
+    for family in ENRICH_ROWS
+    if family.startswith("Get") and family.endswith("Attributes")
+    for name in card_names(family)
 )
 
 
+#: the calls answered at once, with no login (``Categories/CA`` arrives through the
+#: BankingServices routes as op ``Categories``)
+STATIC = {"Categories", "AttributeLibrary", "AttributeLibraryBusiness"}
+#: every op the emulator's Enrich handler answers
+ENRICH_OPS = frozenset(ENRICH_ROWS) | STATIC
+
+
 def add_routes(app: web.Application, handler: Callable[[web.Request], Any]) -> None:
-    """Route every Enrich row (and its poll, when it has one) to ``handler``."""
+    """Route every Enrich row (and its poll, when it has one) and the library to ``handler``."""
     for row in ENRICH_ROWS.values():
         for route in {row.route, row.poll or row.route}:
             path = f"/v3/{{customer}}/{route.path}"
             app.router.add_route(route.method, path, handler, name=row.flinks_name)
+    for business, name in ((False, "AttributeLibrary"), (True, "AttributeLibraryBusiness")):
+        path = f"/v3/{{customer}}/{LIBRARY_PATHS[business]}"
+        app.router.add_route("GET", path, handler, name=name)
+
+
+def static_answer(op: str, request: web.Request) -> web.Response | None:
+    """The category list or the attribute library, else ``None``."""
+    if op == "Categories":
+        if request.match_info.get("arg") not in ("CA", "US"):
+            return None
+        body = categories_payload()
+    elif op in ("AttributeLibrary", "AttributeLibraryBusiness"):
+        body = library_payload(op.endswith("Business"))
+    else:
+        return None
+    return web.Response(body=body, content_type="application/json")
+
+
+def custom_answer(body: Mapping[str, Any], login_id: str) -> web.Response:
+    """The custom POST's 200: the card of exactly the names asked."""
+    names, detail = _card(body.get("Attributes")), _card(body.get("AttributesDetail"))
+    variant = int(login_id[:2], 16) % 4
+    return web.Response(
+        body=custom_payload(names, detail, variant), content_type="application/json"
+    )
 
 
 class EnrichGate:

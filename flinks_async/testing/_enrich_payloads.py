@@ -18,7 +18,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["ATTRIBUTE_PAYLOADS", "attributes_payload", "card_names", "categorization_payload"]
+__all__ = [
+    "ATTRIBUTE_PAYLOADS",
+    "attributes_payload",
+    "card_names",
+    "categories_payload",
+    "categorization_payload",
+    "custom_payload",
+    "library_payload",
+]
 
 _ENCODE = msgspec.json.Encoder(decimal_format="number").encode  # numbers, as Flinks sends
 _WINDOWS = ("30_days", "90_days", "365_days")
@@ -189,6 +197,55 @@ def categorization_payload(size: int = 2_000, variant: int = 0) -> bytes:
     return _ENCODE({"HttpStatusCode": 200, "LoginId": None, "Transactions": txs})
 
 
+def custom_payload(names: list[str], detail: list[str], variant: int) -> bytes:
+    """The 200 of the custom attributes ``POST``: the card holding exactly ``names``
+    (valued as in the packages' cards), with ``detail``'s transactions."""
+    every: dict[str, Any] = {}
+    for package in _PACKAGES:
+        every.update(_card(package, variant))
+    card: dict[str, Any] = {"Id": f"00000000-0000-4000-8000-{variant:012d}"}
+    card.update((name, every.get(name)) for name in names)
+    if detail:
+        card["AttributesDetail"] = _detail(random.Random(f"detail:{variant}"), detail)
+    return _ENCODE({"HttpStatusCode": 200, "Card": card})
+
+
+def categories_payload() -> bytes:
+    """``GET /Categories/{CA|US}``: the primary categories and their sub-categories."""
+    groups: dict[str, list[str]] = {}
+    for category, sub, _ in _CATEGORIES:
+        groups.setdefault(category, []).append(sub)
+    return _ENCODE(
+        [
+            {
+                "PrimaryCategoryName": category,
+                "Description": f"{category} transactions",
+                "SubCategories": [{"SubCategoryName": s, "Description": s} for s in subs],
+            }
+            for category, subs in groups.items()
+        ]
+    )
+
+
+def library_payload(business: bool) -> bytes:
+    """``GET /attributes/library`` (or ``/business``): each package's names, described."""
+    packages = [
+        p for p in _PACKAGES if ("Business" in p) == business and not p.startswith("GetAll")
+    ]
+    return _ENCODE(
+        [
+            {
+                "Category": package.removeprefix("Get").removesuffix("Attributes"),
+                "Attributes": [
+                    {"Name": name, "Description": name.replace("_", " ")}
+                    for name in card_names(package)
+                ],
+            }
+            for package in packages
+        ]
+    )
+
+
 def _package(name: str) -> Callable[[int, int], bytes]:
     return lambda size, variant: attributes_payload(name, variant)
 
@@ -197,4 +254,5 @@ def _package(name: str) -> Callable[[int, int], bytes]:
 ATTRIBUTE_PAYLOADS: dict[str, Callable[[int, int], bytes]] = {
     **{name: _package(name) for name in _PACKAGES},
     "GetCategorization": categorization_payload,
+    "Attributes": _package("GetAllAttributes"),  # the custom POST's, made per request
 }
