@@ -5,9 +5,11 @@ the typed errors."""
 from __future__ import annotations
 
 import functools
+import pathlib
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from flinks_async import (
@@ -195,12 +197,21 @@ async def test_another_enrich_call_of_the_login_answers_202_until_it_is_done(
     assert len(pending) > 4  # each computes twice (202), and one waited on the other
 
 
-async def test_pull_endpoint_income_attributes(emu: Emulator, tmp_path: object) -> None:
-    login = demo_login_ids(1, seed=3311)[0]
-    async with fast_client(emu) as client:
-        async with client.many("income-attributes", [login]) as results:
-            got = [r async for r in results]
-    assert got[0].ok and isinstance(got[0].value, Attributes)
+async def test_pull_endpoint_income_attributes_writes_and_resumes(
+    emu: Emulator, tmp_path: pathlib.Path
+) -> None:
+    """``flinks-async pull --endpoint income-attributes``: one JSONL line per login, each
+    its Attributes answer; ``--resume`` pulls nothing again."""
+    from .test_cli import _pull
+
+    ids = demo_login_ids(3, seed=3311)
+    proc = await _pull(emu, tmp_path, "--endpoint", "income-attributes", ids=ids)
+    assert proc.returncode == 0, proc.stderr
+    lines = [msgspec.json.decode(x) for x in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert len(lines) == 3 and all("Card" in str(line) for line in lines)
+    asked = emu.counts["GetIncomeAttributes"]
+    again = await _pull(emu, tmp_path, "--endpoint", "income-attributes", "--resume", ids=ids)
+    assert again.returncode == 0 and emu.counts["GetIncomeAttributes"] == asked
 
 
 async def test_custom_attributes_returns_the_names_asked(
@@ -268,3 +279,26 @@ async def test_categories_and_the_attribute_library(client: FlinksClient) -> Non
     assert business_names and all(n and "_biz" in n for n in business_names)
     with pytest.raises(ConfigurationError, match="CA or US"):
         await client.categories("FR")
+
+
+async def test_with_webhooks_the_detail_waits_for_its_webhook_then_attributes_are_polled() -> None:
+    from .test_webhooks import HOOK_SECRET, Served, _client, _free_port
+
+    port = _free_port()
+    async with _emulator(
+        ready_after=0.3,
+        webhook_url=f"http://127.0.0.1:{port}/flinks/webhook",
+        webhook_secret=HOOK_SECRET,
+    ) as emu:
+        login = demo_login_ids(1, seed=3315)[0]
+        async with _client(emu) as client:  # webhook_poll_interval=600: only a webhook ends it
+            served = Served(client.webhook_receiver(HOOK_SECRET).aiohttp_handler, port)
+            await served.start()
+            try:
+                answer = await client.income_attributes(login)
+            finally:
+                await served.stop()
+        assert answer.card is not None
+        assert emu.counts["GetAccountsDetail"] == 1 and emu.counts["GetAccountsDetailAsync"] == 0
+        assert {w.response_type for w in emu.webhooks_sent} == {"GetAccountsDetail"}
+        assert emu.counts["GetIncomeAttributes"] >= 2  # never pushed: polled to its 200

@@ -676,6 +676,9 @@ class Emulator:
         if login_id is None or rid is None:
             message = "The RequestId does not exist"
             return family, path_login, rid, _error("SESSION_NONEXISTENT", message, rid=rid)
+        ready = self._login(login_id).ready_at.get(("GetAccountsDetail", rid))
+        if ready is not None and ready <= time.monotonic():  # with ready_after: its webhook
+            self.enrich.detail_done(rid)  # is the detail's answer, not a polled 200
         gate = self.enrich.before(family, login_id, path_login, rid)
         if gate == "pending":
             return family, login_id, rid, _pending(rid)
