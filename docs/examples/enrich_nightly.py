@@ -2,7 +2,6 @@
 suite against the emulator): each login is Authorize -> GetAccountsDetail -> attributes,
 50 at a time, one JSON line per login."""
 
-import pathlib
 import tempfile
 
 import anyio
@@ -12,19 +11,16 @@ from flinks_async import FlinksClient
 from flinks_async.testing import Emulator, demo_login_ids
 
 
-async def nightly(client: FlinksClient, ids_file: pathlib.Path, out: pathlib.Path) -> int:
-    ids = [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
+async def nightly(client: FlinksClient, ids_file: anyio.Path, out: anyio.Path) -> int:
+    text = await ids_file.read_text()
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
     failed = 0
-    with out.open("wb") as sink:
+    async with await anyio.open_file(out, "wb") as sink:
         async with client.raw.income_attributes_many(ids, concurrency=50) as results:
             async for r in results:  # the 200 bodies as Flinks sent them, for the archive
                 if r.ok and r.value is not None:
-                    sink.write(
-                        msgspec.json.encode(
-                            {"login_id": r.login_id, "answer": msgspec.Raw(r.value)}
-                        )
-                        + b"\n"
-                    )
+                    line = {"login_id": r.login_id, "answer": msgspec.Raw(r.value)}
+                    await sink.write(msgspec.json.encode(line) + b"\n")
                 else:
                     failed += 1
     return failed
@@ -36,11 +32,11 @@ async def main() -> None:
             "43387ca6-0391-4c82-857d-70d95f087ecb", base_url=emu.url, poll_interval=0.01
         ) as client:
             with tempfile.TemporaryDirectory() as tmp:
-                ids_file = pathlib.Path(tmp, "login_ids.txt")
-                ids_file.write_text("\n".join(demo_login_ids(100)) + "\n")
-                out = pathlib.Path(tmp, "income.jsonl")
+                ids_file = anyio.Path(tmp, "login_ids.txt")
+                await ids_file.write_text("\n".join(demo_login_ids(100)) + "\n")
+                out = anyio.Path(tmp, "income.jsonl")
                 failed = await nightly(client, ids_file, out)
-                lines = len(out.read_bytes().splitlines())
+                lines = len((await out.read_bytes()).splitlines())
             sent = client.requests_sent
     print(f"{lines} logins written, {failed} failed, {sent / 100:.0f} requests per login")
 
