@@ -29,6 +29,7 @@ from . import (
     coordination,
     decoding,
     distributed,
+    enrich,
     fanout,
     looplag,
     memory,
@@ -57,6 +58,7 @@ ALL = (
     "distributed",
     "webhooks",
     "attack",
+    "enrich",
 )
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
@@ -74,6 +76,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Distributed pull, one worker killed": "distributed_killed",
     "Webhooks against polling": "webhooks",
     "The webhook receiver under attack": "attack",
+    "Enrich: the chain against three calls by hand": "enrich",
 }
 
 
@@ -282,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if "attack" in only:
         runs = anyio.run(attack.run, 1 if q else 3, 50 if q else 200)
         show("The webhook receiver under attack", attack.markdown(runs))
+    if "enrich" in only:
+        en = anyio.run(enrich.run, 200 if q else 1000, 50, 3 if q else 5)
+        show("Enrich: the chain against three calls by hand", enrich.markdown(en))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():
