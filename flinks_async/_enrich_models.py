@@ -29,7 +29,6 @@ money exact). What is particular to Enrich:
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -37,7 +36,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ._errors import DecodeError
-from ._models import _Answer, _Model, parse_date
+from ._models import Transaction, _Answer, _Model
 from ._money import MAX_EXPONENT, check_money
 
 __all__ = [
@@ -60,22 +59,13 @@ AttributeValue = Decimal | str | None
 _LIMIT = Decimal(10) ** (MAX_EXPONENT + 12)
 
 
-class DetailTransaction(_Model):
-    """A transaction behind an attribute (``AttributesDetail``); ``date`` as sent
-    (``"2021/01/08"``)."""
+class DetailTransaction(Transaction):
+    """A transaction behind an attribute (``AttributesDetail``): a :class:`Transaction`
+    named by ``transaction_id`` (``TransactionId``, or ``transactionid``) in
+    ``account_id``; ``date`` as sent (``"2021/01/08"``)."""
 
     transaction_id: str | None = None
     account_id: str | None = None
-    date: str | None = None
-    description: str | None = None
-    debit: Decimal | None = None
-    credit: Decimal | None = None
-    balance: Decimal | None = None
-
-    @property
-    def parsed_date(self) -> dt.date | None:
-        """``date`` parsed leniently (slashes or dashes)."""
-        return parse_date(self.date)
 
 
 class AttributeDetail(_Model):
@@ -247,33 +237,21 @@ def _transaction(raw: dict[str, Any]) -> DetailTransaction:
     return tx
 
 
-class CategorizedTransaction(_Model):
+class CategorizedTransaction(DetailTransaction):
     """A transaction of ``GetCategorization``: ``category`` / ``sub_category``; ``debit``
-    or ``credit`` (omitted rather than null in Flinks' example; a lowercase ``credit``
-    is read as ``Credit``); ``date`` as sent (``"2022-05-31"``)."""
+    or ``credit`` (omitted rather than null in Flinks' example; a lowercase ``credit`` or
+    ``debit`` is read as ``Credit`` / ``Debit``); ``date`` as sent (``"2022-05-31"``)."""
 
-    transaction_id: str | None = None
-    account_id: str | None = None
-    description: str | None = None
     category: str | None = None
     sub_category: str | None = None
-    balance: Decimal | None = None
-    debit: Decimal | None = None
-    credit: Decimal | None = None
     credit_lowercase: Decimal | None = msgspec.field(default=None, name="credit")
     debit_lowercase: Decimal | None = msgspec.field(default=None, name="debit")
-    date: str | None = None
 
     def __post_init__(self) -> None:
         if self.credit is None and self.credit_lowercase is not None:
             self.credit, self.credit_lowercase = self.credit_lowercase, None
         if self.debit is None and self.debit_lowercase is not None:
             self.debit, self.debit_lowercase = self.debit_lowercase, None
-
-    @property
-    def parsed_date(self) -> dt.date | None:
-        """``date`` parsed leniently."""
-        return parse_date(self.date)
 
 
 class Categorization(_Answer):

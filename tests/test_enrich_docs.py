@@ -12,8 +12,7 @@ import pytest
 
 from flinks_async.testing import Emulator, demo_login_ids
 
-from .conftest import API_KEY, CUSTOMER, SECRET
-from .test_examples import _serve_fastapi
+from .test_examples import _serve_fastapi, web_app_env
 
 pytestmark = pytest.mark.anyio
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -22,13 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 async def test_the_income_handler_answers_from_one_session(
     emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in (
-        ("FLINKS_CUSTOMER_ID", CUSTOMER),
-        ("FLINKS_BASE_URL", emu.url),
-        ("FLINKS_API_KEY", API_KEY),
-        ("FLINKS_SECRET_KEY", SECRET),
-    ):
-        monkeypatch.setenv(name, value)
+    web_app_env(monkeypatch, emu)
     module = runpy.run_path(str(ROOT / "docs" / "examples" / "enrich_web_app.py"))
     serve = _serve_fastapi(module["app"])
     url = await serve.__anext__()

@@ -1,5 +1,7 @@
 """Income verification in one call: a FastAPI handler awaiting the detail and the income
-attributes from one session. Served for real by tests/test_enrich_docs.py.
+attributes from one session, in the web app of the Web apps page (one client for the
+app's life; a complete file on purpose, to copy). Served for real by
+tests/test_enrich_docs.py.
 
 Run it: FLINKS_CUSTOMER_ID=... FLINKS_API_KEY=... uvicorn docs.examples.enrich_web_app:app
 """
