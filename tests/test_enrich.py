@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import pathlib
+import subprocess
 from typing import Any
 
 import anyio
@@ -26,7 +27,7 @@ from flinks_async import (
 )
 from flinks_async.testing import Emulator, EnrichGate, demo_login_ids
 
-from .conftest import API_KEY, CUSTOMER, SECRET, fast_client
+from .conftest import API_KEY, CUSTOMER, SECRET, fast_client, needs_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -302,3 +303,35 @@ async def test_with_webhooks_the_detail_waits_for_its_webhook_then_attributes_ar
         assert emu.counts["GetAccountsDetail"] == 1 and emu.counts["GetAccountsDetailAsync"] == 0
         assert {w.response_type for w in emu.webhooks_sent} == {"GetAccountsDetail"}
         assert emu.counts["GetIncomeAttributes"] >= 2  # never pushed: polled to its 200
+
+
+@needs_redis
+async def test_the_queue_pulls_an_enrich_endpoint(
+    redis_server: tuple[str, subprocess.Popen[bytes]], tmp_path: pathlib.Path
+) -> None:
+    """``enqueue --endpoint credit-risk-attributes``, a ``--burst`` worker, ``status`` and
+    ``collect``: each login's chain, one line each."""
+    from .test_distributed import CLI, _collect, _enqueue_cmd, _env
+
+    redis_url, _ = redis_server
+    ids = demo_login_ids(6, seed=3316)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    async with Emulator(pending=1) as emu:
+        env = _env(emu)
+        cmd = _enqueue_cmd(redis_url, ids_file, "--endpoint", "credit-risk-attributes")
+        done = await anyio.run_process(cmd, env=env, check=False)
+        assert done.returncode == 0, done.stderr.decode()
+        burst = await anyio.run_process(
+            [*CLI, "worker", "--redis", redis_url, "--burst"], env=env, check=False
+        )
+        assert burst.returncode == 0, burst.stderr.decode()
+        status = await anyio.run_process(
+            [*CLI, "status", "--redis", redis_url, "--job", "nightly"], env=env, check=False
+        )
+        assert status.returncode == 0, status.stderr.decode()
+        code, report = await _collect(redis_url, tmp_path / "out.jsonl")
+    lines = [msgspec.json.decode(x) for x in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert code == 0 and "6 logins written" in report, report
+    assert {line["login_id"] for line in lines} == set(ids) and all(x["ok"] for x in lines)
+    assert emu.counts["GetCreditRiskAttributes"] == 12  # a 202, then the 200, per login

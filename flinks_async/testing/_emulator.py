@@ -656,8 +656,8 @@ class Emulator:
                 _error("SESSION_NONEXISTENT", "The RequestId does not exist", rid=request_id),
             )
         answer = await self._data(request, family, login_id, request_id)
-        if family == "GetAccountsDetail" and answer.status == 200:
-            self.enrich.detail_done(request_id)  # Enrich may ask this session now
+        if family == "GetAccountsDetail":  # Enrich may ask this session once it is done
+            self.enrich.detail_answered(request_id, answer.status)
         return op, login_id, request_id, answer
 
     async def _enrich_data(
@@ -679,7 +679,11 @@ class Emulator:
         ready = self._login(login_id).ready_at.get(("GetAccountsDetail", rid))
         if ready is not None and ready <= time.monotonic():  # with ready_after: its webhook
             self.enrich.detail_done(rid)  # is the detail's answer, not a polled 200
-        gate = self.enrich.before(family, login_id, path_login, rid)
+        sc = self._login(login_id).scenario
+        timed = self.ready_after is not None or sc.never_ready  # done by time (or never)
+        gate = self.enrich.before(
+            family, login_id, path_login, rid, 1 << 30 if timed else sc.pending
+        )
         if gate == "pending":
             return family, login_id, rid, _pending(rid)
         if isinstance(gate, tuple):

@@ -103,12 +103,21 @@ class EnrichGate:
     def __init__(self, packages: Iterable[str] | None, session_window: float) -> None:
         self.packages = None if packages is None else frozenset(packages)
         self.session_window = session_window
-        self._detail_done: dict[str, float] = {}  # RequestId -> when its detail answered 200
+        self._detail_done: dict[str, float] = {}  # RequestId -> when its detail was done
+        self._detail_asks: dict[str, int] = {}  # RequestId -> asks while it computed
         self._running: dict[str, tuple[str, str]] = {}  # login -> (family, RequestId)
 
     def detail_done(self, rid: str) -> None:
-        """The session's ``GetAccountsDetail`` answered its 200 (the window starts)."""
+        """The session's ``GetAccountsDetail`` is done (the window starts)."""
         self._detail_done.setdefault(rid, time.monotonic())
+
+    def detail_answered(self, rid: str, status: int) -> None:
+        """The session's ``GetAccountsDetail`` answered ``status``: a 200 is done, a 202
+        one more ask while it computes."""
+        if status == 200:
+            self.detail_done(rid)
+        elif status == 202:
+            self._detail_asks[rid] = self._detail_asks.get(rid, 0) + 1
 
     def served(self, family: str, login_id: str, rid: str, status: int) -> None:
         """What ``family`` answered: a 202 marks the login busy, anything else frees it."""
@@ -119,17 +128,25 @@ class EnrichGate:
             del self._running[key]
 
     def before(
-        self, family: str, login_id: str, path_login: str | None, rid: str
+        self, family: str, login_id: str, path_login: str | None, rid: str, pending: int
     ) -> tuple[str, str] | str | None:
         """What is answered instead of computing: ``(FlinksCode, message)``, ``"pending"``
-        (a 202), or ``None`` (go on: the answer is computed)."""
+        (a 202), or ``None`` (go on: the answer is computed). The detail computes for
+        ``pending`` asks of the session, whoever asks (its poll or an Enrich call, as a
+        session resumed with its RequestId does); a session that never asked its detail
+        stays pending."""
         if self.packages is not None and family not in self.packages:
             return "METHOD_NOT_AVAILABLE", f"{family} is not in your subscription"
         if path_login is not None and path_login.lower() != login_id.lower():
             return "INVALID_REQUEST", f"The LoginId '{path_login}' does not match the RequestId"
         done = self._detail_done.get(rid)
         if done is None:
-            return "pending"  # the detail is still computing
+            asks = self._detail_asks.get(rid)
+            if asks is None or asks < pending:  # the detail is still computing
+                if asks is not None:
+                    self._detail_asks[rid] = asks + 1
+                return "pending"
+            done = self._detail_done[rid] = time.monotonic()
         if time.monotonic() - done > self.session_window:
             return "SESSION_EXPIRED", "The session expired; authorize again"
         running = self._running.get(login_id.lower())
