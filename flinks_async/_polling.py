@@ -16,6 +16,9 @@ For one data call (``run_plan``):
    by one poll (the safety net: a webhook lost or never sent costs time, never the data).
 4. On ``SESSION_NONEXISTENT``/``SESSION_EXPIRED`` authorize once more and go back to 2;
    a second session error is raised.
+5. The whole call (Authorize included) is bounded by ``poll_timeout`` (default 1800 s,
+   Flinks' 30 minutes): past it, :class:`PollTimeoutError`. Each HTTP request inside is
+   retried on its own budget (``max_retries``).
 
 A row with ``after`` (Enrich's attributes and categorization: ``after`` is
 ``GetAccountsDetail``) is a chain: in a session it opened, step 2 first runs ``after``'s
@@ -24,9 +27,6 @@ calls by the same rule (its 202s polled, or with webhooks on its webhook awaited
 the chain starts it again from Authorize, once (Flinks' 8-minute window after a cached
 detail). A call given a ``request_id`` trusts that session's detail to be done or running
 (the attributes answer 202 until it is) and starts the chain only after a session error.
-5. The whole call (Authorize included) is bounded by ``poll_timeout`` (default 1800 s,
-   Flinks' 30 minutes): past it, :class:`PollTimeoutError`. Each HTTP request inside is
-   retried on its own budget (``max_retries``).
 
 Cancelling the caller stops everything at once: the sleep or the HTTP exchange in
 progress is cancelled and its connection released.
@@ -321,7 +321,8 @@ async def _attempt(p: Plan) -> Any:
     its polls until the 200."""
     if p.request_id is None:
         post, poll = await _session(p)
-    else:
+    else:  # a caller's session, or a run handed over: its chain's first calls, if not done
+        await _prepare(p, p.request_id)
         post, poll = _calls(p, p.request_id)
     call = poll if p.posted else post
     transport = p.transport

@@ -335,3 +335,16 @@ async def test_the_queue_pulls_an_enrich_endpoint(
     assert code == 0 and "6 logins written" in report, report
     assert {line["login_id"] for line in lines} == set(ids) and all(x["ok"] for x in lines)
     assert emu.counts["GetCreditRiskAttributes"] == 12  # a 202, then the 200, per login
+
+
+async def test_a_callers_expired_session_restarts_the_whole_chain(
+    client: FlinksClient, emu: Emulator
+) -> None:
+    login = demo_login_ids(1, seed=3317)[0]
+    detail = await client.accounts_detail(login)
+    emu.set_login(login, faults=["SESSION_EXPIRED"])  # the attributes call finds it gone
+    answer = await client.income_attributes(login, request_id=detail.request_id)
+    assert answer.card is not None
+    assert emu.authorizations[login.lower()] == 2
+    details = [r for r in emu.requests if r.endpoint == "GetAccountsDetail"]
+    assert len({r.request_id for r in details}) == 2  # the new session's detail was asked
