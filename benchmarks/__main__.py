@@ -30,6 +30,7 @@ from . import (
     coordination,
     decoding,
     distributed,
+    enrich,
     fanout,
     looplag,
     memory,
@@ -59,6 +60,7 @@ ALL = (
     "webhooks",
     "attack",
     "blocking",
+    "enrich",
 )
 SECTIONS = {  # title -> results file stem, in page order
     "Decoding": "decoding",
@@ -77,6 +79,7 @@ SECTIONS = {  # title -> results file stem, in page order
     "Webhooks against polling": "webhooks",
     "The webhook receiver under attack": "attack",
     "The blocking client against the async one": "blocking",
+    "Enrich: the chain against three calls by hand": "enrich",
 }
 
 
@@ -288,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     if "blocking" in only:
         bl = anyio.run(blocking.run, 100 if q else 300, 200 if q else 1000, 3 if q else 5)
         show("The blocking client against the async one", blocking.markdown(bl))
+    if "enrich" in only:
+        en = anyio.run(enrich.run, 200 if q else 1000, 50, 3 if q else 5)
+        show("Enrich: the chain against three calls by hand", enrich.markdown(en))
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         for title, text in written.items():

@@ -22,6 +22,9 @@ from yarl import URL
 
 from . import _slices
 from ._budget import BodyBudget
+from ._endpoints import ENDPOINTS
+from ._enrich_calls import CUSTOM_ATTRIBUTES
+from ._enrich_errors import enrich_error
 from ._errors import (
     APIError,
     InvalidRequestError,
@@ -37,6 +40,10 @@ if TYPE_CHECKING:
 __all__ = ["Held", "answer_error", "join", "read_big", "read_body", "too_large"]
 
 _ERROR_DECODER = decoder_for(ErrorBody)
+#: the endpoints whose errors :func:`enrich_error` types (Enrich's, under the customer root)
+_ENRICH = frozenset(
+    row.flinks_name for row in ENDPOINTS.values() if row.route.root == "customer"
+) | {CUSTOM_ATTRIBUTES.flinks_name}
 
 
 class Held:
@@ -137,6 +144,8 @@ def answer_error(call: Request, status: int, headers: Mapping[str, str], body: b
         request_id=request_id,
         endpoint=call.endpoint,
     )
+    if call.endpoint in _ENRICH:
+        error = enrich_error(error)
     if isinstance(error, MFARequiredError):
         error.challenges = list(challenges or ())
         if error.message == f"HTTP {status}" and error.challenges:

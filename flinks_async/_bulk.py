@@ -53,6 +53,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._enrich_errors import PackageNotSubscribedError
 from ._errors import (
     ClientClosedError,
     ConfigurationError,
@@ -68,7 +69,13 @@ __all__ = ["Result", "check_many_options", "many"]
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 #: Errors that no other login can escape: raised once from the ``async for``.
-_ENDS_THE_FAN_OUT = (ClientClosedError, ServerUnreachableError, SetupError, CoordinationError)
+_ENDS_THE_FAN_OUT = (
+    ClientClosedError,
+    ServerUnreachableError,
+    SetupError,
+    CoordinationError,
+    PackageNotSubscribedError,  # a fan-out is of one endpoint: the package breaker stops it
+)
 log = logging.getLogger("flinks_async")
 
 

@@ -37,7 +37,14 @@ from ._endpoints import (
     fill,
     wire_options,
 )
-from ._errors import ConfigurationError
+from ._enrich_calls import (
+    CUSTOM_ATTRIBUTES,
+    LIBRARY_PATHS,
+    categories_path,
+    custom_attributes_body,
+)
+from ._enrich_models import AttributeCategory, Attributes, CategoryGroup
+from ._errors import ConfigurationError, DecodeError
 from ._events import EventHook, scoped_hooks
 from ._management import AccountManagement
 from ._models import Authorization
@@ -237,6 +244,63 @@ class FlinksClient(AccountManagement, DataCalls):
         a wrong, unknown or missing answer (see the MFA section of the web-apps guide)."""
         return await self._authorizer.answer_mfa(login_id, request_id, responses)
 
+    # --- Enrich's calls outside the endpoint table (flinks_async._enrich_calls) -----------
+
+    async def custom_attributes(
+        self,
+        login_id: str,
+        attributes: Iterable[str],
+        *,
+        filters: Iterable[str] | None = None,
+        account_filter: Iterable[str] | None = None,
+        attributes_detail: Iterable[str] | None = None,
+        limit_days: int | None = None,
+        request_id: str | None = None,
+    ) -> Attributes:
+        """The attributes named (``POST .../insight/login/{loginId}/attributes/{requestId}``)
+        as one chain, like :meth:`income_attributes`: ``filters`` (``["Operations"]``, the
+        only value Flinks allows), ``account_filter`` (AccountIds of the detail),
+        ``attributes_detail`` (names, also in ``attributes``, whose transactions come
+        back), ``limit_days`` (1-365). A refusal is an
+        :class:`~flinks_async.AttributeRequestError` naming the case and what was refused."""
+        body = custom_attributes_body(
+            attributes,
+            filters=filters,
+            account_filter=account_filter,
+            attributes_detail=attributes_detail,
+            limit_days=limit_days,
+        )
+        encoded = msgspec.json.encode(body)
+        value: Attributes = await self._start(
+            CUSTOM_ATTRIBUTES, login_id, request_id, False, body, encoded
+        )
+        return value
+
+    async def categories(self, country: str = "CA") -> list[CategoryGroup]:
+        """Flinks' categorization list (``GET /Categories/{CA|US}``): no login, no session."""
+        url = f"{self.settings.banking_url}/{categories_path(country)}"
+        found: list[CategoryGroup] = await self._listing(url, "Categories", CategoryGroup)
+        return found
+
+    async def attribute_library(self, *, business: bool = False) -> list[AttributeCategory]:
+        """The attribute dictionary (``GET /attributes/library``, ``/library/business``)."""
+        url = f"{self.settings.customer_url}/{LIBRARY_PATHS[business]}"
+        found: list[AttributeCategory] = await self._listing(
+            url, "AttributeLibrary", AttributeCategory
+        )
+        return found
+
+    async def _listing(self, url: str, name: str, item: type[Any]) -> list[Any]:
+        """``GET url`` (a JSON array of ``item``), sent and retried as every request."""
+        call = Request("GET", url, name, self._data_headers, None, None, settings=self.settings)
+        reply = await self._transport.send(call)
+        try:
+            return msgspec.json.decode(reply.body, type=list[item], strict=False)  # type: ignore[valid-type]
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DecodeError(
+                f"the answer is not a list of {item.__name__}: {exc}", endpoint=name
+            ) from None
+
     # --- a data call -------------------------------------------------------------------
 
     @property
@@ -314,7 +378,9 @@ class FlinksClient(AccountManagement, DataCalls):
             decode = ModelDecoder.of(endpoint.model, raw=True)
         else:
             decode = self._typed(endpoint, login_id)
-        url = self._urls[endpoint.cli_name]
+        url = self._urls.get(endpoint.cli_name) or endpoint.route.url(
+            endpoint.route.base(self.settings)
+        )  # a call outside the table (custom_attributes) has none
         if endpoint.route.params:  # a route with {loginId} in its path
             url = fill(url, login_id=login_id)
         plan = Plan(
@@ -329,6 +395,7 @@ class FlinksClient(AccountManagement, DataCalls):
             transport=self._transport,
             authorize=self._authorizer.authorize,
             webhooks=self._coordination.webhooks,
+            prepared=request_id is not None,  # a caller's session: its detail is asked
         )
         key = flight_key(plan, raw, encoded, self._call_options)
         if shared is None:

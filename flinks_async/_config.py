@@ -167,6 +167,12 @@ class Settings:
         return f"{self.base_url.rstrip('/')}/v3/{self.customer_id}/BankingServices"
 
     @property
+    def customer_url(self) -> str:
+        """``{base_url}/v3/{customer_id}``: the root of the routes outside
+        ``BankingServices`` (Enrich's ``insight/...`` and ``categorization/...``)."""
+        return f"{self.base_url.rstrip('/')}/v3/{self.customer_id}"
+
+    @property
     def investments_endpoint_url(self) -> str:
         """Where ``/Investments`` goes: ``investments_url`` or the integration guide's path."""
         return self.investments_url or f"{self.banking_url}/Investments"

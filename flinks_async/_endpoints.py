@@ -7,15 +7,19 @@ Each row (an :class:`Endpoint`, a class attribute of :class:`DataCalls`) says:
   (``"accounts-detail"``) for ``pull --endpoint``, the queue, ``fetch()`` and ``many()``
   (which accept either);
 * ``route``: the first request, an HTTP method and a path template under
-  ``.../BankingServices/`` (a :class:`Route`; ``{loginId}`` and ``{requestId}`` may appear
-  in it), and ``poll``: how a ``202`` is polled, the ``GET {name}Async/{requestId}`` route,
-  or :data:`RESEND` (``None``) when the same request is sent again;
+  ``.../BankingServices/`` or, with ``root="customer"``, under ``/v3/{customerId}/``
+  (a :class:`Route`; ``{loginId}`` and ``{requestId}`` may appear in it), and ``poll``:
+  how a ``202`` is polled, the ``GET {name}Async/{requestId}`` route, or :data:`RESEND`
+  (``None``) when the same request is sent again;
+* ``after``: the rows whose calls must have finished in the same session first (Enrich's
+  rows: ``GetAccountsDetail``), else ``()``;
 * ``model``: what its 200 decodes into;
 * ``call`` and ``many``: the ``TypedDict``\\ s of the keywords its single call and its
   fan-out take (:mod:`flinks_async._options`), and ``wire``: the wire name of each of
   its own request options (their allowed values come from the ``Literal`` types of the
   ``TypedDict``);
-* ``response_type``: the webhook ``ResponseType`` that carries its answer.
+* ``response_type``: the webhook ``ResponseType`` that carries its answer (``None``: its
+  answer is not pushed, it is always polled).
 
 :class:`DataCalls` is the table *and* the client's data methods: ``FlinksClient`` inherits
 it, so ``client.accounts_detail(...)`` and ``client.accounts_detail_many(...)`` are the
@@ -48,6 +52,7 @@ from typing import (
 
 from . import _options as opt
 from ._config import Settings
+from ._enrich_models import Attributes, Categorization
 from ._errors import ConfigurationError
 from ._models import AccountsDetail, AccountsSummary, Investments, Statements
 
@@ -71,6 +76,7 @@ __all__ = [
     "banking",
     "endpoint_named",
     "endpoint_urls",
+    "enrich",
     "wire_options",
 ]
 
@@ -86,12 +92,15 @@ PATH_PARAMS = frozenset({"loginId", "requestId"})
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
-    """An HTTP method and a path template under ``.../BankingServices/``, e.g.
+    """An HTTP method and a path template under ``.../BankingServices/`` (``root``
+    ``"banking"``) or under ``/v3/{customerId}/`` (``root="customer"``), e.g.
     ``Route("GET", "GetAccountsDetailAsync/{requestId}")`` or
-    ``Route("GET", "Attributes/{loginId}/Summary")``."""
+    ``Route("GET", "categorization/login/{loginId}/requestid/{requestId}", "customer")``.
+    A ``GET`` sends no body."""
 
     method: str
     path: str
+    root: Literal["banking", "customer"] = "banking"
 
     def __post_init__(self) -> None:
         unknown = set(self.params) - PATH_PARAMS
@@ -112,9 +121,13 @@ class Route:
         """``base/path`` with its parameters filled in."""
         return fill(f"{base}/{self.path}", login_id=login_id, request_id=request_id)
 
+    def base(self, settings: Settings) -> str:
+        """The URL its path is under: ``settings.banking_url`` or ``settings.customer_url``."""
+        return settings.banking_url if self.root == "banking" else settings.customer_url
+
     def pattern(self) -> re.Pattern[str]:
-        """A regex matching this route's paths (relative to ``BankingServices/``), with
-        a group per path parameter."""
+        """A regex matching this route's paths (relative to ``BankingServices/``, or to
+        ``/v3/{customerId}/`` for the customer root), with a group per path parameter."""
         parts = string.Formatter().parse(self.path)
         regex = "".join(re.escape(t) + (f"(?P<{f}>[^/]+)" if f else "") for t, f, _, _ in parts)
         return re.compile(regex + "$")
@@ -216,9 +229,12 @@ class Endpoint(Generic[M, P, Q]):
     call: Callable[P, object]  #: the single call's keywords (a ``TypedDict``)
     many: Callable[Q, object]  #: the fan-out's keywords (a ``TypedDict``)
     wire: Mapping[str, str]  #: each request option's wire name (``None``\\ s are not sent)
-    response_type: str  #: the webhook ``ResponseType`` carrying its answer
+    response_type: str | None  #: the webhook ``ResponseType`` carrying its answer, if pushed
     #: a ``Settings`` field that, when set, is the full URL of ``route`` (``investments_url``)
     url_setting: str | None = None
+    #: the rows whose calls must have finished in the same session first, in order
+    #: (Enrich: the detail); a tuple, not a row: a row is a descriptor
+    after: tuple[Endpoint[Any, ..., ...], ...] = ()
     #: the allowed values of options typed by a ``Literal`` (derived from ``call``)
     choices: Mapping[str, tuple[str, ...]] = dataclasses.field(init=False)
 
@@ -326,6 +342,22 @@ def banking(
     )
 
 
+def enrich(
+    flinks_name: str, model: type[M], after: AnyEndpoint, path: str = "", method: str = "GET"
+) -> AnyEndpoint:
+    """A row by Enrich's rule: ``GET`` (no body; or ``method``) under the customer root, by default
+    ``insight/login/{loginId}/attributes/{requestId}/{flinks_name}``; asked once ``after``
+    (the detail) has finished in the session; its 202s polled by sending it again (no
+    ``...Async`` route is documented); never pushed. ``GetIncomeAttributes`` is
+    ``income-attributes``."""
+    path = path or f"insight/login/{{loginId}}/attributes/{{requestId}}/{flinks_name}"
+    cli_name = re.sub(r"(?<!^)(?=[A-Z])", "-", flinks_name.removeprefix("Get")).lower()
+    route, call, many = Route(method, path, "customer"), opt.CallArgs, opt.ManyOptions
+    return Endpoint(
+        flinks_name, cli_name, route, RESEND, model, call, many, {}, None, after=(after,)
+    )
+
+
 _DETAIL_WIRE = {
     "days_of_transactions": "DaysOfTransactions",
     "with_transactions": "WithTransactions",
@@ -393,6 +425,37 @@ class DataCalls:
     )  # fmt: skip
     statements_many = FanOut(statements)
 
+    # --- Enrich (#33): each needs a finished detail in the same session (``after``)
+    #: the Income package (employer income, its regularity)
+    income_attributes = enrich("GetIncomeAttributes", Attributes, accounts_detail)
+    income_attributes_many = FanOut(income_attributes)
+    #: the Lending package (loans, micro-lenders)
+    lending_attributes = enrich("GetLendingAttributes", Attributes, accounts_detail)
+    lending_attributes_many = FanOut(lending_attributes)
+    #: the Credit Risk package (NSF, overdrafts, cash flow)
+    credit_risk_attributes = enrich("GetCreditRiskAttributes", Attributes, accounts_detail)
+    credit_risk_attributes_many = FanOut(credit_risk_attributes)
+    #: the User Analysis package (spending, activity)
+    user_analysis_attributes = enrich("GetUserAnalysisAttributes", Attributes, accounts_detail)
+    user_analysis_attributes_many = FanOut(user_analysis_attributes)
+    #: every consumer attribute (Tier 2+)
+    all_attributes = enrich("GetAllAttributes", Attributes, accounts_detail)
+    all_attributes_many = FanOut(all_attributes)
+    #: the Business Analysis package (``_biz`` attributes)
+    business_analysis_attributes = enrich(
+        "GetBusinessAnalysisAttributes", Attributes, accounts_detail
+    )
+    business_analysis_attributes_many = FanOut(business_analysis_attributes)
+    #: every business attribute (Tier 2+, Canada only)
+    all_business_attributes = enrich("GetAllBusinessAttributes", Attributes, accounts_detail)
+    all_business_attributes_many = FanOut(all_business_attributes)
+    #: ``GET .../categorization/login/{loginId}/requestid/{requestId}``: categorized transactions
+    categorization = enrich(
+        "GetCategorization", Categorization, accounts_detail,
+        "categorization/login/{loginId}/requestid/{requestId}",
+    )  # fmt: skip
+    categorization_many = FanOut(categorization)
+
 
 class RawCalls(DataCalls):
     """``client.raw``: the client's data methods answering the 200 body's bytes (checked
@@ -456,7 +519,7 @@ def endpoint_urls(settings: Settings) -> dict[str, str]:
     left as templates: :func:`fill` them per call)."""
     return {
         key: (getattr(settings, row.url_setting) if row.url_setting else None)
-        or row.route.url(settings.banking_url)
+        or row.route.url(row.route.base(settings))
         for key, row in ENDPOINTS.items()
     }
 

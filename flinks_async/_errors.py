@@ -24,13 +24,17 @@ Every error the client raises for a Flinks call is a :class:`FlinksError`::
           │                          INVALID_USERNAME, INVALID_PASSWORD
           ├── AccessDeniedError      UNAUTHORIZED, ACCESS_DENIED (Flinks' message says why)
           ├── InvalidRequestError    INVALID_REQUEST, ALREADY_AUTHORIZED, a redirect, odd status
+          │    └── AttributeRequestError  Enrich's INVALID_REQUEST: .case, .refused (*)
           ├── SetupError             the set-up is wrong (key, customer id, base URL): the
           │                          breaker stops every call of the client; a fan-out ends
           ├── NotAvailableError      DISABLED_INSTITUTION, METHOD_NOT_AVAILABLE
+          │    └── PackageNotSubscribedError  an Enrich package not subscribed (*)
           ├── NoTransactionsError    NO_TRANSACTION: too few transactions for the request
           └── MFAError               INVALID_SECURITY_RESPONSE, QUESTION_NOT_FOUND,
                │                     UNKNOWN_CHALLENGE_KEY, SECURITYRESPONSES_INCOMPLETE
                └── MFARequiredError  HTTP 203: the institution asks MFA questions (.challenges)
+
+(*) defined in :mod:`flinks_async._enrich_errors`.
 
 Exception messages never contain API keys, secret keys or authorize tokens, and
 show login ids shortened (``5e115eac…``); the full id is on ``.login_id``.

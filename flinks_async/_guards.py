@@ -20,6 +20,11 @@
   time until the first has ended, so that a wrong secret key costs one request, not one
   per login in flight.
 
+* **The package breaker**: an Enrich endpoint that never answered a 2xx answers
+  ``METHOD_NOT_AVAILABLE`` (:class:`PackageNotSubscribedError`: not in the
+  subscription): from then on every call of *that endpoint* raises it at once, sending
+  nothing (the other endpoints go on); a fan-out of it ends.
+
 A tripped breaker calls ``wake()`` (set by the transport) so that calls sleeping before a
 retry raise at once.
 """
@@ -35,6 +40,7 @@ import anyio
 from yarl import URL
 
 from ._config import Settings
+from ._enrich_errors import PackageNotSubscribedError
 from ._errors import (
     APIError,
     ServerUnreachableError,
@@ -78,6 +84,8 @@ class Guards:
         self.working: set[str] = set()
         self._setup_failures: dict[str, set[str]] = {}  # endpoint -> logins refused
         self.setup_error: SetupError | None = None
+        #: endpoint -> the PackageNotSubscribedError that stopped it (the package breaker)
+        self.unsubscribed: dict[str, PackageNotSubscribedError] = {}
         #: endpoint -> set once its first call (sent alone) has ended (see first_alone)
         self._first_done: dict[str, anyio.Event] = {}
 
@@ -98,6 +106,25 @@ class Guards:
         self.unreachable.__cause__ = exc
         self.wake()
         raise self.unreachable
+
+    def count_unsubscribed(self, call: Request, failure: APIError) -> None:
+        """The package breaker: stop ``call``'s endpoint on its first
+        :class:`PackageNotSubscribedError`, unless it ever answered a 2xx."""
+        if isinstance(failure, PackageNotSubscribedError) and call.endpoint not in self.working:
+            self.unsubscribed.setdefault(call.endpoint, failure)
+
+    def check_endpoint(self, call: Request) -> None:
+        """Raise the package breaker's error for ``call``'s endpoint, if it stopped it."""
+        first = self.unsubscribed.get(call.endpoint)
+        if first is not None:
+            raise PackageNotSubscribedError(
+                f"{first.message} (stopped after the first such answer: nothing sent)",
+                flinks_code=first.flinks_code,
+                http_status=first.http_status,
+                login_id=call.login_id,
+                request_id=call.request_id,
+                endpoint=call.endpoint,
+            )
 
     def setup_in_doubt(self, exc: BaseException) -> bool:
         """Whether ``exc`` is an answer the set-up breaker counts that has not tripped it

@@ -492,8 +492,9 @@ _DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
 def decoder_for(model: type[M]) -> msgspec.json.Decoder[M]:
-    """The one shared ``msgspec.json.Decoder`` for ``model`` (created on first use)."""
+    """The shared ``msgspec.json.Decoder`` of ``model`` (with its ``__float_hook__``)."""
     dec = _DECODERS.get(model)
     if dec is None:
-        dec = _DECODERS[model] = msgspec.json.Decoder(model, strict=False)
+        hook = getattr(model, "__float_hook__", None)
+        dec = _DECODERS[model] = msgspec.json.Decoder(model, strict=False, float_hook=hook)
     return dec

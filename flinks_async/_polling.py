@@ -20,6 +20,14 @@ For one data call (``run_plan``):
    Flinks' 30 minutes): past it, :class:`PollTimeoutError`. Each HTTP request inside is
    retried on its own budget (``max_retries``).
 
+A row with ``after`` (Enrich's attributes and categorization: ``after`` is
+``GetAccountsDetail``) is a chain: in a session it opened, step 2 first runs ``after``'s
+calls by the same rule (its 202s polled, or with webhooks on its webhook awaited) until its
+200, then sends the row's own request with the same RequestId. A session error anywhere in
+the chain starts it again from Authorize, once (Flinks' 8-minute window after a cached
+detail). A call given a ``request_id`` trusts that session's detail to be done or running
+(the attributes answer 202 until it is) and starts the chain only after a session error.
+
 Cancelling the caller stops everything at once: the sleep or the HTTP exchange in
 progress is cancelled and its connection released.
 """
@@ -37,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._config import Settings
-from ._decoding import Decoder, decode_answer
-from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, wire_options
+from ._decoding import Decoder, ModelDecoder, decode_answer
+from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, fill, wire_options
 from ._endpoints import AnyEndpoint as Endpoint  # a row of the table, whatever its types
 from ._errors import PollTimeoutError, SessionExpiredError
 from ._events import Event, scoped_hooks
@@ -100,6 +108,8 @@ class Plan:
     #: the plan whose run this call waits on (a single-flight follower), else None
     followed: Plan | None = None
     polls_seen: int = 0  #: the followed run's polls when this call began to wait
+    #: ``endpoint.after`` (the detail an Enrich row needs) has finished in this session
+    prepared: bool = False
 
     @property
     def deadline(self) -> float:
@@ -144,32 +154,45 @@ class Plan:
         self.bounded = False
 
 
-def _calls(plan: Plan, rid: str) -> tuple[Request, Request]:
-    """The first request of a session and the poll that repeats it (built once, reused)."""
-    endpoint, login_id, s = plan.endpoint, plan.login_id, plan.settings
+def _body(plan: Plan, rid: str) -> bytes | None:
+    """The first request's body: none for a ``GET``; the options as they are when the
+    route carries the RequestId in its path; else the options with ``RequestId`` (for
+    ``/Investments``, re-sent as its poll: ``LoginId``, ``RequestId``, ``MostRecentCached``)."""
+    endpoint, route = plan.endpoint, plan.endpoint.route
+    if route.method == "GET":
+        return None
+    if "requestId" in route.params:
+        return msgspec.json.encode(plan.body)
     if endpoint.poll_by_get:
-        body = {**plan.body, "RequestId": rid}
-    else:  # /Investments: polled by re-sending the same request
-        body = {"LoginId": login_id, "RequestId": rid, "MostRecentCached": True}
-    encoded = msgspec.json.encode(body)
-    post = Request(
-        "POST",
-        plan.url,
+        return msgspec.json.encode({**plan.body, "RequestId": rid})
+    return msgspec.json.encode(
+        {"LoginId": plan.login_id, "RequestId": rid, "MostRecentCached": True}
+    )
+
+
+def _calls(plan: Plan, rid: str) -> tuple[Request, Request]:
+    """The first request of a session and the poll that repeats it (built once, reused),
+    from the row's ``route`` and ``poll`` (:class:`~flinks_async._endpoints.Route`), with
+    ``{loginId}`` and ``{requestId}`` filled in."""
+    endpoint, login_id, s = plan.endpoint, plan.login_id, plan.settings
+    route, polled = endpoint.route, endpoint.poll
+    first = Request(
+        route.method,
+        fill(plan.url, login_id=login_id, request_id=rid),
         endpoint.name,
         plan.headers,
-        encoded,
+        _body(plan, rid),
         login_id,
         rid,
         plan.decode,
         settings=s,
     )
-    if not endpoint.poll_by_get:
-        return post, post
-    url = f"{plan.url}Async/{rid}"
+    if polled is None:  # RESEND: polled by sending the same request again
+        return first, first
     poll = Request(
-        "GET",
-        url,
-        f"{endpoint.name}Async",
+        polled.method,
+        polled.url(polled.base(s), login_id=login_id, request_id=rid),
+        polled.head,
         plan.headers,
         None,
         login_id,
@@ -177,7 +200,7 @@ def _calls(plan: Plan, rid: str) -> tuple[Request, Request]:
         plan.decode,
         settings=s,
     )
-    return post, poll
+    return first, poll
 
 
 async def _pushed(plan: Plan, rid: str, body: bytes) -> Any:
@@ -236,31 +259,75 @@ async def run_plan(plan: Plan) -> Any:
 
 
 async def _session(p: Plan) -> tuple[Request, Request]:
-    """Authorize for ``p`` (its session is new: post first); its first request and poll."""
+    """Authorize for ``p`` (its session is new: post first), run what the row needs first
+    in it (``endpoint.after``); its first request and poll."""
     p.request_id = rid = (await p.authorize(p.login_id)).request_id or ""
+    p.prepared = False
+    await _prepare(p, rid)
     return _calls(p, rid)
+
+
+async def _no_new_session(login_id: str) -> Authorization:
+    """The ``authorize`` of a chain's first step: a session error there ends the step
+    (the chain starts again from Authorize, see :func:`_poll`)."""
+    raise SessionExpiredError(
+        "the session ended while its GetAccountsDetail ran", login_id=login_id
+    )
+
+
+async def _prepare(p: Plan, rid: str) -> None:
+    """Run each of ``p.endpoint.after`` in session ``rid`` until its 200 (the answer is
+    dropped: ask for it with ``request_id=`` if you want it too), unless done already."""
+    if p.prepared:
+        return
+    for before in p.endpoint.after:
+        step = Plan(
+            endpoint=before,
+            login_id=p.login_id,
+            request_id=rid,
+            body={},
+            settings=p.settings,
+            decode=ModelDecoder.of(before.model, raw=True),
+            url=before.route.url(before.route.base(p.settings), login_id=p.login_id),
+            headers=p.headers,
+            transport=p.transport,
+            authorize=_no_new_session,
+            started=p.started,
+            webhooks=p.webhooks,
+        )
+        try:
+            await _poll(step)
+        finally:
+            p.polls += step.polls
+    p.prepared = True
 
 
 async def _poll(p: Plan) -> Any:
     """Steps 1 to 4 of the polling rule (the module docstring), without the deadline."""
     reauthorized = False
+    while True:
+        try:
+            return await _attempt(p)
+        except SessionExpiredError:
+            if reauthorized or p.authorize is _no_new_session:
+                raise
+            reauthorized = True
+            p.posted = False
+            p.request_id = None
+
+
+async def _attempt(p: Plan) -> Any:
+    """One session's go: Authorize (unless it has one), the row's first request, then
+    its polls until the 200."""
     if p.request_id is None:
         post, poll = await _session(p)
-    else:
+    else:  # a caller's session, or a run handed over: its chain's first calls, if not done
+        await _prepare(p, p.request_id)
         post, poll = _calls(p, p.request_id)
     call = poll if p.posted else post
     transport = p.transport
     while True:
-        try:
-            reply = await transport.send(call)
-        except SessionExpiredError:
-            if reauthorized:
-                raise
-            reauthorized = True
-            p.posted = False
-            post, poll = await _session(p)
-            call = post
-            continue
+        reply = await transport.send(call)
         p.posted = True
         if reply.status == 200:
             return reply.value
@@ -278,7 +345,7 @@ async def _wait(p: Plan, rid: str) -> bytes | None:
     came meanwhile, else ``None``."""
     s = p.settings
     transport = p.transport
-    hub = p.webhooks
+    hub = p.webhooks if p.endpoint.response_type else None  # never pushed: polled
     interval = s.poll_interval
     if hub is not None and time.monotonic() - (p.started or 0.0) < s.webhook_grace:
         interval = s.webhook_poll_interval

@@ -338,6 +338,8 @@ class Transport:
             raise guards.unreachable
         if guards.setup_error is not None:
             raise guards.setup_error
+        if guards.unsubscribed:
+            guards.check_endpoint(call)
         if guards.paused_until:
             await guards.wait_out_pause()
         if call.fresh_headers is not None:
@@ -454,6 +456,7 @@ class Transport:
             fresh = call.fresh_headers is not None and time.monotonic() - minted < FRESH_TOKEN_AGE
             if guards.setup_counts(failure, s, fresh_token=fresh):
                 guards.count_setup_error(call, failure, fresh_token=fresh)
+            guards.count_unsubscribed(call, failure)
             return None, failure, None, True
         retry_after = parse_retry_after(headers.get("Retry-After"))
         if isinstance(failure, RateLimitError):

@@ -65,7 +65,9 @@ log = logging.getLogger("flinks_async.webhooks")
 #: names ``flinks-authenticity-key``, a newer guide's example ``X-Flinks-Signature``
 SIGNATURE_HEADERS: tuple[str, ...] = ("flinks-authenticity-key", "x-flinks-signature")
 #: the ``ResponseType`` of each data answer, and the model it is decoded into
-DATA_TYPES: dict[str, type[Any]] = {row.response_type: row.model for row in ENDPOINTS.values()}
+DATA_TYPES: dict[str, type[Any]] = {
+    row.response_type: row.model for row in ENDPOINTS.values() if row.response_type
+}
 #: the ``ResponseType``\ s known besides the data answers (kept as a dict when decoded)
 OTHER_TYPES = frozenset({"KYC"})
 

@@ -65,6 +65,14 @@ async def test_transport_runs() -> None:
     assert "httpx" not in transport.markdown(overhead)
 
 
+async def test_enrich_runs() -> None:
+    from benchmarks import enrich
+
+    result = await enrich.run(logins=10, concurrency=5, rounds=1)
+    assert set(result.requests_per_login.values()) == {7.0}  # the same exchanges
+    assert "three calls by hand" in enrich.markdown(result)
+
+
 async def test_percall_runs() -> None:
     result = await percall.measure("asyncio", logins=20, rounds=1)
     assert set(result.cpu_per_login) == {"floor", "client.investments()"}

@@ -109,6 +109,17 @@ async def test_client_hanging_up_cancels_the_poll(
     await assert_polling_stopped(emu)
 
 
+def web_app_env(monkeypatch: pytest.MonkeyPatch, emu: Emulator) -> None:
+    """The environment a docs web app reads its client's settings from: ``emu``'s."""
+    for name, value in (
+        ("FLINKS_CUSTOMER_ID", CUSTOMER),
+        ("FLINKS_BASE_URL", emu.url),
+        ("FLINKS_API_KEY", API_KEY),
+        ("FLINKS_SECRET_KEY", SECRET),
+    ):
+        monkeypatch.setenv(name, value)
+
+
 async def test_the_readme_web_app_serves_accounts(
     emu: Emulator, login: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,13 +150,7 @@ async def test_the_readme_web_app_answers_a_login_id_that_is_not_a_guid_with_422
 ) -> None:
     """It answered 500 with a traceback (InvalidLoginIdError was not caught): a client's
     mistake is a 4xx that says what is wrong, and nothing reaches Flinks."""
-    for name, value in (
-        ("FLINKS_CUSTOMER_ID", CUSTOMER),
-        ("FLINKS_BASE_URL", emu.url),
-        ("FLINKS_API_KEY", API_KEY),
-        ("FLINKS_SECRET_KEY", SECRET),
-    ):
-        monkeypatch.setenv(name, value)
+    web_app_env(monkeypatch, emu)
     module = runpy.run_path(str(ROOT / "docs" / "examples" / "web_app.py"))
     serve = _serve_fastapi(module["app"])
     url = await serve.__anext__()

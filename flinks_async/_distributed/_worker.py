@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from .._client import FlinksClient, setup_in_doubt
+from .._endpoints import endpoint_named
 from .._errors import (
     ClientClosedError,
     CoordinationError,
@@ -127,6 +128,14 @@ class _Slice:
                 if not await self.keep(rid=auth.request_id):
                     return None
             rid = self.state["rid"]
+            done = self.state.get("steps", 0)  # a chain's first calls (Enrich: the detail)
+            for step in endpoint_named(endpoint).after[done:]:
+                await client.fetch(
+                    step.cli_name, self.login_id, request_id=rid, raw=True, poll_timeout=part
+                )
+                if not await self.keep(steps=done + 1):
+                    return None
+                done += 1
             body: bytes = await client.fetch(
                 endpoint, self.login_id, request_id=rid, raw=True, poll_timeout=part
             )

@@ -16,17 +16,22 @@ from ._emulator import (
     WebhookSent,
     busiest_window,
 )
+from ._enrich import EnrichGate
+from ._enrich_payloads import attributes_payload, categorization_payload
 from ._payloads import accounts_payload, demo_login_ids, investments_payload, statements_payload
 
 __all__ = [
     "SANDBOX_MFA",
     "Emulator",
+    "EnrichGate",
     "Fault",
     "LoginScenario",
     "RecordedRequest",
     "WebhookSent",
     "accounts_payload",
+    "attributes_payload",
     "busiest_window",
+    "categorization_payload",
     "demo_login_ids",
     "investments_payload",
     "statements_payload",

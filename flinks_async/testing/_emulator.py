@@ -75,6 +75,16 @@ from aiohttp import web
 
 from .._endpoints import ENDPOINTS, Endpoint, Route
 from . import _accounts
+from ._enrich import (
+    ENRICH_OPS,
+    ENRICH_ROWS,
+    EnrichGate,
+    add_routes,
+    custom_answer,
+    refusal,
+    static_answer,
+)
+from ._enrich_payloads import ATTRIBUTE_PAYLOADS
 from ._payloads import accounts_payload, investments_payload, statements_payload
 
 __all__ = [
@@ -122,6 +132,7 @@ PAYLOADS: dict[str, Callable[[int, int], bytes]] = {
     "GetAccountsDetail": lambda size, variant: accounts_payload(size, variant, True),
     "GetAccountsSummary": lambda size, variant: accounts_payload(size, variant, False),
     "GetStatements": statements_payload,
+    **ATTRIBUTE_PAYLOADS,  # Enrich's (flinks_async.testing._enrich)
 }
 #: the data routes, from the client's endpoint table: by the path's first segment, each
 #: route with its endpoint, and whether it is the poll
@@ -130,7 +141,7 @@ _ROUTES: dict[str, list[tuple[Route, Endpoint[Any, ..., ...], bool]]] = collecti
 )
 for _row in ENDPOINTS.values():
     for _r, _polled in ((_row.route, False), (_row.poll, True)):
-        if _r is not None:
+        if _r is not None and _r.root == "banking":
             _ROUTES[_r.head].append((_r, _row, _polled))
 _ROWS = {row.flinks_name: row for row in ENDPOINTS.values()}
 
@@ -339,6 +350,7 @@ class Emulator:
         webhook_retry_delay: float = 1800.0,
         webhook_faults: Mapping[str, float] | None = None,
         mfa_rate: float = 0.0,
+        enrich: EnrichGate | None = None,
         **accounts: Unpack[_accounts.AccountOptions],
     ) -> None:
         if not 0 <= mfa_rate <= 1:
@@ -353,8 +365,7 @@ class Emulator:
         for spec in self.fault_rates:
             Fault.parse(spec)
         self.seed = seed
-        self.api_key = api_key
-        self.secret_key = secret_key
+        self.api_key, self.secret_key = api_key, secret_key
         self.wrong_secret_code = wrong_secret_code
         self.wrong_secret_status = wrong_secret_status
         self.customer_id, self.latency = customer_id, latency
@@ -372,6 +383,7 @@ class Emulator:
                 raise ValueError(f"unknown webhook fault {spec!r}")
         self._runner: web.AppRunner | None = None
         self.accounts = _accounts.Accounts(seed=seed, **accounts)  #: account management
+        self.enrich = enrich or EnrichGate(None, 480.0)
 
     def _records(self, record: int) -> None:
         """What the emulator records and keeps, empty (see the class's attributes)."""
@@ -433,6 +445,7 @@ class Emulator:
         app.router.add_route("*", "/v3/{customer}/BankingServices/{op}/{arg}", self._handle)
         app.router.add_route("POST", "/v3/{customer}/Investments", self._handle)
         app.router.add_route("GET", "/_emulator/stats", self._stats)
+        add_routes(app, self._handle)  # Enrich's, under the customer root
         return app
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -564,7 +577,8 @@ class Emulator:
         if server is not None:
             self.peak_connections = max(self.peak_connections, len(server.connections))
         status = 0
-        endpoint, login_id, request_id = request.match_info.get("op", "Investments"), None, None
+        endpoint = request.match_info.get("op") or request.match_info.route.name or "Investments"
+        login_id, request_id = None, None
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
@@ -601,7 +615,7 @@ class Emulator:
     async def _route(
         self, request: web.Request
     ) -> tuple[str, str | None, str | None, web.StreamResponse]:
-        op = request.match_info.get("op", "Investments")
+        op = request.match_info.get("op") or request.match_info.route.name or "Investments"
         arg = request.match_info.get("arg")
         if self.customer_id and request.match_info["customer"] != self.customer_id:
             return op, None, None, _error("UNAUTHORIZED", "Unknown customer")
@@ -613,6 +627,8 @@ class Emulator:
                 return op, None, None, _error("INVALID_REQUEST", "Body is not JSON")
             if not isinstance(body, dict):
                 return op, None, None, _error("INVALID_REQUEST", "Body is not an object")
+        if op in ENRICH_OPS:
+            return await self._enrich_data(request, op, body)
         if op == "GenerateAuthorizeToken" and request.method == "POST":
             return op, None, None, self._token(request)
         if op == "Authorize" and request.method == "POST":
@@ -649,7 +665,55 @@ class Emulator:
                 request_id,
                 _error("SESSION_NONEXISTENT", "The RequestId does not exist", rid=request_id),
             )
-        return op, login_id, request_id, await self._data(request, family, login_id, request_id)
+        answer = await self._data(request, family, login_id, request_id)
+        if family == "GetAccountsDetail":  # Enrich may ask this session once it is done
+            self.enrich.detail_answered(request_id, answer.status)
+        return op, login_id, request_id, answer
+
+    async def _enrich_data(
+        self, request: web.Request, family: str, body: Mapping[str, Any]
+    ) -> tuple[str, str | None, str | None, web.StreamResponse]:
+        """An Enrich request (:mod:`flinks_async.testing._enrich`): the session, the
+        gate (subscription, window, 202s), the custom POST's refusals, then the answer."""
+        rid = request.match_info.get("requestId")
+        path_login = request.match_info.get("loginId")
+        if not self._api_key_ok(request):
+            return family, None, rid, _error("UNAUTHORIZED", "Invalid API key")
+        static = static_answer(family, request)
+        if static is not None or family not in ENRICH_ROWS:
+            return family, None, None, static or _error("INVALID_REQUEST", "Unknown", 404)
+        login_id = self._sessions.get(rid or "")
+        if login_id is None or rid is None:
+            message = "The RequestId does not exist"
+            return family, path_login, rid, _error("SESSION_NONEXISTENT", message, rid=rid)
+        ready = self._login(login_id).ready_at.get(("GetAccountsDetail", rid))
+        if ready is not None and ready <= time.monotonic():  # with ready_after: its webhook
+            self.enrich.detail_done(rid)  # is the detail's answer, not a polled 200
+        sc = self._login(login_id).scenario
+        timed = self.ready_after is not None or sc.never_ready  # done by time (or never)
+        gate = self.enrich.before(
+            family, login_id, path_login, rid, 1 << 30 if timed else sc.pending
+        )
+        if gate == "pending":
+            return family, login_id, rid, _pending(rid)
+        if isinstance(gate, tuple):
+            code, message = gate
+            if code == "SESSION_EXPIRED":
+                self._sessions.pop(rid, None)
+            status = 403 if code == "METHOD_NOT_AVAILABLE" else None  # [U] our choice
+            return family, login_id, rid, _error(code, message, status, rid=rid)
+        refused = None
+        if request.method == "POST":
+            detail = _ready_body(self._login(login_id).scenario, "GetAccountsDetail", login_id, rid)
+            accounts = msgspec.json.decode(detail).get("Accounts") or []
+            refused = refusal(body, {a.get("Id") for a in accounts})
+        if refused is not None:
+            return family, login_id, rid, _error("INVALID_REQUEST", refused, rid=rid)
+        answer = await self._data(request, family, login_id, rid)
+        self.enrich.served(family, login_id, rid, answer.status)
+        if request.method == "POST" and answer.status == 200:
+            answer = custom_answer(body, login_id)
+        return family, login_id, rid, answer
 
     def _manage(
         self, request: web.Request, op: str, arg: str | None, body: Mapping[str, Any]
@@ -758,7 +822,13 @@ class Emulator:
             spread = random.Random(f"{self.seed}:ready:{login_id.lower()}:{family}")
             delay = self.ready_after + spread.uniform(0, self.ready_spread)
             state.ready_at[family, rid] = time.monotonic() + delay
-            if self.webhook_url and self.webhook_secret and not state.scenario.never_ready:
+            pushed = _ROWS[family].response_type  # Enrich's answers are never pushed
+            if (
+                self.webhook_url
+                and self.webhook_secret
+                and pushed
+                and not state.scenario.never_ready
+            ):
                 self._webhook_soon(state, family, login_id, rid)
 
         def pending() -> bool:
@@ -813,7 +883,7 @@ class Emulator:
         body = given if isinstance(given, bytes) else None
         if body is None:
             body = _ready_body(state.scenario, family, login_id, rid)
-        kind = _ROWS[family].response_type.encode()
+        kind = (_ROWS[family].response_type or family).encode()
         head = b'{"ResponseType":"%s","LoginId":"%s",' % (kind, login_id.encode())
         if b'"RequestId"' not in body:  # a verbatim payload of the test's: say which session
             head += b'"RequestId":"%s",' % rid.encode()
@@ -974,6 +1044,17 @@ def busiest_window(times: Iterable[float], window: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def _pending(rid: str) -> web.Response:
+    """A ``202 OPERATION_PENDING`` that counts no poll (Enrich waiting on the detail)."""
+    obj = {
+        "FlinksCode": "OPERATION_PENDING",
+        "HttpStatusCode": 202,
+        "Message": "Your operation is still processing",
+        "RequestId": rid,
+    }
+    return _json(obj, 202)
 
 
 def _abort(request: web.Request) -> None:
