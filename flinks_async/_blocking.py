@@ -245,6 +245,10 @@ class SyncFlinksClient(BlockingCalls):
     answer_mfa_questions = blocking(FlinksClient.answer_mfa_questions)
     institutions_page = blocking(FlinksClient.institutions_page)
     institution_by_routing_number = blocking(FlinksClient.institution_by_routing_number)
+    # Enrich's calls outside the endpoint table (docs/enrich.md)
+    custom_attributes = blocking(FlinksClient.custom_attributes)
+    categories = blocking(FlinksClient.categories)
+    attribute_library = blocking(FlinksClient.attribute_library)
 
     def institutions(self, page_size: int = MAX_PAGE) -> Generator[FinancialInstitution]:
         """:meth:`FlinksClient.institutions`, blocking: every institution of the directory,

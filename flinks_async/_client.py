@@ -53,7 +53,7 @@ from ._polling import Plan, run_plan
 from ._receiver import WebhookLimits, WebhookReceiver
 from ._schema import SchemaCheck
 from ._singleflight import SingleFlight
-from ._transport import Transport
+from ._transport import Request, Transport
 from ._webhooks import SIGNATURE_HEADERS, MemoryWebhooks, WebhookDelivery
 
 __all__ = ["FlinksClient"]

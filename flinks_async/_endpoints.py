@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-import string
 import typing
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -55,6 +54,7 @@ from ._config import Settings
 from ._enrich_models import Attributes, Categorization
 from ._errors import ConfigurationError
 from ._models import AccountsDetail, AccountsSummary, Investments, Statements
+from ._routes import PATH_PARAMS, RESEND, Route, fill
 
 if TYPE_CHECKING:
     from typing import Self
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENDPOINTS",
+    "PATH_PARAMS",  # the routes', re-exported: they live in flinks_async._routes
     "RESEND",
     "AnyEndpoint",
     "BlockingCalls",
@@ -77,6 +78,7 @@ __all__ = [
     "endpoint_named",
     "endpoint_urls",
     "enrich",
+    "fill",
     "wire_options",
 ]
 
@@ -85,72 +87,6 @@ M_co = TypeVar("M_co", covariant=True)
 P = ParamSpec("P")
 Q = ParamSpec("Q")
 Ids = Iterable[str] | AsyncIterable[str]
-
-#: the path parameters a route template may hold
-PATH_PARAMS = frozenset({"loginId", "requestId"})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Route:
-    """An HTTP method and a path template under ``.../BankingServices/`` (``root``
-    ``"banking"``) or under ``/v3/{customerId}/`` (``root="customer"``), e.g.
-    ``Route("GET", "GetAccountsDetailAsync/{requestId}")`` or
-    ``Route("GET", "categorization/login/{loginId}/requestid/{requestId}", "customer")``.
-    A ``GET`` sends no body."""
-
-    method: str
-    path: str
-    root: Literal["banking", "customer"] = "banking"
-
-    def __post_init__(self) -> None:
-        unknown = set(self.params) - PATH_PARAMS
-        if unknown:
-            raise ValueError(f"route {self.path!r}: unknown path parameters {sorted(unknown)}")
-
-    @property
-    def params(self) -> tuple[str, ...]:
-        """The path parameters, in order (``("loginId",)``)."""
-        return _params(self.path)
-
-    @property
-    def head(self) -> str:
-        """The path's first segment (``"GetAccountsDetailAsync"``)."""
-        return self.path.split("/", 1)[0]
-
-    def url(self, base: str, *, login_id: str = "", request_id: str = "") -> str:
-        """``base/path`` with its parameters filled in."""
-        return fill(f"{base}/{self.path}", login_id=login_id, request_id=request_id)
-
-    def base(self, settings: Settings) -> str:
-        """The URL its path is under: ``settings.banking_url`` or ``settings.customer_url``."""
-        return settings.banking_url if self.root == "banking" else settings.customer_url
-
-    def pattern(self) -> re.Pattern[str]:
-        """A regex matching this route's paths (relative to ``BankingServices/``, or to
-        ``/v3/{customerId}/`` for the customer root), with a group per path parameter."""
-        parts = string.Formatter().parse(self.path)
-        regex = "".join(re.escape(t) + (f"(?P<{f}>[^/]+)" if f else "") for t, f, _, _ in parts)
-        return re.compile(regex + "$")
-
-
-@functools.cache
-def _params(path: str) -> tuple[str, ...]:
-    """The path parameters of a template, parsed once per template (asked on every call)."""
-    return tuple(f for _, f, _, _ in string.Formatter().parse(path) if f)
-
-
-def fill(url: str, *, login_id: str = "", request_id: str = "") -> str:
-    """``url`` with ``{loginId}`` and ``{requestId}`` replaced (left as they are when
-    not given)."""
-    if login_id:
-        url = url.replace("{loginId}", login_id)
-    if request_id:
-        url = url.replace("{requestId}", request_id)
-    return url
-
-
-#: ``Endpoint.poll`` of an endpoint polled by sending the same request again
-RESEND: Route | None = None
 
 
 class Single(Protocol[P, M_co]):
@@ -343,16 +279,23 @@ def banking(
 
 
 def enrich(
-    flinks_name: str, model: type[M], after: AnyEndpoint, path: str = "", method: str = "GET"
-) -> AnyEndpoint:
+    flinks_name: str,
+    model: type[M],
+    after: AnyEndpoint,
+    call: Callable[P, object],
+    many: Callable[Q, object],
+    path: str = "",
+    method: str = "GET",
+) -> Endpoint[M, P, Q]:
     """A row by Enrich's rule: ``GET`` (no body; or ``method``) under the customer root, by default
     ``insight/login/{loginId}/attributes/{requestId}/{flinks_name}``; asked once ``after``
     (the detail) has finished in the session; its 202s polled by sending it again (no
     ``...Async`` route is documented); never pushed. ``GetIncomeAttributes`` is
-    ``income-attributes``."""
+    ``income-attributes``. ``call``/``many``: its keywords' ``TypedDict``\\ s (typing the
+    client's methods; no options of their own)."""
     path = path or f"insight/login/{{loginId}}/attributes/{{requestId}}/{flinks_name}"
     cli_name = re.sub(r"(?<!^)(?=[A-Z])", "-", flinks_name.removeprefix("Get")).lower()
-    route, call, many = Route(method, path, "customer"), opt.CallArgs, opt.ManyOptions
+    route = Route(method, path, "customer")
     return Endpoint(
         flinks_name, cli_name, route, RESEND, model, call, many, {}, None, after=(after,)
     )
@@ -427,31 +370,43 @@ class DataCalls:
 
     # --- Enrich (#33): each needs a finished detail in the same session (``after``)
     #: the Income package (employer income, its regularity)
-    income_attributes = enrich("GetIncomeAttributes", Attributes, accounts_detail)
+    income_attributes = enrich(
+        "GetIncomeAttributes", Attributes, accounts_detail, opt.CallArgs, opt.ManyOptions
+    )
     income_attributes_many = FanOut(income_attributes)
     #: the Lending package (loans, micro-lenders)
-    lending_attributes = enrich("GetLendingAttributes", Attributes, accounts_detail)
+    lending_attributes = enrich(
+        "GetLendingAttributes", Attributes, accounts_detail, opt.CallArgs, opt.ManyOptions
+    )
     lending_attributes_many = FanOut(lending_attributes)
     #: the Credit Risk package (NSF, overdrafts, cash flow)
-    credit_risk_attributes = enrich("GetCreditRiskAttributes", Attributes, accounts_detail)
+    credit_risk_attributes = enrich(
+        "GetCreditRiskAttributes", Attributes, accounts_detail, opt.CallArgs, opt.ManyOptions
+    )
     credit_risk_attributes_many = FanOut(credit_risk_attributes)
     #: the User Analysis package (spending, activity)
-    user_analysis_attributes = enrich("GetUserAnalysisAttributes", Attributes, accounts_detail)
+    user_analysis_attributes = enrich(
+        "GetUserAnalysisAttributes", Attributes, accounts_detail, opt.CallArgs, opt.ManyOptions
+    )
     user_analysis_attributes_many = FanOut(user_analysis_attributes)
     #: every consumer attribute (Tier 2+)
-    all_attributes = enrich("GetAllAttributes", Attributes, accounts_detail)
+    all_attributes = enrich(
+        "GetAllAttributes", Attributes, accounts_detail, opt.CallArgs, opt.ManyOptions
+    )
     all_attributes_many = FanOut(all_attributes)
     #: the Business Analysis package (``_biz`` attributes)
     business_analysis_attributes = enrich(
-        "GetBusinessAnalysisAttributes", Attributes, accounts_detail
+        "GetBusinessAnalysisAttributes", Attributes, accounts_detail, opt.CallArgs, opt.ManyOptions
     )
     business_analysis_attributes_many = FanOut(business_analysis_attributes)
     #: every business attribute (Tier 2+, Canada only)
-    all_business_attributes = enrich("GetAllBusinessAttributes", Attributes, accounts_detail)
+    all_business_attributes = enrich(
+        "GetAllBusinessAttributes", Attributes, accounts_detail, opt.CallArgs, opt.ManyOptions
+    )
     all_business_attributes_many = FanOut(all_business_attributes)
     #: ``GET .../categorization/login/{loginId}/requestid/{requestId}``: categorized transactions
     categorization = enrich(
-        "GetCategorization", Categorization, accounts_detail,
+        "GetCategorization", Categorization, accounts_detail, opt.CallArgs, opt.ManyOptions,
         "categorization/login/{loginId}/requestid/{requestId}",
     )  # fmt: skip
     categorization_many = FanOut(categorization)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from . import _options as opt
 from ._endpoints import AnyEndpoint, DataCalls, enrich
 from ._enrich_models import Attributes
 from ._errors import ConfigurationError
@@ -18,6 +19,8 @@ CUSTOM_ATTRIBUTES: AnyEndpoint = enrich(
     "Attributes",
     Attributes,
     DataCalls.accounts_detail,
+    opt.CallArgs,
+    opt.ManyOptions,
     "insight/login/{loginId}/attributes/{requestId}",
     "POST",
 )

@@ -113,6 +113,16 @@ class Guards:
         if isinstance(failure, PackageNotSubscribedError) and call.endpoint not in self.working:
             self.unsubscribed.setdefault(call.endpoint, failure)
 
+    def check(self, call: Request) -> None:
+        """Raise the error of a tripped breaker: the unreachable one, the set-up one, or
+        the package breaker of ``call``'s endpoint."""
+        if self.unreachable is not None:
+            raise self.unreachable
+        if self.setup_error is not None:
+            raise self.setup_error
+        if self.unsubscribed:
+            self.check_endpoint(call)
+
     def check_endpoint(self, call: Request) -> None:
         """Raise the package breaker's error for ``call``'s endpoint, if it stopped it."""
         first = self.unsubscribed.get(call.endpoint)

@@ -334,12 +334,7 @@ class Transport:
                 endpoint=call.endpoint,
             )
         guards = self.guards
-        if guards.unreachable is not None:
-            raise guards.unreachable
-        if guards.setup_error is not None:
-            raise guards.setup_error
-        if guards.unsubscribed:
-            guards.check_endpoint(call)
+        guards.check(call)  # the breakers
         if guards.paused_until:
             await guards.wait_out_pause()
         if call.fresh_headers is not None:

@@ -91,6 +91,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_errors",
         "_events",
         "_options",
+        "_routes",
         "_endpoints",
         "_retry",
         "_ratelimit",

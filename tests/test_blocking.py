@@ -26,6 +26,8 @@ import pytest
 from flinks_async import (
     AccountsDetail,
     AccountsSummary,
+    Attributes,
+    Categorization,
     ClientClosedError,
     ConfigurationError,
     FlinksClient,
@@ -367,3 +369,20 @@ def test_account_management_calls_block_too(emu_thread: Emulator) -> None:
         us = next(i for i in every if i.routing_numbers)
         assert client.institution_by_routing_number(us.routing_numbers[0]) == us  # type: ignore[index]
         assert client.delete_card(login).status_code == 200
+
+
+def test_enrich_calls_block_too(sync_client: SyncFlinksClient, emu_thread: Emulator) -> None:
+    """The table's Enrich rows are blocking methods by themselves (the chain included), and
+    its calls outside the table are one line each."""
+    login, other = demo_login_ids(2, seed=356)
+    income = sync_client.income_attributes(login)
+    assert isinstance(income, Attributes) and income.card is not None
+    detail = sync_client.accounts_detail(other)  # detail and attributes in one session
+    before = emu_thread.counts["Authorize"]
+    credit = sync_client.credit_risk_attributes(other, request_id=detail.request_id)
+    assert credit.card is not None and emu_thread.counts["Authorize"] == before
+    custom = sync_client.custom_attributes(login, ["count_nsf_30_days"])
+    assert custom.card is not None and list(custom.card.attributes) == ["count_nsf_30_days"]
+    assert sync_client.categories("US") and sync_client.attribute_library(business=True)
+    with sync_client.categorization_many([login, other]) as results:
+        assert all(r.ok and isinstance(r.value, Categorization) for r in results)

@@ -14,9 +14,12 @@ import pytest
 from flinks_async import (
     AccountsDetail,
     AccountsSummary,
+    AttributeCategory,
+    Attributes,
     Authorization,
     BlockingResults,
     CardDeleted,
+    CategoryGroup,
     ConfigurationError,
     FinancialInstitution,
     InstitutionsPage,
@@ -50,6 +53,11 @@ def test_every_call_is_typed_on_the_client_and_its_raw_view(
     assert_type(sync_client.fetch("investments", login, request_id=auth.request_id), Any)
     view = assert_type(sync_client.with_options(poll_timeout=5), SyncFlinksClient)
     assert isinstance(assert_type(view.accounts_summary(login), AccountsSummary), AccountsSummary)
+    assert isinstance(assert_type(sync_client.income_attributes(login), Attributes), Attributes)
+    assert_type(sync_client.raw.categorization(login), bytes)
+    assert_type(sync_client.custom_attributes(login, ["count_nsf_30_days"]), Attributes)
+    assert_type(sync_client.categories("CA"), list[CategoryGroup])
+    assert_type(sync_client.attribute_library(), list[AttributeCategory])
     assert isinstance(assert_type(sync_client.delete_card(login), CardDeleted), CardDeleted)
     assert_type(sync_client.set_scheduled_refresh(login, True), str)
     assert_type(sync_client.mfa_questions(login), StoredQuestions)

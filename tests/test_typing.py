@@ -13,6 +13,8 @@ import pytest
 from flinks_async import (
     AccountsDetail,
     AccountsSummary,
+    Attributes,
+    Categorization,
     ConfigurationError,
     FlinksClient,
     Investments,
@@ -91,6 +93,13 @@ async def test_every_call_is_typed_on_the_client_and_its_raw_view(client: Flinks
         assert [isinstance(assert_type(r, Result[bytes]).value, bytes) async for r in c] == [True]
     async with raw.statements_many([login]) as d:
         assert [isinstance(assert_type(r, Result[bytes]).value, bytes) async for r in d] == [True]
+    income = await client.income_attributes(login)  # Enrich's rows: typed as every row
+    assert isinstance(assert_type(income, Attributes), Attributes)
+    categorized = await client.categorization(login, request_id=income.request_id)
+    assert isinstance(assert_type(categorized, Categorization), Categorization)
+    assert isinstance(assert_type(await raw.all_attributes(login), bytes), bytes)
+    async with client.credit_risk_attributes_many([login]) as e:
+        assert [isinstance(assert_type(r, Result[Attributes]).value, Attributes) async for r in e]
     assert_type(await client.fetch("investments", login), Any)  # the untyped dispatchers
     as_bool: bool = bool(login)  # a raw flag known only at run time: Any
     with pytest.warns(DeprecationWarning, match="raw="):

@@ -372,8 +372,7 @@ class Emulator:
         self.host, self.port = host, port
         self.ssl_context = ssl_context
         self._records(record)
-        self.ready_after = ready_after
-        self.ready_spread = ready_spread
+        self.ready_after, self.ready_spread = ready_after, ready_spread
         self.webhook_url, self.webhook_secret = webhook_url, webhook_secret
         self.webhook_header, self.webhook_attempts = webhook_header, webhook_attempts
         self.webhook_retry_delay = webhook_retry_delay
