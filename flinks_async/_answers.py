@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -55,11 +55,14 @@ class Held:
         self.size = 0
 
 
-async def read_body(
+def read_body(
     resp: aiohttp.ClientResponse, call: Request, read: Held, limit: int, budget: BodyBudget
-) -> bytes:
+) -> Awaitable[bytes]:
     """The body, refusing more than ``max_response_bytes`` (counted after decompression),
-    each part taken from the budget (``read.size`` says how much is held)."""
+    each part taken from the budget (``read.size`` says how much is held). Not a coroutine
+    of its own: a small body whose length is known, with room in the budget (the common
+    case), is ``resp.read()`` itself, with no frame of ours for its awaits to resume
+    through (a redirect or a length over the cap raises here)."""
     if resp.status in (301, 302, 303, 307, 308):
         location = resp.headers.get("Location", "")
         host = URL(location).host if location else None
@@ -71,14 +74,30 @@ async def read_body(
             endpoint=call.endpoint,
         )
     length = resp.content_length
-    if length is not None:
-        if length > limit:
-            raise too_large(call, limit)
-        if "Content-Encoding" not in resp.headers:
-            if not budget.try_take(length):
-                await budget.take(length)
-            read.size = length
-            return await (read_big(resp, length) if length >= _slices.SLICE_FROM else resp.read())
+    if length is None or "Content-Encoding" in resp.headers:
+        return _read_chunks(resp, call, read, limit, budget)
+    if length > limit:
+        raise too_large(call, limit)
+    if length >= _slices.SLICE_FROM or not budget.try_take(length):
+        return _read_known(resp, length, read, budget)
+    read.size = length
+    return resp.read()
+
+
+async def _read_known(
+    resp: aiohttp.ClientResponse, size: int, read: Held, budget: BodyBudget
+) -> bytes:
+    """A body of a known ``size``: taken from the budget (waiting for room), then read."""
+    if not read.size:
+        await budget.take(size)
+        read.size = size
+    return await (read_big(resp, size) if size >= _slices.SLICE_FROM else resp.read())
+
+
+async def _read_chunks(
+    resp: aiohttp.ClientResponse, call: Request, read: Held, limit: int, budget: BodyBudget
+) -> bytes:
+    """A body of unknown length (or compressed): read part by part, each counted."""
     chunks: list[bytes] = []
     while chunk := await resp.content.readany():
         size = len(chunk)
