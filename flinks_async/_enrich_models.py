@@ -22,7 +22,7 @@ money exact). What is particular to Enrich:
   slashes (kept as sent; :attr:`DetailTransaction.parsed_date` reads them), ``Debit`` /
   ``Credit`` null or absent, ``Login`` absent. All of them end in
   :attr:`Attributes.details`. A key of a detail or transaction the model does not map
-  is kept in its ``.extra``.
+  is kept in its ``.extra`` and reported as drift (:meth:`Attributes.kept_aside`).
 * **Categorization**: transactions with ``category`` and ``sub_category``; Flinks' own
   example has one lowercase ``credit``, read as ``Credit``.
 """
@@ -126,6 +126,19 @@ class Attributes(_Answer):
     def card(self) -> Card | None:
         """The card (``None`` when the answer had none)."""
         return self.card_data if isinstance(self.card_data, Card) else None
+
+    def kept_aside(self) -> list[tuple[str, str]]:
+        """What the card and its breakdown held that their models do not map (kept in
+        ``.extra``, never dropped), as drift findings: ``("DetailTransaction",
+        "'Category'")``. The client reports them as drift on every answer (a card's
+        attribute names are data: never)."""
+        odd = (self.card and self.card.extra) or {}
+        found = [("Card", f"{k!r} ({type(v).__name__})") for k, v in odd.items()]
+        for detail in self.details:
+            found += [("AttributeDetail", repr(k)) for k in detail.extra or ()]
+            for tx in detail.transactions or ():
+                found += [("DetailTransaction", repr(k)) for k in tx.extra or ()]
+        return found
 
     @property
     def details(self) -> list[AttributeDetail]:

@@ -186,7 +186,11 @@ class SchemaCheck:
         raise unfit
 
     def _references(self, value: Any, endpoint: str, login_id: str | None) -> None:
-        """Report ``SecurityId`` values naming no listed security (never raises)."""
+        """Report ``SecurityId`` values naming no listed security, and what a model built
+        by hand kept aside (an Enrich card's breakdown: ``kept_aside()``); never raises."""
+        kept = getattr(value, "kept_aside", None)
+        if kept is not None and (found := kept()):
+            self._report(found, endpoint, login_id)
         dangling = getattr(value, "dangling_security_ids", None)
         if dangling is not None:
             ids = dangling()

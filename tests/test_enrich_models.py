@@ -132,6 +132,35 @@ async def test_unknown_transaction_keys_and_odd_values_are_kept_not_dropped() ->
     [detail] = answer.details
     assert detail.extra == {"Extra": 1}
     assert (detail.transactions or [])[0].extra == {"Category": "New"}
+    assert answer.kept_aside() == [
+        ("Card", "'is_flag' (bool)"),
+        ("AttributeDetail", "'Extra'"),
+        ("DetailTransaction", "'Category'"),
+    ]
+
+
+async def test_what_the_breakdown_kept_aside_is_reported_as_drift(emu: Emulator) -> None:
+    login = demo_login_ids(1, seed=3326)[0]
+    body = msgspec.json.encode(
+        {
+            "HttpStatusCode": 200,
+            "Card": {
+                "Id": login,
+                "count_nsf_30_days": 2,
+                "AttributesDetail": [
+                    {
+                        "Attribute": "count_nsf_30_days",
+                        "Transactions": [{"TransactionId": "t", "NewKey": 1}],
+                    }
+                ],
+            },
+        }
+    )
+    emu.set_login(login, payloads={"GetIncomeAttributes": body})
+    async with fast_client(emu) as client:
+        answer = await client.income_attributes(login)
+        assert client.schema_drift == {"DetailTransaction": {"'NewKey'": 1}}
+    assert (answer.details[0].transactions or [])[0].extra == {"NewKey": 1}  # never dropped
 
 
 def test_a_number_that_is_not_finite_money_is_refused() -> None:
