@@ -405,6 +405,9 @@ class WebhookReceiver:
         retry = (("Retry-After", str(self.limits.retry_after)),)
         return self._refuse("busy", 503, "busy, deliver again later", close=True, headers=retry)
 
+    #: gate 1 and the 503, for a server that reads bodies itself (the WSGI app)
+    admit, busy = _admit, _busy
+
     # --- the frameworks -----------------------------------------------------------------
 
     async def aiohttp_handler(self, request: web.Request) -> web.Response:

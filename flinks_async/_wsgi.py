@@ -11,14 +11,19 @@ process; with ``redis_url``, the calls of every process and Celery worker.
 What the WSGI server does before the app is called (reading the request line and the
 headers, slow senders, the number of workers) is the server's job: put it behind the
 same reverse proxy as the rest of the app. The app refuses, before reading a byte of the
-body: a method other than POST (``405``), a body without ``Content-Length`` (``411``)
-and one over ``max_body_bytes`` (``413``); it reads the body, then hands it to the
-receiver's gates (signature, shape, store).
+body and closing the connection, what the async receiver refuses unread: a method other
+than POST (``405``), no signature header or one that is not Base64 of 32 bytes (``401``),
+no ``Content-Length`` (``411``), a ``Content-Encoding`` (``415``), a length over
+``max_body_bytes`` (``413``), and a POST finding ``max_receiving`` bodies being read by
+this app already (``503`` with ``Retry-After``); so at most ``max_receiving *
+max_body_bytes`` bytes are held before signatures are checked. It then reads the body and
+hands it to the receiver's gates (signature, shape, store).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -41,6 +46,8 @@ class WSGIWebhookReceiver:
         self._make = make
         self._receiver = make()
         self._generation = loop.generation
+        #: the bodies this app reads at once (``max_receiving``), before their signature
+        self._places = threading.BoundedSemaphore(self._receiver.limits.max_receiving)
 
     @property
     def receiver(self) -> WebhookReceiver:
@@ -63,24 +70,33 @@ class WSGIWebhookReceiver:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """The WSGI app (PEP 3333): answers every path it is routed."""
-        status, text = self._answer(environ)
+        status, text, extra = self._answer(environ)
         reason = HTTPStatus(status).phrase
-        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        headers = [("Content-Type", "text/plain; charset=utf-8"), *extra]
         if status >= 400:
             headers.append(("Connection", "close"))
         start_response(f"{status} {reason}", headers)
         return [text.encode()]
 
-    def _answer(self, environ: Mapping[str, Any]) -> tuple[int, str]:
+    def _answer(self, environ: Mapping[str, Any]) -> tuple[int, str, tuple[tuple[str, str], ...]]:
         if environ.get("REQUEST_METHOD") != "POST":
-            return 405, "POST only"
-        length = str(environ.get("CONTENT_LENGTH") or "")
-        if not length.isdigit():
-            return 411, "Content-Length required"
-        if int(length) > self.receiver.max_body_bytes:
-            return 413, "body too large"
-        body = environ["wsgi.input"].read(int(length))
-        return self.receive(_headers(environ), body)
+            return 405, "POST only", ()
+        headers = _headers(environ)
+        given = str(environ.get("CONTENT_LENGTH") or "")
+        receiver = self.receiver
+        refused = receiver.admit(headers, int(given) if given.isdigit() else None)
+        if refused is None and not self._places.acquire(blocking=False):
+            refused = receiver.busy()
+        if refused is not None:
+            return refused.status, refused.text, refused.headers
+        if not given.isdigit():  # the limits allow no length: a WSGI app cannot read one
+            self._places.release()
+            return 411, "Content-Length required", ()
+        try:
+            body = environ["wsgi.input"].read(int(given))
+        finally:
+            self._places.release()
+        return (*self.receive(headers, body), ())
 
 
 def _headers(environ: Mapping[str, Any]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from flinks_async import ConfigurationError, Investments, sign_webhook
+from flinks_async import ConfigurationError, Investments, WebhookLimits, sign_webhook
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import API_KEY, CUSTOMER, SECRET, fast_sync_client
@@ -103,3 +103,60 @@ def test_the_wsgi_app_and_the_view_call_keep_the_receivers_gates(emu_thread: Emu
         pytest.raises(ConfigurationError, match="webhooks=True"),
     ):
         off.webhook_receiver(HOOK_SECRET)
+
+
+class _Unread(io.RawIOBase):
+    """A request body that must not be read (the app refuses before it)."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise AssertionError("the body was read before the POST was admitted")
+
+
+class _Held(io.RawIOBase):
+    """A body whose sender stalls until ``go`` is set (a stranger holding a place)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.go, self.reading = body, threading.Event(), threading.Event()
+
+    def read(self, size: int = -1) -> bytes:
+        self.reading.set()
+        assert self.go.wait(30)
+        return self.body
+
+
+def test_the_wsgi_app_refuses_before_reading_a_body_as_the_async_receiver_does(
+    emu_thread: Emulator,
+) -> None:
+    """Strangers reach the WSGI app too: what the async receiver refuses unread, the app
+    refuses without reading a byte (no signature, a compressed body), and bodies being read
+    at once are bounded by ``max_receiving`` (one more: 503 with ``Retry-After``)."""
+    body = b'{"ResponseType": "Investments", "RequestId": "r-2", "HttpStatusCode": 200}'
+    signed = sign_webhook(body, HOOK_SECRET)
+    limits = WebhookLimits(max_receiving=1)
+    with fast_sync_client(emu_thread, webhooks=True) as client:
+        receiver = client.webhook_receiver(HOOK_SECRET, limits=limits)
+        answers: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            answers.append((status.split()[0], headers))
+
+        def unread(**headers: str) -> dict[str, Any]:
+            return {**environ(body, **headers), "wsgi.input": _Unread()}
+
+        receiver(unread(), start_response)  # no signature header
+        receiver(unread(flinks_authenticity_key="not-base64-of-32-bytes"), start_response)
+        receiver(unread(flinks_authenticity_key=signed, content_encoding="gzip"), start_response)
+        held = _Held(body)
+        stalled = {**environ(body, flinks_authenticity_key=signed), "wsgi.input": held}
+        first = threading.Thread(target=receiver, args=(stalled, start_response))
+        first.start()
+        assert held.reading.wait(30)
+        receiver(unread(flinks_authenticity_key=signed), start_response)  # every place held
+        held.go.set()
+        first.join(30)
+        receiver(environ(body, flinks_authenticity_key=signed), start_response)  # a place again
+    statuses = [status for status, _ in answers]
+    assert statuses == ["401", "401", "415", "503", "200", "200"]
+    busy = dict(answers[3][1])
+    assert busy["Retry-After"] == str(limits.retry_after) and busy["Connection"] == "close"
+    assert receiver.receiver.counts["stored"] == 1  # the same delivery twice: kept once
