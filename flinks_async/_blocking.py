@@ -31,7 +31,7 @@ from ._events import EventHook
 from ._management import MAX_PAGE
 from ._management_models import FinancialInstitution
 from ._options import CallOptions, ClientOptions
-from ._portal import LoopThread
+from ._portal import Held, LoopThread
 from ._receiver import WebhookLimits, WebhookReceiver
 from ._webhooks import SIGNATURE_HEADERS
 from ._wsgi import WSGIWebhookReceiver
@@ -90,18 +90,17 @@ class BlockingResults(Iterator[Result[T_co]]):
 
 class BlockingPull(AbstractContextManager[BlockingResults[T]]):
     """``with client.investments_many(ids) as results:``: the async fan-out's block,
-    entered and left in the loop (one task, as anyio's task groups need)."""
+    entered and left in the loop (one task, as anyio's task groups need), the loop kept
+    running while it is open."""
 
     def __init__(
         self, loop: LoopThread[Any], pull: AbstractAsyncContextManager[AsyncIterable[Result[T]]]
     ) -> None:
         self._loop = loop
-        self._pull = pull
-        self._cm: AbstractContextManager[AsyncIterable[Result[T]]] | None = None
+        self._held = Held(loop, pull)
 
     def __enter__(self) -> BlockingResults[T]:
-        self._cm = self._loop.portal().wrap_async_context_manager(self._pull)
-        return BlockingResults(self._loop, self._cm.__enter__())
+        return BlockingResults(self._loop, self._held.__enter__())
 
     def __exit__(
         self,
@@ -109,13 +108,12 @@ class BlockingPull(AbstractContextManager[BlockingResults[T]]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._cm is not None
         if exc is not None and not isinstance(exc, Exception):
             # Ctrl-C, SystemExit: leave the block as on ``break`` (every login in flight
-            # cancelled, its connection closed), not by raising it in the loop's thread
-            self._cm.__exit__(None, None, None)
+            # cancelled, its connection closed), not by raising it in the loop
+            self._held.__exit__(None, None, None)
             return None
-        return self._cm.__exit__(typ, exc, tb)
+        return self._held.__exit__(typ, exc, tb)
 
 
 class SyncFlinksClient(BlockingCalls):
