@@ -1,7 +1,8 @@
 """`SyncFlinksClient`: the blocking client, for Django, Celery, notebooks and scripts.
 
-It is a :class:`~flinks_async.FlinksClient` running in one event loop in a background
-thread (:class:`~flinks_async._portal.LoopThread`), and the same table of endpoints
+It is a :class:`~flinks_async.FlinksClient` living in one event loop shared by every
+thread (:class:`~flinks_async._portal.LoopThread`: run by a calling thread, or by its
+own thread while others' calls need it), and the same table of endpoints
 (:class:`~flinks_async._endpoints.BlockingCalls`: every row of
 :class:`~flinks_async._endpoints.DataCalls`, typed as a blocking call and a blocking
 fan-out): a row added to the table is a method here too, with its types. The async
@@ -122,8 +123,10 @@ class SyncFlinksClient(BlockingCalls):
 
     It takes exactly :class:`FlinksClient`'s arguments (and environment variables), and
     raises the same errors. Keep one for the life of the process and share it between
-    threads: it runs one event loop in a background thread (started on first use), where
-    its connection pool, single-flight table and rate limiter live. Use it as ``with
+    threads: it has one event loop (started on first use), where its connection pool,
+    single-flight table and rate limiter live, run by the calling thread when no other
+    thread runs it, else by the thread running it (see
+    :class:`~flinks_async._portal.LoopThread`). Use it as ``with
     SyncFlinksClient(...) as client:`` or call :meth:`close`; one still open closes itself
     at interpreter exit. After ``os.fork()`` (Celery's prefork pool), a client made in
     the parent opens a new loop and pool in the child by itself.
@@ -298,9 +301,10 @@ class SyncFlinksClient(BlockingCalls):
         results: for r in results: ...``. The same rules: at most ``concurrency`` logins
         in flight, a slow consumer stops new ones from starting (back-pressure), leaving
         the block (``break``, an exception, Ctrl-C) cancels those in flight. ``login_ids``
-        is read in the loop's thread: pass a list, or an iterator that reads no
-        thread-bound resource (a Django queryset: ``list(qs.values_list(...))`` first).
-        ``on_event`` is called in the loop's thread. Bad options raise here."""
+        is read while the loop runs (in whichever thread runs it): pass a list, or an
+        iterator that reads no thread-bound resource (a Django queryset:
+        ``list(qs.values_list(...))`` first).
+        ``on_event`` is called in the thread running the loop. Bad options raise here."""
         pull = self._client().many(
             endpoint,
             login_ids,
