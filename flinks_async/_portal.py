@@ -158,7 +158,7 @@ class LoopThread(Generic[R]):
     def _stop_if_idle(self) -> None:
         """Under the lock: the loop thread stops driving when no call needs the loop."""
         loop = self._loop
-        if self._pending == 0 and self._leader == _LOOP_THREAD and loop is not None:
+        if self._pending <= 0 and self._leader == _LOOP_THREAD and loop is not None:
             with contextlib.suppress(RuntimeError):  # closed
                 loop.call_soon_threadsafe(loop.stop)
 
@@ -241,7 +241,7 @@ class LoopThread(Generic[R]):
                     self._wake.wait()
             loop.run_forever()
             with self._lock:
-                if self._pending == 0:
+                if self._pending <= 0:
                     self._leader = None
                     self._idle.notify_all()
                     if self._closed:
@@ -270,9 +270,14 @@ class LoopThread(Generic[R]):
                 self._shut(loop)
 
     def _shut(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Once closed: wait for the loop to be idle, let its thread go, close it."""
+        """Once closed: let the loop's thread go once no caller runs the loop (a fan-out
+        block left open, a call handed over after the rest was cancelled: nothing more
+        is served, they end with :class:`ClientClosedError`), then close the loop."""
         with self._lock:
-            while self._leader is not None:  # a call handed over before the close ends
+            self._pending = 0
+            if self._leader == _LOOP_THREAD:
+                loop.call_soon_threadsafe(loop.stop)
+            while self._leader is not None:  # a leading caller's call ends
                 self._idle.wait()
             self._leader = _LOOP_THREAD  # its thread runs the loop once more, and returns
             self._wake.notify()
@@ -327,6 +332,8 @@ class Held(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
+        if self._loop.closed:  # closed inside the block: its work was cancelled
+            return None
         try:
             return self._loop.run(functools.partial(self._exit, (typ, exc, tb)))
         finally:

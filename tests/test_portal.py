@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from flinks_async import Event, Investments
+from flinks_async import ClientClosedError, Event, Investments
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import fast_sync_client
@@ -127,3 +127,22 @@ def test_close_leaves_no_loop_thread_behind(emu_thread: Emulator, threads: int) 
     client.close()
     assert loop_threads() == []
     assert client.closed
+
+
+def test_closing_inside_an_open_fan_out_ends_it(emu_thread: Emulator) -> None:
+    ids = demo_login_ids(4, seed=365)
+    for i, login in enumerate(ids):
+        emu_thread.set_login(login, pending=10**6 if i else 0)
+    client = fast_sync_client(emu_thread)
+    with client.investments_many(ids, concurrency=4) as results:
+        assert next(results).ok
+        closing = threading.Thread(target=client.close, daemon=True)
+        closing.start()
+        closing.join(60)
+        assert not closing.is_alive(), "close() waits for the block forever"
+        with pytest.raises(ClientClosedError):
+            next(results)
+    assert loop_threads() == []
+    sent = emu_thread.requests_total
+    wait_for(lambda: emu_thread.open_connections == 0)
+    assert emu_thread.requests_total == sent
