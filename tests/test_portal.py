@@ -9,8 +9,10 @@ running while its caller is busy between results.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from flinks_async import ClientClosedError, Event, Investments
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import fast_sync_client
-from .test_blocking import loop_threads, quiet, wait_for
+from .test_blocking import CLIENT, loop_threads, quiet, run_script, wait_for
 
 
 def hook_threads() -> tuple[list[tuple[str | None, str, str]], object]:
@@ -145,3 +147,55 @@ def test_closing_inside_an_open_fan_out_ends_it(emu_thread: Emulator) -> None:
     assert loop_threads() == []
     wait_for(lambda: emu_thread.open_connections == 0)
     quiet(emu_thread)  # and nothing reaches Flinks afterwards
+
+
+def test_a_call_from_inside_another_running_loop_is_handed_over(emu_thread: Emulator) -> None:
+    # a notebook cell, or an async function calling sync code: that thread runs its own
+    # loop, so it cannot run the client's; the client's thread does
+    login = demo_login_ids(1, seed=366)[0]
+    emu_thread.set_login(login, pending=2)
+    with fast_sync_client(emu_thread) as client:
+
+        async def cell() -> object:
+            return client.investments(login)
+
+        with ThreadPoolExecutor(1) as pool:  # (closed last: a stranded call fails here)
+            answer = pool.submit(asyncio.run, cell()).result(timeout=60)
+    assert isinstance(answer, Investments)
+    assert answered(emu_thread, login) == 1
+
+
+def test_ctrl_c_stops_a_leading_call_at_once_not_at_its_next_poll(
+    emu_thread: Emulator, tmp_path: Path
+) -> None:
+    # the main thread runs the loop, asleep until its next poll in 10 minutes: Ctrl-C
+    # (sent here from another thread, as a signal may reach any) wakes it
+    login = demo_login_ids(1, seed=367)[0]
+    emu_thread.set_login(login, pending=10**6)
+    code = (
+        CLIENT.replace("poll_interval=0.005", "poll_interval=600").replace(
+            "poll_timeout=60", "poll_timeout=900"
+        )
+        + f"""
+import os, signal, threading
+def ctrl_c():
+    while client.requests_sent < 2:
+        time.sleep(0.005)
+    time.sleep(0.1)  # the loop asleep in select()
+    global sent_at
+    sent_at = time.monotonic()
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=ctrl_c, daemon=True).start()
+try:
+    client.investments({login!r})
+except KeyboardInterrupt:
+    took = time.monotonic() - sent_at
+    print(took, client.requests_sent, client.in_flight_requests, flush=True)
+"""
+    )
+    code_, out, err = run_script(tmp_path, code, emu_thread.url)
+    assert code_ == 0, err
+    took, sent, in_flight = out.split()[-3:]
+    assert float(took) < 30  # not at the next poll (600 s)
+    assert int(in_flight) == 0
+    assert quiet(emu_thread) == int(sent)  # none after the interrupt
