@@ -12,8 +12,8 @@ of its own (``asyncio.new_event_loop()``), run by one thread at a time, by
   each call to a loop thread and back cost a small call about 0.1 ms of thread wake-ups,
   1.13x the async call's wall time.)
 * **Others follow**: a call made while some thread runs the loop is handed over with
-  one ``call_soon_threadsafe`` (a :class:`_Call`; the caller waits on a
-  :class:`concurrent.futures.Future`, set when the call's task has ended).
+  one ``call_soon_threadsafe`` (:class:`~flinks_async._handover.Handover`; the caller
+  waits on a :class:`concurrent.futures.Future`, set when the call's task has ended).
 * **The loop thread drives when the leader leaves**: when the leading caller's own call
   ends while others' calls are still in the loop, or a fan-out's block is open
   (:meth:`LoopThread.hold`), the loop's own daemon thread (started on first use, idle
@@ -47,15 +47,15 @@ import concurrent.futures
 import contextlib
 import functools
 import os
-import selectors
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._errors import ClientClosedError
+from ._handover import Handover, WakeBeforeWaiting, sigint_cancels
 
 __all__ = ["Held", "LoopThread"]
 
@@ -79,7 +79,7 @@ class LoopThread(Generic[R]):
     """An event loop shared by threads, owning ``make()``'s result (see the module
     docstring); ``aclose(owned)`` is awaited in the loop when it closes."""
 
-    _selector: _WakeBeforeWaiting  # the loop's (set with it)
+    _selector: WakeBeforeWaiting  # the loop's (set with it)
 
     def __init__(
         self, name: str, make: Callable[[], R], aclose: Callable[[R], Awaitable[None]]
@@ -113,7 +113,7 @@ class LoopThread(Generic[R]):
             if self._closing:
                 raise _closed()
             if self._loop is None:
-                self._selector = selector = _WakeBeforeWaiting()
+                self._selector = selector = WakeBeforeWaiting()
                 loop = asyncio.SelectorEventLoop(selector)
                 self._thread = threading.Thread(
                     target=self._serve, args=(loop,), name=self._name, daemon=True
@@ -139,7 +139,7 @@ class LoopThread(Generic[R]):
             if lead:
                 self._leader = me
             else:  # handed over under the lock: close() cancels it, or it runs
-                call = _Call(work, self._followed, self._selector.defer)
+                call = Handover(work, self._followed, self._selector.defer)
                 loop.call_soon_threadsafe(call.start, loop)
                 self._pending += 1
                 self._waiting.add(call.future)
@@ -182,7 +182,7 @@ class LoopThread(Generic[R]):
             raise
         task.add_done_callback(_stop_loop)
         try:
-            with _sigint_cancels(task) as sigint:
+            with sigint_cancels(task) as sigint:
                 while not task.done():  # (a second Ctrl-C raises in run_forever)
                     loop.run_forever()
         except BaseException:
@@ -215,7 +215,7 @@ class LoopThread(Generic[R]):
                 self._leader = None
                 self._idle.notify_all()
 
-    def _follow(self, loop: asyncio.AbstractEventLoop, call: _Call[T]) -> T:
+    def _follow(self, loop: asyncio.AbstractEventLoop, call: Handover[T]) -> T:
         """Wait for the end of ``call``, handed to the thread running the loop."""
         future = call.future
         try:
@@ -389,41 +389,6 @@ class Held(Generic[T]):
         return await self._host
 
 
-class _WakeBeforeWaiting(selectors.DefaultSelector):
-    """The loop's selector, which wakes the threads waiting on calls that have ended
-    (``wakes``) just before the loop waits for I/O, or after ``MAX_DEFERRED`` turns of
-    the loop at most, all at once.
-
-    Woken while the loop's thread holds the GIL and goes on, a waiting thread would wake
-    only to wait for the GIL, and the loop's thread be switched out for nothing: two
-    context switches wasted per call (32 threads sharing a client). Woken as the loop
-    waits, it finds the GIL free."""
-
-    MAX_DEFERRED = 4
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.wakes: list[Callable[[], None]] = []
-        self._turns = 0  # selects since the oldest wake was deferred
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if self.wakes:
-            self._turns += 1
-            if timeout != 0 or self._turns > self.MAX_DEFERRED:
-                self.flush()
-        return super().select(timeout)
-
-    def defer(self, wake: Callable[[], None]) -> None:
-        """In the loop: wake a thread (call ``wake()``) before the loop next waits."""
-        self.wakes.append(wake)
-
-    def flush(self) -> None:
-        """Wake every thread deferred so far (the loop's thread, when it stops running it)."""
-        wakes, self.wakes, self._turns = self.wakes, [], 0
-        for wake in wakes:
-            wake()
-
-
 async def _awaited(work: Callable[[], Awaitable[T]]) -> T:
     """``work()`` awaited in a task (so that it is called in the running loop)."""
     return await work()
@@ -443,47 +408,6 @@ async def _cancel_the_rest() -> None:
         await asyncio.wait(rest, timeout=CANCEL_WAIT)
 
 
-class _Interrupts:
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
-@contextlib.contextmanager
-def _sigint_cancels(task: asyncio.Task[Any]) -> Iterator[_Interrupts]:
-    """In the main thread (with Python's own SIGINT handler in place): a first Ctrl-C
-    cancels ``task`` (its cleanup runs in the loop), a second one raises
-    ``KeyboardInterrupt`` at once, as :class:`asyncio.Runner` does."""
-    seen = _Interrupts()
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield seen
-        return
-
-    def on_sigint(signum: int, frame: object) -> None:
-        seen.count += 1
-        if seen.count == 1 and not task.done():
-            task.cancel()
-            task.get_loop().call_soon_threadsafe(_nothing)  # wake its select() now
-            return
-        raise KeyboardInterrupt
-
-    on_sigint.flinks_leader = True  # type: ignore[attr-defined]  # (see the fork hook)
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield seen
-    finally:
-        if signal.getsignal(signal.SIGINT) is on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _nothing() -> None:
-    pass
-
-
 def _called_inside() -> RuntimeError:
     return RuntimeError(
         "a SyncFlinksClient was called from inside its own event loop (in an on_event "
@@ -500,69 +424,6 @@ def _closed() -> ClientClosedError:
 
 def _closed_during_the_call() -> ClientClosedError:
     return ClientClosedError("this SyncFlinksClient was closed during the call")
-
-
-class _Call(Generic[T]):
-    """One call handed to the loop: its task, and the future its caller waits on, set
-    when the task has ended (so a cancelled call's caller waits for its cleanup);
-    ``ended()`` is called in the loop once it has.
-
-    Cheaper than :func:`asyncio.run_coroutine_threadsafe` (no chained futures, no wrapper
-    coroutine, no event to wait on after a cancel): the handover is what 32 threads
-    sharing a client pay for each call."""
-
-    __slots__ = ("cancelled", "defer", "ended", "future", "task", "work")
-
-    def __init__(
-        self,
-        work: Callable[[], Awaitable[T]],
-        ended: Callable[[], None],
-        defer: Callable[[Callable[[], None]], None],
-    ) -> None:
-        self.work = work
-        self.ended = ended
-        self.defer = defer
-        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.task: asyncio.Future[T] | None = None
-        self.cancelled = False
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """In the loop: start the task (not when cancelled before it started)."""
-        if self.cancelled:
-            self.ended()
-            self.future.cancel()
-            return
-        try:
-            self.task = task = asyncio.ensure_future(self.work(), loop=loop)
-        except BaseException as exc:  # work() itself raised: no task to wait for
-            self.ended()
-            self._settle(self.future.set_exception, exc)
-            return
-        task.add_done_callback(self._ended)
-
-    def cancel(self) -> None:
-        """In the loop: cancel the task (or keep it from starting)."""
-        self.cancelled = True
-        if self.task is not None:
-            self.task.cancel()
-
-    def _ended(self, task: asyncio.Future[T]) -> None:
-        """In the loop: the task has ended; its caller is woken before the loop waits."""
-        self.defer(functools.partial(self._done, task))
-
-    def _done(self, task: asyncio.Future[T]) -> None:
-        self.ended()
-        if task.cancelled():
-            self.future.cancel()
-        elif (exc := task.exception()) is not None:
-            self._settle(self.future.set_exception, exc)
-        else:
-            self._settle(self.future.set_result, task.result())
-
-    @staticmethod
-    def _settle(setter: Callable[[Any], None], value: object) -> None:
-        with contextlib.suppress(concurrent.futures.InvalidStateError):  # close() cancelled it
-            setter(value)
 
 
 def _close_all() -> None:

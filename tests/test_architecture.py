@@ -109,7 +109,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     # in order, lowest first: a core module imports only the core modules before it
     "core": (
-        "_portal",  # one event loop in a background thread (the blocking client's)
+        "_handover",  # a call handed to a loop another thread runs; that thread woken
+        "_portal",  # one event loop shared by threads (the blocking client's)
         "_coordination",  # the protocols: Limiter, SharedFlights, WebhookHub
         "_singleflight",
         "_guards",  # what stops every request: the 429 pause, the breakers
