@@ -41,6 +41,7 @@ from ._errors import (
     RateLimitError,
     TransientAPIError,
     TransportError,
+    drop_tracebacks,
 )
 from ._events import Event, EventHook
 from ._guards import FRESH_TOKEN_AGE, Guards
@@ -117,16 +118,6 @@ def _transport_error(call: Request, message: str) -> TransportError:
     return TransportError(
         message, login_id=call.login_id, request_id=call.request_id, endpoint=call.endpoint
     )
-
-
-def _drop_tracebacks(error: BaseException | None) -> None:
-    """Clear the traceback of ``error`` and of every exception it was caused by or raised
-    while handling."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        error.__traceback__ = None
-        error = error.__cause__ or error.__context__
 
 
 class Transport:
@@ -270,7 +261,7 @@ class Transport:
         try:
             while True:
                 attempt += 1
-                minted, slot = await self._ready(call, minted)
+                minted, slot = self._ready_now(call, minted) or await self._ready(call, minted)
                 span = self._begin(call, attempt, hooks)
                 started = time.monotonic() if hooks or debug else 0.0
                 status, retry_after = 0, None
@@ -321,6 +312,15 @@ class Transport:
             return None
         shown = self.settings.shown_login_id(call.login_id)
         return _otel.attempt_span(self.tracer, call, attempt, shown)
+
+    def _ready_now(self, call: Request, minted: float) -> tuple[float, Any] | None:
+        """:meth:`_ready` when it has nothing to wait for (the default: no coroutine)."""
+        if self._closed or self.guards.paused_until or self._limiter is not None:
+            return None
+        if call.fresh_headers is not None:  # a token to take first
+            return None
+        self.guards.check(call)  # the breakers
+        return minted, None
 
     async def _ready(self, call: Request, minted: float) -> tuple[float, Any]:
         """Before an attempt: raise if the client closed or a breaker tripped, wait out a
@@ -494,5 +494,5 @@ class Transport:
         if hooks:
             where = (call.endpoint, call.login_id, call.request_id, attempt)
             self.emit(Event("retry", *where, delay=delay, error=failure))
-        _drop_tracebacks(failure)
+        drop_tracebacks(failure)
         return delay
