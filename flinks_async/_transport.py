@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -52,6 +52,7 @@ from ._version import __version__
 __all__ = ["Reply", "Request", "Sender", "Transport"]
 
 #: Failures to reach the server at all (refused, unknown host, connect timeout).
+_Verdict = tuple["Reply | None", "FlinksError | None", "float | None", bool]  # see _judge
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _NO_HEADERS: Mapping[str, str] = {}
 
@@ -277,9 +278,10 @@ class Transport:
                     if debug:
                         log_exchange(self.settings, call, attempt, started, status, failure, body)
                     if failure is None:
-                        reply, failure, retry_after, final = await self._judge(
+                        v = self._judge(
                             call, s, status, body, headers, attempt, started, minted, hooks
-                        )
+                        )  # a tuple, or for a 200 to decode a coroutine
+                        reply, failure, retry_after, final = v if isinstance(v, tuple) else await v
                         if reply is not None:
                             return reply
                         if final:
@@ -298,10 +300,8 @@ class Transport:
                     await self._closing.wait()
                 if self.guards.unreachable is not None:
                     raise self.guards.unreachable
-        except BaseException:
-            # the error's traceback holds this frame: it must not hold the error (a cycle
-            # left for the GC, with every frame and object the traceback reaches)
-            failure = None
+        except BaseException:  # its traceback holds this frame, which must not hold
+            failure = None  # the error: a cycle left for the GC, with all the frames held
             raise
 
     def _begin(self, call: Request, attempt: int, hooks: Any) -> Any:
@@ -404,7 +404,7 @@ class Transport:
             if held:  # failed or cancelled before any answer
                 limiter.release(slot)  # type: ignore[union-attr]
 
-    async def _judge(
+    def _judge(
         self,
         call: Request,
         s: Settings,
@@ -415,11 +415,11 @@ class Transport:
         started: float,
         minted: float,
         hooks: Any,
-    ) -> tuple[Reply | None, FlinksError | None, float | None, bool]:
-        """What an answer means: ``(reply, None, None, False)`` for a 200 (decoded) or a
-        202; else ``(None, failure, retry_after, final)``, ``final`` when retrying cannot
-        help (a complete JSON answer that does not decode, a non-transient error; the
-        set-up breaker counts it first)."""
+    ) -> _Verdict | Coroutine[Any, Any, _Verdict]:
+        """What an answer means: ``(reply, None, None, False)`` for a 202 or a 200 (a
+        coroutine giving it decoded: :meth:`_decoded`; no coroutine for the rest); else
+        ``(None, failure, retry_after, final)``, ``final`` when retrying cannot help (a JSON
+        answer that does not decode, a non-transient error; the set-up breaker counts it)."""
         if hooks:
             where = (call.endpoint, call.login_id, call.request_id, attempt)
             elapsed = time.monotonic() - started
@@ -430,20 +430,7 @@ class Transport:
         if status == 200:
             if call.decode is None:
                 return Reply(status, body), None, None, False
-            try:
-                value = await decode_answer(
-                    call.decode,
-                    body,
-                    login_id=call.login_id,
-                    endpoint=call.endpoint,
-                    request_id=call.request_id,
-                    http_status=status,
-                    headers=headers,
-                )
-            except DecodeError as exc:
-                # a complete JSON answer: the same bytes would fail again
-                return None, exc, None, not exc.retryable
-            return Reply(status, body, value), None, None, False
+            return self._decoded(call, call.decode, body, headers)  # awaited by send
         if status == 202:
             return Reply(status, body), None, None, False
         failure = answer_error(call, status, headers, body)
@@ -458,6 +445,19 @@ class Transport:
             failure.retry_after = retry_after
             guards.pause(call, retry_after, s)
         return None, failure, retry_after, False
+
+    async def _decoded(
+        self, call: Request, decode: Decoder, body: bytes, headers: Mapping[str, str]
+    ) -> _Verdict:
+        """:meth:`_judge`'s verdict on a 200 (a coroutine: a big body is decoded in slices)."""
+        try:
+            value = await decode_answer(
+                decode, body, login_id=call.login_id, endpoint=call.endpoint,
+                request_id=call.request_id, http_status=200, headers=headers,
+            )  # fmt: skip
+        except DecodeError as exc:  # a complete JSON answer: the same bytes would fail again
+            return None, exc, None, not exc.retryable
+        return Reply(200, body, value), None, None, False
 
     def _retrying(
         self,
