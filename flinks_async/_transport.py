@@ -278,10 +278,10 @@ class Transport:
                     if debug:
                         log_exchange(self.settings, call, attempt, started, status, failure, body)
                     if failure is None:
-                        v = self._judge(
+                        v: _Verdict | Coroutine[Any, Any, _Verdict] | None = self._judge(
                             call, s, status, body, headers, attempt, started, minted, hooks
                         )  # a tuple, or for a 200 to decode a coroutine
-                        reply, failure, retry_after, final = v if isinstance(v, tuple) else await v
+                        reply, failure, retry_after, final = v if isinstance(v, tuple) else await v  # type: ignore[misc]
                         if reply is not None:
                             return reply
                         if final:
@@ -295,13 +295,13 @@ class Transport:
                 if attempt > s.max_retries:
                     raise failure from failure.__cause__
                 delay = self._retrying(call, s, attempt, failure, retry_after, hooks, debug)
-                failure = None  # its tracebacks are dropped (see _retrying)
+                failure = v = None  # its tracebacks are dropped (see _retrying)
                 with anyio.move_on_after(delay):  # or until the client closes: then raise at once
                     await self._closing.wait()
                 if self.guards.unreachable is not None:
                     raise self.guards.unreachable
         except BaseException:  # its traceback holds this frame, which must not hold
-            failure = None  # the error: a cycle left for the GC, with all the frames held
+            failure = v = None  # the error (nor v): a cycle left for the GC, with all frames
             raise
 
     def _begin(self, call: Request, attempt: int, hooks: Any) -> Any:
