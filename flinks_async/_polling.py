@@ -125,7 +125,7 @@ class Plan:
         """Start the call's clock (once); return its deadline."""
         if self.started is None:
             self.started = time.monotonic()
-        return self.deadline
+        return self.started + self.settings.poll_timeout  # self.deadline
 
     def follow(self, run: Plan | None) -> None:
         """This call waits on ``run``'s polling instead of its own."""
