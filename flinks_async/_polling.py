@@ -293,8 +293,9 @@ async def _session(p: Plan) -> tuple[Request, Request]:
     """Authorize for ``p`` (its session is new: post first), run what the row needs first
     in it (``endpoint.after``); its first request and poll."""
     p.request_id = rid = (await p.authorize(p.login_id)).request_id or ""
-    p.prepared = False
-    await _prepare(p, rid)
+    p.prepared = not p.endpoint.after  # nothing to run first: no coroutine for it
+    if not p.prepared:
+        await _prepare(p, rid)
     return _calls(p, rid)
 
 
@@ -370,10 +371,11 @@ async def _attempt(p: Plan) -> Any:
         call = poll
 
 
-async def _wait(p: Plan, rid: str) -> bytes | None:
+def _wait(p: Plan, rid: str) -> Awaitable[bytes | None]:
     """The wait after a 202: ``poll_interval`` (or, with webhooks, in their grace,
     ``webhook_poll_interval``) +-``poll_jitter``; with webhooks, the body of the one that
-    came meanwhile, else ``None``."""
+    came meanwhile, else ``None``. Not a coroutine of its own: the sleep (or the hub's
+    wait) itself, with no frame of ours for its wake-up to resume through."""
     s = p.settings
     transport = p.transport
     hub = p.webhooks if p.endpoint.response_type else None  # never pushed: polled
@@ -385,6 +387,5 @@ async def _wait(p: Plan, rid: str) -> bytes | None:
         name, n = p.endpoint.name, p.polls
         transport.emit(Event("pending", name, p.login_id, rid, n, 202, delay=delay))
     if hub is None:
-        await asyncio.sleep(delay)
-        return None
-    return await hub.wait(rid, delay)
+        return asyncio.sleep(delay)  # None
+    return hub.wait(rid, delay)
