@@ -120,8 +120,8 @@ class Deadlines:
         loop = task.get_loop()
         queue = self._queues.get(duration)
         if queue is None or queue.loop is not loop:
-            if queue is not None and queue.entries:
-                return None  # another loop's calls are in it
+            if queue is not None and queue.entries and not queue.loop.is_closed():
+                return None  # another running loop's calls are in it
             queue = self._queues[duration] = _Queue(loop)
         entries = queue.entries
         if entries and due < entries[-1].due:

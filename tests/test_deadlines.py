@@ -122,3 +122,17 @@ async def test_a_client_call_past_its_deadline(emu: Emulator, login: str) -> Non
         assert caught.value.__context__ is None and caught.value.login_id == login
         queue = _queue(client._deadlines, 0.05)
         assert queue.timer is None and not queue.entries
+
+
+def test_a_queue_left_by_a_closed_loop_is_replaced() -> None:
+    deadlines = Deadlines()
+
+    async def stranded() -> None:  # a call still in the queue when its loop is closed
+        assert deadlines.enter(10.0, time.monotonic()) is not None
+
+    asyncio.run(stranded())
+
+    async def next_run() -> Entry | None:
+        return deadlines.enter(10.0, time.monotonic())
+
+    assert asyncio.run(next_run()) is not None
