@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
@@ -87,10 +88,11 @@ class Authorizer:
         self._url = f"{settings.banking_url}/Authorize"
         self._token_url = f"{settings.banking_url}/GenerateAuthorizeToken"
 
-    async def authorize(self, login_id: str) -> Authorization:
+    def authorize(self, login_id: str) -> Coroutine[Any, Any, Authorization]:
         """``POST /Authorize`` for a checked login id; the :class:`Authorization` with its
-        ``request_id``, or the typed error of the answer."""
-        return await self._send(login_id, None)
+        ``request_id``, or the typed error of the answer (the send's coroutine itself: no
+        frame of ours around it)."""
+        return self._send(login_id, None)
 
     async def answer_mfa(
         self, login_id: str, request_id: str, responses: Mapping[str, str | Sequence[str]]

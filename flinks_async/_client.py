@@ -27,6 +27,7 @@ from ._bulk import Result, check_many_options, many
 from ._call import flight_key, observed, shared_run
 from ._config import Settings
 from ._coordination import WebhookHub
+from ._deadlines import Deadlines
 from ._decoding import Decoder, ModelDecoder
 from ._endpoints import (
     AnyEndpoint,
@@ -122,6 +123,7 @@ class FlinksClient(AccountManagement, DataCalls):
         self._transport = Transport(s, hooks, self._tracer, self._coordination.limiter)
         self._schema = SchemaCheck(strict=s.strict_schema, keep_extra=s.keep_extra, hooks=hooks)
         self._flights = SingleFlight()
+        self._deadlines = Deadlines()  # the calls' deadlines: one timer (views share it)
         self._shared = self._coordination.flights  # across processes, with redis_url
         self._data_headers = {"x-api-key": s.api_key} if s.api_key else {}
         self._authorizer = Authorizer(self._transport, s)
@@ -396,6 +398,7 @@ class FlinksClient(AccountManagement, DataCalls):
             authorize=self._authorizer.authorize,
             webhooks=self._coordination.webhooks,
             prepared=request_id is not None,  # a caller's session: its detail is asked
+            deadlines=self._deadlines,
         )
         key = flight_key(plan, raw, encoded, self._call_options)
         if shared is None:

@@ -75,6 +75,7 @@ __all__ = [
     "TransientAPIError",
     "TransportError",
     "api_error_for",
+    "drop_tracebacks",
     "setup_error_for",
 ]
 
@@ -453,3 +454,13 @@ def api_error_for(flinks_code: str | None, http_status: int) -> type[APIError]:
     if http_status in (401, 403):
         return AccessDeniedError
     return InvalidRequestError
+
+
+def drop_tracebacks(error: BaseException | None) -> None:
+    """Clear the traceback of ``error`` and of every exception it was caused by or raised
+    while handling."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__

@@ -72,14 +72,27 @@ def _lossless_number(text: str) -> bool:
     return value.is_finite()
 
 
+#: the JSON types each kind takes as they are: what almost every value is (the fast path
+#: of :func:`fits`; ``type(True)`` is ``bool``, never ``int``)
+_TAKES: dict[str, tuple[type[Any], ...]] = {
+    "decimal": (int, float, decimal.Decimal),
+    "float": (int, float, decimal.Decimal),
+    "int": (int,),
+    "bool": (bool,),
+    "str": (str,),
+    "model": (dict,),
+}
+_NUMBER = (int, float, decimal.Decimal)
+
+
 def fits(kind: str, value: Any) -> bool:
     """Whether a JSON value is one the model takes as it is (or losslessly)."""
-    if value is None or kind == "any":
+    if value is None or kind == "any" or type(value) in _TAKES[kind]:
         return True
     if kind in ("decimal", "float"):
-        return (
-            isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
-        ) or (isinstance(value, str) and _lossless_number(value))
+        return (isinstance(value, _NUMBER) and not isinstance(value, bool)) or (
+            isinstance(value, str) and _lossless_number(value)
+        )
     if kind == "int":
         return (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, str) and value.strip().lstrip("-").isdigit()

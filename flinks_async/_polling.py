@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._config import Settings
+from ._deadlines import Deadlines
 from ._decoding import Decoder, ModelDecoder, decode_answer
 from ._endpoints import ENDPOINTS, endpoint_named, endpoint_urls, fill, wire_options
 from ._endpoints import AnyEndpoint as Endpoint  # a row of the table, whatever its types
@@ -110,6 +111,8 @@ class Plan:
     polls_seen: int = 0  #: the followed run's polls when this call began to wait
     #: ``endpoint.after`` (the detail an Enrich row needs) has finished in this session
     prepared: bool = False
+    #: the client's deadline queue (one timer for many calls), else ``asyncio.timeout``
+    deadlines: Deadlines | None = None
 
     @property
     def deadline(self) -> float:
@@ -122,7 +125,7 @@ class Plan:
         """Start the call's clock (once); return its deadline."""
         if self.started is None:
             self.started = time.monotonic()
-        return self.deadline
+        return self.started + self.settings.poll_timeout  # self.deadline
 
     def follow(self, run: Plan | None) -> None:
         """This call waits on ``run``'s polling instead of its own."""
@@ -229,9 +232,32 @@ async def run_plan(plan: Plan) -> Any:
     p = plan
     if p.started is None:
         p.started = time.monotonic()
+    deadlines, duration = p.deadlines, p.settings.poll_timeout
+    # the client's deadline queue (one timer for its calls), else asyncio.timeout
+    entry = deadlines.enter(duration, p.started) if deadlines is not None and p.bounded else None
+    if entry is None or deadlines is None:
+        return await _run_timed(p)
+    try:
+        result = await _poll(p)
+    except BaseException as exc:
+        deadlines.leave(duration, entry)  # the entry lets go of the task: no cycle
+        # what asyncio.timeout's TimeoutError would be (ours), or a TimeoutError raised
+        # inside while ours expired: the deadline's, as in _run_timed
+        if not entry.timed_out(exc) and not (entry.expiring and isinstance(exc, TimeoutError)):
+            raise
+    else:
+        deadlines.leave(duration, entry)
+        return result
+    raise _timed_out(p)  # outside the except: no context, as from _run_timed
+
+
+async def _run_timed(p: Plan) -> Any:
+    """:func:`run_plan` under ``asyncio.timeout`` (a call past its deadline already, one
+    out of the queue's order, a run handed over: no deadline, a plan without a queue)."""
     # asyncio's own timeout and sleep, not anyio's: the client runs on asyncio only
     # (aiohttp), and these cost a third as much on the path every poll takes
-    left = p.settings.poll_timeout - (time.monotonic() - p.started) if p.bounded else math.inf
+    started = p.started or 0.0
+    left = p.settings.poll_timeout - (time.monotonic() - started) if p.bounded else math.inf
     deadline = asyncio.timeout(None if math.isinf(left) else max(left, 0.0))
     try:
         async with deadline:
@@ -246,9 +272,14 @@ async def run_plan(plan: Plan) -> Any:
         if not deadline.expired():
             raise  # not ours
     # Only the deadline gets here.
-    elapsed = time.monotonic() - p.started
+    raise _timed_out(p)
+
+
+def _timed_out(p: Plan) -> PollTimeoutError:
+    """The call's :class:`PollTimeoutError`, at its deadline."""
+    elapsed = time.monotonic() - (p.started or 0.0)
     s = p.settings
-    raise PollTimeoutError(
+    return PollTimeoutError(
         f"still pending after {elapsed:.1f}s and {p.polls} polls (poll_timeout={s.poll_timeout}s)",
         attempts=p.polls,
         elapsed=elapsed,
@@ -262,8 +293,9 @@ async def _session(p: Plan) -> tuple[Request, Request]:
     """Authorize for ``p`` (its session is new: post first), run what the row needs first
     in it (``endpoint.after``); its first request and poll."""
     p.request_id = rid = (await p.authorize(p.login_id)).request_id or ""
-    p.prepared = False
-    await _prepare(p, rid)
+    p.prepared = not p.endpoint.after  # nothing to run first: no coroutine for it
+    if not p.prepared:
+        await _prepare(p, rid)
     return _calls(p, rid)
 
 
@@ -339,10 +371,11 @@ async def _attempt(p: Plan) -> Any:
         call = poll
 
 
-async def _wait(p: Plan, rid: str) -> bytes | None:
+def _wait(p: Plan, rid: str) -> Awaitable[bytes | None]:
     """The wait after a 202: ``poll_interval`` (or, with webhooks, in their grace,
     ``webhook_poll_interval``) +-``poll_jitter``; with webhooks, the body of the one that
-    came meanwhile, else ``None``."""
+    came meanwhile, else ``None``. Not a coroutine of its own: the sleep (or the hub's
+    wait) itself, with no frame of ours for its wake-up to resume through."""
     s = p.settings
     transport = p.transport
     hub = p.webhooks if p.endpoint.response_type else None  # never pushed: polled
@@ -354,6 +387,5 @@ async def _wait(p: Plan, rid: str) -> bytes | None:
         name, n = p.endpoint.name, p.polls
         transport.emit(Event("pending", name, p.login_id, rid, n, 202, delay=delay))
     if hub is None:
-        await asyncio.sleep(delay)
-        return None
-    return await hub.wait(rid, delay)
+        return asyncio.sleep(delay)  # None
+    return hub.wait(rid, delay)

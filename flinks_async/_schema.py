@@ -270,8 +270,12 @@ class SchemaCheck:
                 if fix:
                     obj.setdefault(_EXTRA, {})[key] = obj.pop(key)
                 continue
-            items = (item or []) if field.many else [item]
-            misfits = [one for one in items if not fits(field.kind, one)]
+            if field.many:
+                items = item or []
+                misfits = [one for one in items if not fits(field.kind, one)]
+            else:  # most keys: no list built to judge one value
+                items = [item]
+                misfits = [] if fits(field.kind, item) else items
             if misfits:
                 drift.append((name, f"{key!r} ({type(misfits[0]).__name__})"))
                 if fix:

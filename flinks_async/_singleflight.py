@@ -116,14 +116,14 @@ class SingleFlight:
 
         The leader's part is written out here rather than in a helper coroutine: every
         await inside the work resumes through each frame above it."""
-        flight = self._flights.get(key)
+        flights = self._flights
+        flight = flights.get(key)
         if flight is not None and not flight.ending():
             return await self._follow(key, flight, caller)  # type: ignore[no-any-return]
         if caller is not None:
             caller.begin()
         me = asyncio.current_task()
-        flight = _Flight(me, work, caller)
-        self._flights[key] = flight
+        flight = flights[key] = _Flight(me, work, caller)
         try:
             result = await work()
         except asyncio.CancelledError:
@@ -153,6 +153,11 @@ class SingleFlight:
             else:
                 self._end(key, flight, error=exc)
             raise
+        if flight.future is None:  # nobody joined (almost always): _end's whole work
+            if flights.get(key) is flight:
+                del flights[key]
+            flight.leader = None
+            return result
         self._end(key, flight, result=result)
         return result
 

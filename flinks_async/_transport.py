@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -41,6 +41,7 @@ from ._errors import (
     RateLimitError,
     TransientAPIError,
     TransportError,
+    drop_tracebacks,
 )
 from ._events import Event, EventHook
 from ._guards import FRESH_TOKEN_AGE, Guards
@@ -51,6 +52,7 @@ from ._version import __version__
 __all__ = ["Reply", "Request", "Sender", "Transport"]
 
 #: Failures to reach the server at all (refused, unknown host, connect timeout).
+_Verdict = tuple["Reply | None", "FlinksError | None", "float | None", bool]  # see _judge
 _CONNECT_ERRORS = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _NO_HEADERS: Mapping[str, str] = {}
 
@@ -117,16 +119,6 @@ def _transport_error(call: Request, message: str) -> TransportError:
     return TransportError(
         message, login_id=call.login_id, request_id=call.request_id, endpoint=call.endpoint
     )
-
-
-def _drop_tracebacks(error: BaseException | None) -> None:
-    """Clear the traceback of ``error`` and of every exception it was caused by or raised
-    while handling."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        error.__traceback__ = None
-        error = error.__cause__ or error.__context__
 
 
 class Transport:
@@ -270,7 +262,7 @@ class Transport:
         try:
             while True:
                 attempt += 1
-                minted, slot = await self._ready(call, minted)
+                minted, slot = self._ready_now(call, minted) or await self._ready(call, minted)
                 span = self._begin(call, attempt, hooks)
                 started = time.monotonic() if hooks or debug else 0.0
                 status, retry_after = 0, None
@@ -286,9 +278,10 @@ class Transport:
                     if debug:
                         log_exchange(self.settings, call, attempt, started, status, failure, body)
                     if failure is None:
-                        reply, failure, retry_after, final = await self._judge(
+                        v: _Verdict | Coroutine[Any, Any, _Verdict] | None = self._judge(
                             call, s, status, body, headers, attempt, started, minted, hooks
-                        )
+                        )  # a tuple, or for a 200 to decode a coroutine
+                        reply, failure, retry_after, final = v if isinstance(v, tuple) else await v  # type: ignore[misc]
                         if reply is not None:
                             return reply
                         if final:
@@ -302,15 +295,13 @@ class Transport:
                 if attempt > s.max_retries:
                     raise failure from failure.__cause__
                 delay = self._retrying(call, s, attempt, failure, retry_after, hooks, debug)
-                failure = None  # its tracebacks are dropped (see _retrying)
+                failure = v = None  # its tracebacks are dropped (see _retrying)
                 with anyio.move_on_after(delay):  # or until the client closes: then raise at once
                     await self._closing.wait()
                 if self.guards.unreachable is not None:
                     raise self.guards.unreachable
-        except BaseException:
-            # the error's traceback holds this frame: it must not hold the error (a cycle
-            # left for the GC, with every frame and object the traceback reaches)
-            failure = None
+        except BaseException:  # its traceback holds this frame, which must not hold
+            failure = v = None  # the error (nor v): a cycle left for the GC, with all frames
             raise
 
     def _begin(self, call: Request, attempt: int, hooks: Any) -> Any:
@@ -321,6 +312,15 @@ class Transport:
             return None
         shown = self.settings.shown_login_id(call.login_id)
         return _otel.attempt_span(self.tracer, call, attempt, shown)
+
+    def _ready_now(self, call: Request, minted: float) -> tuple[float, Any] | None:
+        """:meth:`_ready` when it has nothing to wait for (the default: no coroutine)."""
+        if self._closed or self.guards.paused_until or self._limiter is not None:
+            return None
+        if call.fresh_headers is not None:  # a token to take first
+            return None
+        self.guards.check(call)  # the breakers
+        return minted, None
 
     async def _ready(self, call: Request, minted: float) -> tuple[float, Any]:
         """Before an attempt: raise if the client closed or a breaker tripped, wait out a
@@ -404,7 +404,7 @@ class Transport:
             if held:  # failed or cancelled before any answer
                 limiter.release(slot)  # type: ignore[union-attr]
 
-    async def _judge(
+    def _judge(
         self,
         call: Request,
         s: Settings,
@@ -415,11 +415,11 @@ class Transport:
         started: float,
         minted: float,
         hooks: Any,
-    ) -> tuple[Reply | None, FlinksError | None, float | None, bool]:
-        """What an answer means: ``(reply, None, None, False)`` for a 200 (decoded) or a
-        202; else ``(None, failure, retry_after, final)``, ``final`` when retrying cannot
-        help (a complete JSON answer that does not decode, a non-transient error; the
-        set-up breaker counts it first)."""
+    ) -> _Verdict | Coroutine[Any, Any, _Verdict]:
+        """What an answer means: ``(reply, None, None, False)`` for a 202 or a 200 (a
+        coroutine giving it decoded: :meth:`_decoded`; no coroutine for the rest); else
+        ``(None, failure, retry_after, final)``, ``final`` when retrying cannot help (a JSON
+        answer that does not decode, a non-transient error; the set-up breaker counts it)."""
         if hooks:
             where = (call.endpoint, call.login_id, call.request_id, attempt)
             elapsed = time.monotonic() - started
@@ -430,20 +430,7 @@ class Transport:
         if status == 200:
             if call.decode is None:
                 return Reply(status, body), None, None, False
-            try:
-                value = await decode_answer(
-                    call.decode,
-                    body,
-                    login_id=call.login_id,
-                    endpoint=call.endpoint,
-                    request_id=call.request_id,
-                    http_status=status,
-                    headers=headers,
-                )
-            except DecodeError as exc:
-                # a complete JSON answer: the same bytes would fail again
-                return None, exc, None, not exc.retryable
-            return Reply(status, body, value), None, None, False
+            return self._decoded(call, call.decode, body, headers)  # awaited by send
         if status == 202:
             return Reply(status, body), None, None, False
         failure = answer_error(call, status, headers, body)
@@ -458,6 +445,19 @@ class Transport:
             failure.retry_after = retry_after
             guards.pause(call, retry_after, s)
         return None, failure, retry_after, False
+
+    async def _decoded(
+        self, call: Request, decode: Decoder, body: bytes, headers: Mapping[str, str]
+    ) -> _Verdict:
+        """:meth:`_judge`'s verdict on a 200 (a coroutine: a big body is decoded in slices)."""
+        try:
+            value = await decode_answer(
+                decode, body, login_id=call.login_id, endpoint=call.endpoint,
+                request_id=call.request_id, http_status=200, headers=headers,
+            )  # fmt: skip
+        except DecodeError as exc:  # a complete JSON answer: the same bytes would fail again
+            return None, exc, None, not exc.retryable
+        return Reply(200, body, value), None, None, False
 
     def _retrying(
         self,
@@ -494,5 +494,5 @@ class Transport:
         if hooks:
             where = (call.endpoint, call.login_id, call.request_id, attempt)
             self.emit(Event("retry", *where, delay=delay, error=failure))
-        _drop_tracebacks(failure)
+        drop_tracebacks(failure)
         return delay

@@ -109,6 +109,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     # in order, lowest first: a core module imports only the core modules before it
     "core": (
+        "_deadlines",  # calls' deadlines: one timer for many
         "_handover",  # a call handed to a loop another thread runs; that thread woken
         "_portal",  # one event loop shared by threads (the blocking client's)
         "_coordination",  # the protocols: Limiter, SharedFlights, WebhookHub

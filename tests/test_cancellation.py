@@ -93,6 +93,7 @@ _A_CALLS_OBJECTS = {
     "Task",
     "Future",
     "Timeout",
+    "Entry",  # a deadline in the client's queue (flinks_async._deadlines)
     "_Flight",
     "Plan",
     "CheckedDecoder",
