@@ -25,6 +25,9 @@ __all__ = ["Handover", "Interrupts", "WakeBeforeWaiting", "sigint_cancels"]
 T = TypeVar("T")
 
 
+_select = selectors.DefaultSelector.select
+
+
 class WakeBeforeWaiting(selectors.DefaultSelector):
     """The loop's selector, which wakes the threads waiting on calls that have ended
     (``wakes``) just before the loop waits for I/O, or after ``MAX_DEFERRED`` turns of
@@ -47,7 +50,7 @@ class WakeBeforeWaiting(selectors.DefaultSelector):
             self._turns += 1
             if timeout != 0 or self._turns > self.MAX_DEFERRED:
                 self.flush()
-        return super().select(timeout)
+        return _select(self, timeout)
 
     def defer(self, wake: Callable[[], None]) -> None:
         """In the loop: wake a thread (call ``wake()``) before the loop next waits."""
