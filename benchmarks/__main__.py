@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = anyio.run(attack.run, 1 if q else 3, 50 if q else 200)
         show("The webhook receiver under attack", attack.markdown(runs))
     if "blocking" in only:
-        bl = anyio.run(blocking.run, 100 if q else 300, 200 if q else 1000, 3 if q else 5)
+        bl = anyio.run(blocking.run, 100 if q else 1000, 200 if q else 1000, 3 if q else 9)
         show("The blocking client against the async one", blocking.markdown(bl))
     if "enrich" in only:
         en = anyio.run(enrich.run, 200 if q else 1000, 50, 3 if q else 5)
