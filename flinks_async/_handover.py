@@ -20,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Handover", "Interrupts", "WakeBeforeWaiting", "sigint_cancels"]
+__all__ = ["Handover", "Interrupts", "Outcome", "WakeBeforeWaiting", "sigint_cancels"]
 
 T = TypeVar("T")
 
@@ -106,8 +106,56 @@ def _nothing() -> None:
     pass
 
 
+class Outcome(Generic[T]):
+    """How a handed-over call ended, for the one thread waiting on it: a lock held until
+    then. A :class:`concurrent.futures.Future` without its condition, re-entrant lock and
+    waiter list (four objects for the cyclic GC to track per call, and their CPU), which
+    only matter for many waiters. The first outcome set wins (``close()`` cancels what the
+    loop never ran)."""
+
+    __slots__ = ("_lock", "_state", "_value")
+
+    PENDING, RESULT, ERROR, CANCELLED = range(4)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._state = self.PENDING
+        self._value: Any = None
+
+    def done(self) -> bool:
+        return self._state != self.PENDING
+
+    def _set(self, state: int, value: object) -> None:
+        if self._state == self.PENDING:
+            self._state, self._value = state, value
+            self._lock.release()
+
+    def set_result(self, value: T) -> None:
+        self._set(self.RESULT, value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._set(self.ERROR, exc)
+
+    def cancel(self) -> None:
+        self._set(self.CANCELLED, None)
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the outcome (``timeout`` seconds at most: :class:`TimeoutError`); the
+        result, or the exception raised, or :class:`concurrent.futures.CancelledError`."""
+        if self._state == self.PENDING:
+            if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+                raise TimeoutError
+            self._lock.release()  # (a second result() returns at once)
+        if self._state == self.RESULT:
+            return self._value  # type: ignore[no-any-return]
+        if self._state == self.ERROR:
+            raise self._value
+        raise concurrent.futures.CancelledError
+
+
 class Handover(Generic[T]):
-    """One call handed to the loop: its task, and the future its caller waits on, set
+    """One call handed to the loop: its task, and the outcome its caller waits on, set
     when the task has ended (so a cancelled call's caller waits for its cleanup);
     ``ended()`` is called in the loop once it has.
 
@@ -126,7 +174,7 @@ class Handover(Generic[T]):
         self.work = work
         self.ended = ended
         self.defer = defer
-        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.future: Outcome[T] = Outcome()
         self.task: asyncio.Future[T] | None = None
         self.cancelled = False
 
@@ -140,7 +188,7 @@ class Handover(Generic[T]):
             self.task = task = asyncio.ensure_future(self.work(), loop=loop)
         except BaseException as exc:  # work() itself raised: no task to wait for
             self.ended()
-            self._settle(self.future.set_exception, exc)
+            self.future.set_exception(exc)
             return
         task.add_done_callback(self._ended)
 
@@ -159,11 +207,6 @@ class Handover(Generic[T]):
         if task.cancelled():
             self.future.cancel()
         elif (exc := task.exception()) is not None:
-            self._settle(self.future.set_exception, exc)
+            self.future.set_exception(exc)
         else:
-            self._settle(self.future.set_result, task.result())
-
-    @staticmethod
-    def _settle(setter: Callable[[Any], None], value: object) -> None:
-        with contextlib.suppress(concurrent.futures.InvalidStateError):  # close() cancelled it
-            setter(value)
+            self.future.set_result(task.result())

@@ -13,7 +13,8 @@ of its own (``asyncio.new_event_loop()``), run by one thread at a time, by
   1.13x the async call's wall time.)
 * **Others follow**: a call made while some thread runs the loop is handed over with
   one ``call_soon_threadsafe`` (:class:`~flinks_async._handover.Handover`; the caller
-  waits on a :class:`concurrent.futures.Future`, set when the call's task has ended).
+  waits on an :class:`~flinks_async._handover.Outcome`, set when the call's task has
+  ended).
 * **The loop thread drives when the leader leaves**: when the leading caller's own call
   ends while others' calls are still in the loop, or a fan-out's block is open
   (:meth:`LoopThread.hold`), the loop's own daemon thread (started on first use, idle
@@ -55,7 +56,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._errors import ClientClosedError
-from ._handover import Handover, WakeBeforeWaiting, sigint_cancels
+from ._handover import Handover, Outcome, WakeBeforeWaiting, sigint_cancels
 
 __all__ = ["Held", "LoopThread"]
 
@@ -97,7 +98,7 @@ class LoopThread(Generic[R]):
         self._closing = False  # close() began
         self._closed = False  # close() ended its calls: no more
         self._served = False  # the loop's thread has returned
-        self._waiting: set[concurrent.futures.Future[Any]] = set()  # followers' calls
+        self._waiting: set[Outcome[Any]] = set()  # followers' calls
         #: the thing living in the loop (rebuilt in a child after fork)
         self.owned: R = make()
         #: 0, then 1, 2... after each fork: views rebuild what they derived from ``owned``
