@@ -1,7 +1,7 @@
 """How a call reaches a loop that another thread runs, for :mod:`~flinks_async._portal`.
 
 * :class:`Handover`: one call handed to the loop with ``call_soon_threadsafe``; its caller
-  waits on a :class:`concurrent.futures.Future`, set once the call's task has ended.
+  waits on it (an :class:`Outcome`: a lock), set once the call's task has ended.
 * :class:`WakeBeforeWaiting`: the loop's selector, which wakes the threads whose calls
   have ended just before the loop waits for I/O.
 * :func:`sigint_cancels`: Ctrl-C in a main thread running the loop cancels its call, as
@@ -13,19 +13,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import selectors
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Handover", "Interrupts", "Outcome", "WakeBeforeWaiting", "sigint_cancels"]
+__all__ = ["Handover", "Interrupts", "Outcome", "Wake", "WakeBeforeWaiting", "sigint_cancels"]
 
 T = TypeVar("T")
 
 
 _select = selectors.DefaultSelector.select
+
+
+class Wake(Protocol):
+    """What :class:`WakeBeforeWaiting` defers: its ``wake()`` wakes a waiting thread."""
+
+    def wake(self) -> None: ...
 
 
 class WakeBeforeWaiting(selectors.DefaultSelector):
@@ -42,7 +47,7 @@ class WakeBeforeWaiting(selectors.DefaultSelector):
 
     def __init__(self) -> None:
         super().__init__()
-        self.wakes: list[Callable[[], None]] = []
+        self.wakes: list[Wake] = []
         self._turns = 0  # selects since the oldest wake was deferred
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
@@ -52,15 +57,15 @@ class WakeBeforeWaiting(selectors.DefaultSelector):
                 self.flush()
         return _select(self, timeout)
 
-    def defer(self, wake: Callable[[], None]) -> None:
-        """In the loop: wake a thread (call ``wake()``) before the loop next waits."""
+    def defer(self, wake: Wake) -> None:
+        """In the loop: wake a thread (call ``wake.wake()``) before the loop next waits."""
         self.wakes.append(wake)
 
     def flush(self) -> None:
         """Wake every thread deferred so far (the loop's thread, when it stops running it)."""
         wakes, self.wakes, self._turns = self.wakes, [], 0
         for wake in wakes:
-            wake()
+            wake.wake()
 
 
 class Interrupts:
@@ -154,45 +159,50 @@ class Outcome(Generic[T]):
         raise concurrent.futures.CancelledError
 
 
-class Handover(Generic[T]):
-    """One call handed to the loop: its task, and the outcome its caller waits on, set
-    when the task has ended (so a cancelled call's caller waits for its cleanup);
+class Handover(Outcome[T]):
+    """One call handed to the loop, and its outcome (what its caller waits on), set when
+    the call's task has ended (so a cancelled call's caller waits for its cleanup);
     ``ended()`` is called in the loop once it has.
 
     Cheaper than :func:`asyncio.run_coroutine_threadsafe` (no chained futures, no wrapper
     coroutine, no event to wait on after a cancel): the handover is what 32 threads
-    sharing a client pay for each call."""
+    sharing a client pay for each call. It is itself the callback handed to the loop, the
+    wake its selector defers and the outcome, so a call makes three objects fewer for the
+    cyclic GC to count (a bound method, a partial and a separate outcome)."""
 
-    __slots__ = ("cancelled", "defer", "ended", "future", "task", "work")
+    __slots__ = ("cancelled", "ended", "loop", "selector", "task", "work")
 
     def __init__(
         self,
         work: Callable[[], Awaitable[T]],
+        loop: asyncio.AbstractEventLoop,
         ended: Callable[[], None],
-        defer: Callable[[Callable[[], None]], None],
+        selector: WakeBeforeWaiting,
     ) -> None:
-        self.work = work
+        super().__init__()
+        self.work: Callable[[], Awaitable[T]] | None = work
+        self.loop = loop
         self.ended = ended
-        self.defer = defer
-        self.future: Outcome[T] = Outcome()
+        self.selector = selector
         self.task: asyncio.Future[T] | None = None
         self.cancelled = False
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __call__(self) -> None:
         """In the loop: start the task (not when cancelled before it started)."""
         if self.cancelled:
             self.ended()
-            self.future.cancel()
+            self.cancel()
             return
+        assert self.work is not None
         try:
-            self.task = task = asyncio.ensure_future(self.work(), loop=loop)
+            self.task = task = asyncio.ensure_future(self.work(), loop=self.loop)
         except BaseException as exc:  # work() itself raised: no task to wait for
             self.ended()
-            self.future.set_exception(exc)
+            self.set_exception(exc)
             return
         task.add_done_callback(self._ended)
 
-    def cancel(self) -> None:
+    def stop(self) -> None:
         """In the loop: cancel the task (or keep it from starting)."""
         self.cancelled = True
         if self.task is not None:
@@ -200,13 +210,17 @@ class Handover(Generic[T]):
 
     def _ended(self, task: asyncio.Future[T]) -> None:
         """In the loop: the task has ended; its caller is woken before the loop waits."""
-        self.defer(functools.partial(self._done, task))
+        self.selector.defer(self)
 
-    def _done(self, task: asyncio.Future[T]) -> None:
+    def wake(self) -> None:
+        """In the loop, as it is about to wait: set the outcome (wakes the caller)."""
         self.ended()
+        task = self.task
+        assert task is not None
+        self.task = self.work = None  # freed in the loop's thread, not in the caller's
         if task.cancelled():
-            self.future.cancel()
+            self.cancel()
         elif (exc := task.exception()) is not None:
-            self.future.set_exception(exc)
+            self.set_exception(exc)
         else:
-            self.future.set_result(task.result())
+            self.set_result(task.result())

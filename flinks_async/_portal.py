@@ -13,7 +13,7 @@ of its own (``asyncio.new_event_loop()``), run by one thread at a time, by
   1.13x the async call's wall time.)
 * **Others follow**: a call made while some thread runs the loop is handed over with
   one ``call_soon_threadsafe`` (:class:`~flinks_async._handover.Handover`; the caller
-  waits on an :class:`~flinks_async._handover.Outcome`, set when the call's task has
+  waits on it, an :class:`~flinks_async._handover.Outcome` set when the call's task has
   ended).
 * **The loop thread drives when the leader leaves**: when the leading caller's own call
   ends while others' calls are still in the loop, or a fan-out's block is open
@@ -56,7 +56,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._errors import ClientClosedError
-from ._handover import Handover, Outcome, WakeBeforeWaiting, sigint_cancels
+from ._handover import Handover, WakeBeforeWaiting, sigint_cancels
 
 __all__ = ["Held", "LoopThread"]
 
@@ -98,7 +98,8 @@ class LoopThread(Generic[R]):
         self._closing = False  # close() began
         self._closed = False  # close() ended its calls: no more
         self._served = False  # the loop's thread has returned
-        self._waiting: set[Outcome[Any]] = set()  # followers' calls
+        self._waiting: set[Handover[Any]] = set()  # followers' calls
+        self._followed_cb = self._followed  # (bound once: one object fewer per call)
         #: the thing living in the loop (rebuilt in a child after fork)
         self.owned: R = make()
         #: 0, then 1, 2... after each fork: views rebuild what they derived from ``owned``
@@ -140,10 +141,10 @@ class LoopThread(Generic[R]):
             if lead:
                 self._leader = me
             else:  # handed over under the lock: close() cancels it, or it runs
-                call = Handover(work, self._followed, self._selector.defer)
-                loop.call_soon_threadsafe(call.start, loop)
+                call = Handover(work, loop, self._followed_cb, self._selector)
+                loop.call_soon_threadsafe(call)
                 self._pending += 1
-                self._waiting.add(call.future)
+                self._waiting.add(call)
                 if self._leader is None:  # this thread runs another loop: ours is idle
                     self._leader = _LOOP_THREAD
                     self._wake.notify()
@@ -218,22 +219,21 @@ class LoopThread(Generic[R]):
 
     def _follow(self, loop: asyncio.AbstractEventLoop, call: Handover[T]) -> T:
         """Wait for the end of ``call``, handed to the thread running the loop."""
-        future = call.future
         try:
-            return future.result()
+            return call.result()
         except concurrent.futures.CancelledError:
             if self._closing:  # the loop stopped under it (close() from another thread)
                 raise _closed_during_the_call() from None
             raise
         except BaseException:
-            if not future.done():  # interrupted while waiting: stop the work now
+            if not call.done():  # interrupted while waiting: stop the work now
                 with contextlib.suppress(RuntimeError):  # a loop closed: nothing runs
-                    loop.call_soon_threadsafe(call.cancel)
+                    loop.call_soon_threadsafe(call.stop)
                 with contextlib.suppress(BaseException):  # its end, whatever it is
-                    future.result(CANCEL_WAIT)
+                    call.result(CANCEL_WAIT)
             raise
         finally:
-            self._waiting.discard(future)
+            self._waiting.discard(call)
 
     def _followed(self) -> None:
         """In the loop: a follower's call has ended."""
@@ -306,8 +306,8 @@ class LoopThread(Generic[R]):
         self._thread.join()
         with self._lock:
             self._loop, self._leader = None, None
-        for future in list(self._waiting):  # handed over as the loop stopped: never run
-            future.cancel()
+        for call in list(self._waiting):  # handed over as the loop stopped: never run
+            call.cancel()
         loop.close()
 
     def _forget_parent(self) -> None:

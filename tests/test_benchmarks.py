@@ -14,6 +14,7 @@ pytest.importorskip("httpx")
 from benchmarks import __main__ as main_module
 from benchmarks import (
     attack,
+    blocking,
     bulk_disk,
     capacity,
     coordination,
@@ -63,6 +64,16 @@ async def test_transport_runs() -> None:
     assert "bare aiohttp" in transport.markdown(results)
     overhead = await transport.run((4,), logins=20, rounds=1, contenders=transport.OVERHEAD)
     assert "httpx" not in transport.markdown(overhead)
+
+
+async def test_blocking_runs() -> None:
+    callbacks = list(gc.callbacks)
+    result = await blocking.run(calls=5, logins=40, rounds=1)
+    assert gc.callbacks == callbacks  # its collection counter is gone
+    assert set(result.throughput) == set(blocking.THREADED) == {"threads", "pool", "async"}
+    assert all(len(v.values) == 1 for v in result.collections.values())
+    text = blocking.markdown(result)
+    assert "threads" in text and "ThreadPoolExecutor.map" in text and "(target ≥ 90%)" in text
 
 
 async def test_enrich_runs() -> None:
