@@ -4,7 +4,7 @@
   waits on it (an :class:`Outcome`: a lock), set once the call's task has ended.
 * :class:`WakeBeforeWaiting`: the loop's selector, which wakes the threads whose calls
   have ended just before the loop waits for I/O.
-* :func:`sigint_cancels`: Ctrl-C in a main thread running the loop cancels its call, as
+* :class:`SigintCancels`: Ctrl-C in a main thread running the loop cancels its call, as
   :class:`asyncio.Runner` does.
 """
 
@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
+import importlib
 import selectors
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Handover", "Interrupts", "Outcome", "Wake", "WakeBeforeWaiting", "sigint_cancels"]
+__all__ = ["Handover", "Outcome", "SigintCancels", "Wake", "WakeBeforeWaiting"]
 
 T = TypeVar("T")
 
 
 _select = selectors.DefaultSelector.select
+
+try:  # signal's C functions (see SigintCancels); typeshed has no stub for them
+    _signals: Any = importlib.import_module("_signal")
+except ImportError:  # pragma: no cover  (not CPython)
+    _signals = signal
+_SIGINT = int(signal.SIGINT)
 
 
 class Wake(Protocol):
@@ -68,43 +74,48 @@ class WakeBeforeWaiting(selectors.DefaultSelector):
             wake.wake()
 
 
-class Interrupts:
-    """Ctrl-Cs seen while a main thread ran the loop."""
+class SigintCancels:
+    """While a main thread runs the loop (with Python's own SIGINT handler in place): a
+    first Ctrl-C cancels ``task`` (its cleanup runs in the loop), a second one raises
+    ``KeyboardInterrupt`` at once, as :class:`asyncio.Runner` does. ``count``: the
+    Ctrl-Cs seen. In any other thread, or under another handler, it does nothing.
 
-    __slots__ = ("count",)
+    It is its own handler, installed and put back with the C functions of ``signal``
+    (``_signal``): ``signal.signal()`` and ``signal.getsignal()`` look each handler up
+    among the module's enums, which raised and caught a ``ValueError`` each time: about
+    15 µs per call led by a script's main thread."""
 
-    def __init__(self) -> None:
+    __slots__ = ("count", "installed", "task")
+
+    #: marks the handler as a leading caller's (the fork hook puts Python's back)
+    flinks_leader = True
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
         self.count = 0
+        self.installed = False
 
+    def __enter__(self) -> SigintCancels:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and _signals.getsignal(_SIGINT) is signal.default_int_handler
+        ):
+            _signals.signal(_SIGINT, self)
+            self.installed = True
+        return self
 
-@contextlib.contextmanager
-def sigint_cancels(task: asyncio.Task[Any]) -> Iterator[Interrupts]:
-    """In the main thread (with Python's own SIGINT handler in place): a first Ctrl-C
-    cancels ``task`` (its cleanup runs in the loop), a second one raises
-    ``KeyboardInterrupt`` at once, as :class:`asyncio.Runner` does."""
-    seen = Interrupts()
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield seen
-        return
+    def __exit__(self, *exc_info: object) -> None:
+        if self.installed and _signals.getsignal(_SIGINT) is self:
+            _signals.signal(_SIGINT, signal.default_int_handler)
 
-    def on_sigint(signum: int, frame: object) -> None:
-        seen.count += 1
-        if seen.count == 1 and not task.done():
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+        task = self.task
+        if self.count == 1 and not task.done():
             task.cancel()
             task.get_loop().call_soon_threadsafe(_nothing)  # wake its select() now
             return
         raise KeyboardInterrupt
-
-    on_sigint.flinks_leader = True  # type: ignore[attr-defined]  # (see the fork hook)
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield seen
-    finally:
-        if signal.getsignal(signal.SIGINT) is on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _nothing() -> None:

@@ -56,7 +56,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from ._errors import ClientClosedError
-from ._handover import Handover, WakeBeforeWaiting, sigint_cancels
+from ._handover import Handover, SigintCancels, WakeBeforeWaiting
 
 __all__ = ["Held", "LoopThread"]
 
@@ -184,7 +184,7 @@ class LoopThread(Generic[R]):
             raise
         task.add_done_callback(_stop_loop)
         try:
-            with sigint_cancels(task) as sigint:
+            with SigintCancels(task) as sigint:
                 while not task.done():  # (a second Ctrl-C raises in run_forever)
                     loop.run_forever()
         except BaseException:

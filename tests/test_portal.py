@@ -10,6 +10,7 @@ running while its caller is busy between results.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,6 +164,36 @@ def test_a_call_from_inside_another_running_loop_is_handed_over(emu_thread: Emul
             answer = pool.submit(asyncio.run, cell()).result(timeout=60)
     assert isinstance(answer, Investments)
     assert answered(emu_thread, login) == 1
+
+
+def test_a_leading_main_thread_handles_ctrl_c_only_during_its_call(
+    emu_thread: Emulator,
+) -> None:
+    # the call's own handler while it runs (a hook runs in the leading thread); Python's
+    # put back after it; a handler of the user's own left alone
+    assert threading.current_thread() is threading.main_thread()
+    login = demo_login_ids(1, seed=368)[0]
+    during: list[object] = []
+
+    def hook(event: Event) -> None:
+        if event.kind == "done":
+            during.append(signal.getsignal(signal.SIGINT))
+
+    def users(signum: int, frame: object) -> None:
+        pass
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with fast_sync_client(emu_thread, event_hooks=[hook]) as client:
+            client.investments(login)
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            signal.signal(signal.SIGINT, users)
+            client.investments(login)
+            assert signal.getsignal(signal.SIGINT) is users
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert len(during) == 2
+    assert getattr(during[0], "flinks_leader", False) and during[1] is users
 
 
 def test_ctrl_c_stops_a_leading_call_at_once_not_at_its_next_poll(
