@@ -99,7 +99,6 @@ class LoopThread(Generic[R]):
         self._closed = False  # close() ended its calls: no more
         self._served = False  # the loop's thread has returned
         self._waiting: set[Handover[Any]] = set()  # followers' calls
-        self._followed_cb = self._followed  # (bound once: one object fewer per call)
         #: the thing living in the loop (rebuilt in a child after fork)
         self.owned: R = make()
         #: 0, then 1, 2... after each fork: views rebuild what they derived from ``owned``
@@ -140,14 +139,18 @@ class LoopThread(Generic[R]):
             lead = running is None and self._leader in (None, me)
             if lead:
                 self._leader = me
-            else:  # handed over under the lock: close() cancels it, or it runs
-                call = Handover(work, loop, self._followed_cb, self._selector)
-                loop.call_soon_threadsafe(call)
+            else:  # counted, then handed over, under the lock: close() cancels it, or it runs
+                call = Handover(work, loop, self._followed, self._selector)
                 self._pending += 1
                 self._waiting.add(call)
                 if self._leader is None:  # this thread runs another loop: ours is idle
                     self._leader = _LOOP_THREAD
                     self._wake.notify()
+                try:
+                    loop.call_soon_threadsafe(call)
+                except BaseException:  # a Ctrl-C in here: if the call reached the loop,
+                    call.cancelled = True  # it ends there before it starts, and is uncounted
+                    raise
         if lead:
             return self._lead(loop, work)
         return self._follow(loop, call)

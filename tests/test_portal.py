@@ -10,14 +10,17 @@ running while its caller is busy between results.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from flinks_async import ClientClosedError, Event, Investments
+from flinks_async._portal import LoopThread
 from flinks_async.testing import Emulator, demo_login_ids
 
 from .conftest import fast_sync_client
@@ -194,6 +197,45 @@ def test_a_leading_main_thread_handles_ctrl_c_only_during_its_call(
         signal.signal(signal.SIGINT, before)
     assert len(during) == 2
     assert getattr(during[0], "flinks_leader", False) and during[1] is users
+
+
+def test_a_closed_loop_is_freed_without_the_cyclic_gc() -> None:
+    # after leading and handed-over calls, nothing of it refers back to it (a bound method
+    # kept on it did): dropped, it and what it owned go at once
+    class Owned:
+        pass
+
+    async def aclose(owned: Owned) -> None:
+        pass
+
+    async def one() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def hold(event: threading.Event) -> None:
+        while not event.is_set():  # noqa: ASYNC110  (set from another thread)
+            await asyncio.sleep(0.001)
+
+    def used_and_closed() -> tuple[weakref.ref[object], ...]:
+        loop = LoopThread("freed", Owned, aclose)
+        assert loop.run(one) == 1  # led by this thread
+        release = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            leader = pool.submit(loop.run, lambda: hold(release))
+            me = threading.get_ident()
+            wait_for(lambda: loop._leader not in (None, me), 60)
+            assert loop.run(one) == 1  # handed over to the leading thread
+            release.set()
+            leader.result()
+        loop.close()
+        return weakref.ref(loop), weakref.ref(loop.owned)
+
+    gc.disable()
+    try:
+        refs = used_and_closed()  # (its locals gone)
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
 
 
 def test_ctrl_c_stops_a_leading_call_at_once_not_at_its_next_poll(
