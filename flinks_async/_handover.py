@@ -178,8 +178,8 @@ class Handover(Outcome[T]):
     Cheaper than :func:`asyncio.run_coroutine_threadsafe` (no chained futures, no wrapper
     coroutine, no event to wait on after a cancel): the handover is what 32 threads
     sharing a client pay for each call. It is itself the callback handed to the loop, the
-    wake its selector defers and the outcome: a call makes one bound method where it made
-    four, no partial and no separate outcome, objects the cyclic GC counts."""
+    wake its selector defers and the outcome: a call makes two bound methods where it made
+    five, no partial and no separate outcome, objects the cyclic GC counts."""
 
     __slots__ = ("cancelled", "ended", "loop", "selector", "task", "work")
 
